@@ -1,0 +1,42 @@
+"""cortexgnn: cortical-column graph networks on PyTorch Geometric.
+
+The article's ``BrainNetwork`` (columns wired by a small-world graph, per-column attention,
+Hebbian edge plasticity, homeostasis) as batched sparse message passing, beside a faithful
+dense reference of the original loop.
+"""
+
+from .checkpoint import atomic_save, load_article_checkpoint, save_article_checkpoint
+from .columns import CorticalColumns
+from .conv import ColumnAttentionConv
+from .graph import (
+    dense_to_edge_index,
+    edge_index_to_dense,
+    reverse_edge_permutation,
+    small_world_graph,
+    sort_by_target,
+)
+from .model import CortexNet, weighted_neighbour_sum
+from .plasticity import Homeostasis, hebbian_delta, hebbian_update_
+from .reference import DenseReference
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnAttentionConv",
+    "CorticalColumns",
+    "CortexNet",
+    "DenseReference",
+    "Homeostasis",
+    "atomic_save",
+    "dense_to_edge_index",
+    "edge_index_to_dense",
+    "hebbian_delta",
+    "hebbian_update_",
+    "load_article_checkpoint",
+    "reverse_edge_permutation",
+    "save_article_checkpoint",
+    "small_world_graph",
+    "sort_by_target",
+    "weighted_neighbour_sum",
+    "__version__",
+]

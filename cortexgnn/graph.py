@@ -1,0 +1,150 @@
+"""Graphs that wire the cortical columns, as PyG ``edge_index`` tensors.
+
+Conventions (PyG's): ``edge_index[0]`` is the source ``j``, ``edge_index[1]`` the target
+``i``; a message flows ``j -> i``. The dense adjacency used by the article's model,
+``adj[i, j]``, is what column ``i`` receives from column ``j``, so edge ``(j, i)`` maps to
+``adj[i, j]``. Every function here returns edges sorted by target (then source), which is
+the CSR order a destination-major kernel wants.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+import torch
+from torch import Tensor
+
+__all__ = [
+    "small_world_graph",
+    "sort_by_target",
+    "dense_to_edge_index",
+    "edge_index_to_dense",
+    "reverse_edge_permutation",
+]
+
+
+def _check_small_world_args(num_nodes: int, k: int, p: float) -> None:
+    if num_nodes < 1:
+        raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
+    if k < 0 or k > num_nodes:
+        raise ValueError(
+            f"k must satisfy 0 <= k <= num_nodes (each node joins k/2 neighbours on each "
+            f"side of a ring of num_nodes), got k={k}, num_nodes={num_nodes}: lower k or "
+            f"add columns"
+        )
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p is a rewiring probability and must lie in [0, 1], got {p}")
+
+
+def small_world_graph(
+    num_nodes: int, k: int = 8, p: float = 0.15, seed: int | None = None
+) -> Tensor:
+    """Watts-Strogatz small-world graph as a symmetric ``edge_index``.
+
+    Built with :func:`networkx.watts_strogatz_graph` (a ring where each node joins its
+    ``k // 2`` nearest neighbours on each side, each edge rewired with probability ``p``),
+    exactly as the article does, then returned with both directions of every undirected
+    edge.
+
+    Args:
+        num_nodes: number of nodes ``N`` (the article's columns).
+        k: ring degree before rewiring; ``0 <= k <= num_nodes`` (``k == num_nodes`` gives the
+            complete graph). Odd ``k`` acts as ``k - 1`` (networkx's rule).
+        p: rewiring probability in ``[0, 1]``.
+        seed: seed for networkx's generator; ``None`` draws a fresh graph (the article's
+            behaviour).
+
+    Returns:
+        ``edge_index`` of shape ``[2, E]`` (``torch.long``), ``E = 2 * num_undirected``,
+        sorted by target then source, without self loops or duplicates.
+    """
+    _check_small_world_args(num_nodes, k, p)
+    graph = nx.watts_strogatz_graph(num_nodes, k, p, seed=seed)
+    if graph.number_of_edges() == 0:
+        return torch.empty(2, 0, dtype=torch.long)
+    undirected = torch.tensor(list(graph.edges()), dtype=torch.long).t()  # [2, E/2]
+    both = torch.cat([undirected, undirected.flip(0)], dim=1)  # [2, E]
+    return sort_by_target(both, num_nodes)
+
+
+def sort_by_target(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
+    """Sort edges by target, then source (CSR order by destination).
+
+    Args:
+        edge_index: ``[2, E]`` integer tensor.
+        num_nodes: number of nodes; defaults to ``edge_index.max() + 1``.
+
+    Returns:
+        ``[2, E]``, the same edges reordered.
+    """
+    if edge_index.numel() == 0:
+        return edge_index
+    if num_nodes is None:
+        num_nodes = int(edge_index.max()) + 1
+    key = edge_index[1] * num_nodes + edge_index[0]  # [E]
+    return edge_index[:, key.argsort()]
+
+
+def dense_to_edge_index(adj: Tensor) -> tuple[Tensor, Tensor]:
+    """Convert a dense adjacency ``adj[i, j]`` (``i`` receives from ``j``) to edges.
+
+    Args:
+        adj: ``[N, N]`` tensor; every nonzero entry becomes an edge ``j -> i``.
+
+    Returns:
+        ``(edge_index [2, E], edge_attr [E])`` sorted by target then source, where
+        ``edge_attr[e] = adj[edge_index[1, e], edge_index[0, e]]``.
+    """
+    if adj.dim() != 2 or adj.size(0) != adj.size(1):
+        raise ValueError(f"adj must be a square [N, N] matrix, got shape {tuple(adj.shape)}")
+    target, source = adj.nonzero(as_tuple=True)  # row-major: already sorted by target
+    edge_index = torch.stack([source, target])  # [2, E]
+    return edge_index, adj[target, source]
+
+
+def edge_index_to_dense(
+    edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None
+) -> Tensor:
+    """Dense adjacency from edges: ``adj[i, j] = weight of edge j -> i``.
+
+    Args:
+        edge_index: ``[2, E]`` integer tensor.
+        num_nodes: ``N``.
+        edge_weight: optional ``[E]`` weights (default: ones). Duplicate edges add up.
+
+    Returns:
+        ``[N, N]`` tensor (dtype of ``edge_weight``, float32 without it).
+    """
+    if edge_weight is None:
+        edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
+    adj = edge_weight.new_zeros(num_nodes, num_nodes)  # [N, N]
+    adj.index_put_((edge_index[1], edge_index[0]), edge_weight, accumulate=True)
+    return adj
+
+
+def reverse_edge_permutation(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
+    """For a symmetric graph, the index of each edge's reverse.
+
+    ``rev[e]`` is the position of edge ``(i, j)`` for edge ``e = (j, i)``. A backward pass
+    of "gather from sources" can then be a gather over reverse edges instead of a scatter.
+
+    Args:
+        edge_index: ``[2, E]`` symmetric edge set without duplicates.
+        num_nodes: number of nodes; defaults to ``edge_index.max() + 1``.
+
+    Returns:
+        ``[E]`` long tensor.
+
+    Raises:
+        ValueError: if some edge has no reverse.
+    """
+    if num_nodes is None:
+        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    forward_key = edge_index[1] * num_nodes + edge_index[0]  # [E]
+    reverse_key = edge_index[0] * num_nodes + edge_index[1]  # [E]
+    order = forward_key.argsort()
+    pos = torch.searchsorted(forward_key[order], reverse_key)  # [E]
+    pos = pos.clamp(max=max(forward_key.numel() - 1, 0))
+    found = forward_key[order][pos] == reverse_key if forward_key.numel() else reverse_key
+    if not bool(found.all()):
+        raise ValueError("edge_index is not symmetric: some edge (j, i) has no reverse (i, j)")
+    return order[pos]
