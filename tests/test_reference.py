@@ -30,8 +30,8 @@ def test_state_dict_keys_and_shapes_match_the_article():
     assert state["columns.0.fc_exc.weight"].shape == (6, 12)
     assert state["attention_gates.4.key.weight"].shape == (6, 6)
     assert state["adj_struct"].shape == state["adj_weight"].shape == (5, 5)
-    assert sorted(DenseReference(num_columns=3, in_dim=6, col_out=6, graph_k=2,
-                                 use_attention=False).state_dict()) == article_keys(3, False, False)  # fmt: skip
+    plain = DenseReference(num_columns=3, in_dim=6, col_out=6, graph_k=2, use_attention=False)
+    assert sorted(plain.state_dict()) == article_keys(3, use_attention=False, projection=False)
 
 
 def test_adjacency_is_symmetric_binary_without_self_loops():
