@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from .columns import EXCITATORY, INHIBITORY, PROJECTION, CorticalColumns
 from .conv import ColumnAttentionConv
 from .graph import dense_to_edge_index, edge_index_to_dense, small_world_graph, sort_by_target
-from .plasticity import Homeostasis, hebbian_update_
+from .plasticity import Homeostasis, SyncStatistics, hebbian_update_
 from .reference import DenseReference
 
 __all__ = ["CortexNet", "weighted_neighbour_sum"]
@@ -63,6 +63,14 @@ class CortexNet(nn.Module):
         attention_uses_edge_weight: gate attention coefficients by
             :math:`\sigma(w_{ji})`, so the Hebbian weights matter in attention mode.
         freeze_homeostasis_in_eval: keep homeostasis statistics fixed in eval mode.
+        homeostasis_min_divisor: divide by ``max(activity_avg, m)`` instead of the article's
+            ``activity_avg + 1e-6`` (see :class:`Homeostasis`); ``None`` keeps the article's.
+        check_finite_input: raise ``ValueError`` on NaN/Inf in ``x`` (costs one reduction
+            and, on a GPU, a device sync per call; off by default).
+        sync_statistics: in training mode, average the homeostasis activity and the
+            Hebbian per-node means over processes with this callable (see
+            :mod:`cortexgnn.distributed`), so every replica keeps identical edge weights and
+            buffers. Not saved in the ``state_dict``; ``None`` for one process.
 
     Shapes:
         - **input:** ``[B, in_dim]`` (or ``[B, ...]`` with ``in_dim`` trailing elements).
@@ -87,6 +95,9 @@ class CortexNet(nn.Module):
         edge_index: Tensor | None = None,
         attention_uses_edge_weight: bool = False,
         freeze_homeostasis_in_eval: bool = False,
+        homeostasis_min_divisor: float | None = None,
+        check_finite_input: bool = False,
+        sync_statistics: SyncStatistics | None = None,
     ) -> None:
         super().__init__()
         self.hparams = dict(
@@ -103,6 +114,8 @@ class CortexNet(nn.Module):
         self.plasticity_lr = plasticity_lr
         self.use_attention = use_attention
         self.attention_uses_edge_weight = attention_uses_edge_weight
+        self.check_finite_input = check_finite_input
+        self.sync_statistics = sync_statistics
         if edge_index is None:
             edge_index = small_world_graph(num_columns, graph_k, graph_p, seed=graph_seed)
         else:
@@ -115,7 +128,11 @@ class CortexNet(nn.Module):
             ColumnAttentionConv(col_out, col_out, num_nodes=num_columns) if use_attention else None
         )
         self.edge_weight = nn.Parameter(torch.randn(edge_index.size(1)) * 0.1)  # [E]
-        self.homeostasis = Homeostasis(num_columns, freeze_in_eval=freeze_homeostasis_in_eval)
+        self.homeostasis = Homeostasis(
+            num_columns,
+            freeze_in_eval=freeze_homeostasis_in_eval,
+            min_divisor=homeostasis_min_divisor,
+        )
         self.intermediate = nn.Sequential(
             nn.Linear(col_out, col_out), nn.ReLU(), nn.Dropout(dropout), nn.LayerNorm(col_out)
         )
@@ -142,6 +159,19 @@ class CortexNet(nn.Module):
                 f"x must be [B, in_dim={self.in_dim}] (or [B, ...] with {self.in_dim} "
                 f"elements per sample), got shape {tuple(x.shape)}"
             )
+        if x.size(0) == 0:
+            raise ValueError("x is an empty batch (B=0): the homeostasis mean would be NaN")
+        weight = self.columns.weight
+        if x.dtype != weight.dtype:
+            raise ValueError(
+                f"x has dtype {x.dtype} but the model's weights are {weight.dtype}: convert the "
+                f"input (x.to({weight.dtype}); images as uint8 also need scaling to [0, 1]) or "
+                f"the model (model.to({x.dtype}))"
+            )
+        if self.check_finite_input and not bool(torch.isfinite(x).all()):
+            raise ValueError(
+                f"x contains {int((~torch.isfinite(x)).sum())} NaN/Inf values: clean the data"
+            )
         return x
 
     def message(self, h: Tensor) -> Tensor:
@@ -158,7 +188,7 @@ class CortexNet(nn.Module):
         for _ in range(self.message_iters):
             post = F.relu(post + MESSAGE_GAIN * self.message(post))  # synchronous update
             post = DECAY * post + (1.0 - DECAY) * pre
-        return pre, self.homeostasis(post)
+        return pre, self.homeostasis(post, self.sync_statistics)
 
     def readout(self, post: Tensor) -> Tensor:
         """Logits ``[B, top_out]`` from states ``[N, B, D]``."""
@@ -182,7 +212,14 @@ class CortexNet(nn.Module):
 
     def hebbian_update(self, pre: Tensor, post: Tensor) -> None:
         """Apply the Hebbian rule to ``edge_weight`` from ``pre``/``post`` ``[N, B, D]``."""
-        hebbian_update_(self.edge_weight.data, self.edge_index, pre, post, self.plasticity_lr)
+        hebbian_update_(
+            self.edge_weight.data,
+            self.edge_index,
+            pre,
+            post,
+            self.plasticity_lr,
+            self.sync_statistics if self.training else None,
+        )
 
     @classmethod
     def from_reference(cls, ref: DenseReference, **flags) -> CortexNet:
