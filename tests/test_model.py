@@ -121,3 +121,12 @@ def test_fits_a_tiny_problem():
     assert loss.item() < 0.2
     net.eval()
     assert (net(x).argmax(1) == y).float().mean() > 0.95
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    ref, net = make_pair(16, True, 0)
+    x = torch.rand(4, 20)
+    expected = net.eval()(x)
+    on_gpu = CortexNet.from_reference(ref.cuda()).eval()
+    torch.testing.assert_close(on_gpu(x.cuda()).cpu(), expected, atol=1e-4, rtol=0)
