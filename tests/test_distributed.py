@@ -1,0 +1,150 @@
+"""Two real gloo processes on CPU: replicas stay identical and match one process.
+
+The workers are started with ``torch.multiprocessing`` and join through the same
+environment variables ``torchrun`` sets, so ``init_from_env`` is exercised as well.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from cortexgnn import CortexNet
+from cortexgnn.distributed import all_reduce_mean, init_from_env
+
+WORLD_SIZE = 2
+STEPS = 3
+SHARD = 5  # samples per process and step
+CONFIG = dict(
+    num_columns=8, in_dim=12, col_out=6, top_out=3, graph_k=4, graph_p=0.3,
+    message_iters=2, plasticity_lr=0.5, dropout=0.0, graph_seed=3,
+)  # fmt: skip
+# attention (edge weights learn by Hebbian rule only) and plain mode (they also get gradients)
+MODES = {"attention": dict(use_attention=True), "plain": dict(use_attention=False)}
+
+
+def _batches() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(STEPS, WORLD_SIZE * SHARD, CONFIG["in_dim"], generator=generator)
+    y = torch.randint(CONFIG["top_out"], (STEPS, WORLD_SIZE * SHARD), generator=generator)
+    return x, y
+
+
+def _build(flags: dict, seed: int) -> CortexNet:
+    torch.manual_seed(seed)
+    model = CortexNet(**CONFIG, **flags)
+    # LayerNorm with its initial affine (1, 0) makes every column's feature mean exactly 0,
+    # so the Hebbian ``pre`` means are pure rounding noise that no two reduction orders
+    # share. A non-zero LayerNorm bias (as after a few optimizer steps) gives them a value.
+    with torch.no_grad():
+        model.columns.norm_bias.normal_(0.0, 0.5)
+    return model
+
+
+def _state(model: CortexNet) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in model.state_dict().items()}
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    from cortexgnn.distributed import distribute, distributed_training_step
+
+    os.environ.update(
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+    )  # fmt: skip
+    torch.set_num_threads(1)
+    context = init_from_env()
+    x, y = _batches()
+    rows = slice(rank * SHARD, (rank + 1) * SHARD)
+    results = {"context": (context.rank, context.world_size, context.backend)}
+    for mode, flags in {**MODES, "attention_unsynced": MODES["attention"]}.items():
+        model = _build(flags, seed=rank)  # replicas start different: distribute() broadcasts
+        ddp_model = distribute(model)
+        if mode == "attention_unsynced":
+            model.sync_statistics = None  # the control: no all-reduce of the statistics
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-5)
+        losses = []
+        for step in range(STEPS):
+            optimizer.zero_grad()
+            losses.append(distributed_training_step(ddp_model, (x[step, rows], y[step, rows])))
+            optimizer.step()
+        results[mode] = (_state(model), torch.stack(losses))
+    results["mean"] = all_reduce_mean(torch.tensor([float(rank), 10.0 * rank]))
+    torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _single_process(flags: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    model = _build(flags, seed=0)  # rank 0's initialisation
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-5)
+    x, y = _batches()
+    losses = []
+    for step in range(STEPS):
+        optimizer.zero_grad()
+        losses.append(model.training_step((x[step], y[step])).detach())
+        optimizer.step()
+    return _state(model), torch.stack(losses)
+
+
+@pytest.fixture(scope="module")
+def rank_results(tmp_path_factory) -> list[dict]:
+    out_dir = tmp_path_factory.mktemp("ddp")
+    mp.start_processes(
+        _worker, args=(_free_port(), str(out_dir)), nprocs=WORLD_SIZE, start_method="spawn"
+    )
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
+
+
+def test_init_from_env_reads_torchrun_variables(rank_results):
+    assert [r["context"] for r in rank_results] == [(0, 2, "gloo"), (1, 2, "gloo")]
+
+
+def test_all_reduce_mean_averages_over_ranks(rank_results):
+    for result in rank_results:
+        torch.testing.assert_close(result["mean"], torch.tensor([0.5, 5.0]))
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_replicas_hold_identical_parameters_and_buffers(rank_results, mode):
+    state0, state1 = (r[mode][0] for r in rank_results)
+    assert state0.keys() == state1.keys()
+    for name in state0:
+        assert torch.equal(state0[name], state1[name]), name
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_replicas_match_one_process_on_the_concatenated_batch(rank_results, mode):
+    expected_state, expected_losses = _single_process(MODES[mode])
+    state, _ = rank_results[0][mode]
+    for name in expected_state:
+        torch.testing.assert_close(state[name], expected_state[name], rtol=1e-5, atol=1e-6)
+    # the global loss is the mean of the shard losses (equal shard sizes)
+    shard_losses = torch.stack([r[mode][1] for r in rank_results])  # [P, STEPS]
+    torch.testing.assert_close(shard_losses.mean(0), expected_losses, rtol=1e-5, atol=1e-6)
+    # the run really moved the plasticity state, so the comparison above is not vacuous
+    fresh = _build(MODES[mode], seed=0).state_dict()
+    assert not torch.allclose(state["homeostasis.activity_avg"], fresh["homeostasis.activity_avg"])
+    assert not torch.allclose(state["edge_weight"], fresh["edge_weight"])
+
+
+def test_without_statistics_sync_the_replicas_drift_apart(rank_results):
+    state0, state1 = (r["attention_unsynced"][0] for r in rank_results)
+    assert not torch.equal(state0["homeostasis.activity_avg"], state1["homeostasis.activity_avg"])
+    assert not torch.equal(state0["edge_weight"], state1["edge_weight"])
+
+
+def test_init_from_env_outside_torchrun_names_the_launcher(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(RuntimeError, match="torchrun"):
+        init_from_env()
