@@ -7,8 +7,11 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
+
+from .conv_inputs import as_edge_list, split_node_features, with_self_loops
 
 __all__ = ["ColumnAttentionConv"]
 
@@ -20,55 +23,76 @@ class ColumnAttentionConv(MessagePassing):
     \mathcal{N}(i)` (edge :math:`j \to i`):
 
     .. math::
-        s_{ij}^{h} = \frac{(Q_i^{h} x_i)^\top (K_i^{h} x_j)}{\sqrt{C}}
-                   = \frac{\tilde q_i^{h\top} x_j}{\sqrt{C}},\qquad
-        \tilde q_i^{h} = K_i^{h\top} Q_i^{h} x_i,
+        s_{ij}^{h} = \frac{(Q_i^{h} x_i)^\top (K_i^{h} x_j)}{\sqrt{C}},\qquad
+        \alpha_{ij}^{h} = \operatorname{softmax}_{j \in \mathcal{N}(i)} s_{ij}^{h},
 
     .. math::
-        \alpha_{ij}^{h} = \operatorname{softmax}_{j \in \mathcal{N}(i)} s_{ij}^{h},\qquad
-        x_i'^{h} = \sum_{j \in \mathcal{N}(i)} w_{ji}\, \alpha_{ij}^{h}\, x_j,
+        x_i' = \big\Vert_{h} \sum_{j \in \mathcal{N}(i)} w_{ji}\, \alpha_{ij}^{h}\, v_j^{h}
+               \;+\; W_r x_i + b,
 
-    where :math:`w_{ji}` is the optional edge weight (1 without it). With per-node weights
-    (``num_nodes`` given) node :math:`i` owns :math:`Q_i, K_i`, as each cortical column does
-    in the article; otherwise all nodes share one pair. The key projection is folded into
-    the query (:math:`\tilde q_i`), so an edge costs one dot product and no key is ever
-    projected per edge. Values are the raw neighbour features, so the output of a head has
-    ``in_channels`` features; heads are concatenated or averaged.
+    with :math:`\Vert` concatenation (or the mean) over heads, :math:`w_{ji}` the optional
+    edge weight (1 without it), values :math:`v_j^h = V^h x_j` with ``project_value`` or the
+    raw :math:`x_j` without, and the root term :math:`W_r x_i` and bias :math:`b` only when
+    switched on. With per-node weights (``num_nodes`` given) target :math:`i` owns
+    :math:`Q_i, K_i`, as each cortical column does in the article; the key is then folded
+    into the query, :math:`s_{ij} = (K_i^\top Q_i x_i)^\top x_j / \sqrt{C}`, so an edge
+    costs one dot product and no key is projected per edge. Shared weights (any graph size)
+    project :math:`q_i = Q x_i` and :math:`k_j = K x_j` once per node.
 
-    A node with no incoming edge receives a zero message. (The article masks scores with
+    The defaults are the article's message: raw values, no root, bias or self loops. A
+    node with no incoming edge receives a zero message. (The article masks scores with
     ``-1e9`` instead, so such a column would attend uniformly over *all* columns;
     Watts-Strogatz graphs with ``k >= 2`` never contain one, so both agree there.)
 
     Args:
-        in_channels: node feature size ``F``.
-        out_channels: query/key size ``C`` per head (the attention width).
+        in_channels: node feature size ``F``; a pair ``(F_src, F_dst)`` for bipartite
+            input; ``-1`` (in either place) infers it on the first call.
+        out_channels: query/key size ``C`` per head, and the value size per head when
+            ``project_value`` is on.
         heads: number of attention heads ``H``.
-        concat: concatenate heads (output ``H * F``) or average them (output ``F``).
-        num_nodes: give it to learn one query/key pair per node; ``None`` shares one pair
-            across all nodes (any graph size).
+        concat: concatenate heads (output ``H * C_v``) or average them (output ``C_v``),
+            where ``C_v`` is ``out_channels`` with ``project_value`` and ``F_src`` without.
+        num_nodes: give it to learn one query/key pair per target node; ``None`` shares
+            one pair across all nodes (any graph size).
         dropout: dropout probability on the attention coefficients in training mode.
+        project_value: project values with a shared :math:`V` (``H * C`` outputs).
+        root_weight: add the root term :math:`W_r x_i` (shared weights).
+        bias: add a learnable bias to the output.
+        add_self_loops: replace self loops by one loop per node (weight 1) before attending.
 
     Shapes:
-        - **input:** node features ``x`` of shape ``[N, F]``, or ``[N, B, F]`` for a batch
-          of ``B`` feature sets on one static graph (nodes first);
-          ``edge_index [2, E]``; ``edge_weight [E]`` (optional).
-        - **output:** ``[N, H * F]`` or ``[N, B, H * F]`` (``[..., F]`` if
-          ``concat=False``); with ``return_attention_weights=True`` also
-          ``(edge_index [2, E], alpha [E, H] or [E, B, H])``.
+        - **input:** node features ``x`` ``[N, F]``, or ``[N, B, F]`` for a batch of ``B``
+          feature sets on one static graph (nodes first), or a bipartite pair
+          ``([N_src, *, F_src], [N_dst, *, F_dst])``; the graph as ``edge_index [2, E]``,
+          ``EdgeIndex``, a ``torch.sparse`` or ``SparseTensor`` transposed adjacency
+          ``[N_dst, N_src]`` (its values act as ``edge_weight``); ``edge_weight [E]``.
+        - **output:** ``[N_dst, *, H * C_v]`` (``[N_dst, *, C_v]`` if ``concat=False``);
+          with ``return_attention_weights=True`` also ``(edge_index [2, E'], alpha [E', *,
+          H])``: the edges attended over (self loops included; an edge list for every graph
+          layout) and the softmax weights before dropout and edge weights.
     """
 
     def __init__(
         self,
-        in_channels: int,
+        in_channels: int | tuple[int, int],
         out_channels: int,
         *,
         heads: int = 1,
         concat: bool = True,
         num_nodes: int | None = None,
         dropout: float = 0.0,
+        project_value: bool = False,
+        root_weight: bool = False,
+        bias: bool = False,
+        add_self_loops: bool = False,
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
-        if in_channels < 1 or out_channels < 1 or heads < 1:
+        src_channels, dst_channels = (
+            in_channels if isinstance(in_channels, tuple) else (in_channels, in_channels)
+        )
+        if min(src_channels, dst_channels) < -1 or 0 in (src_channels, dst_channels):
+            raise ValueError(f"in_channels must be >= 1 or -1 (lazy), got {in_channels}")
+        if out_channels < 1 or heads < 1:
             raise ValueError(
                 f"in_channels, out_channels and heads must be >= 1, got {in_channels}, "
                 f"{out_channels}, {heads}"
@@ -83,130 +107,191 @@ class ColumnAttentionConv(MessagePassing):
         self.concat = concat
         self.num_nodes = num_nodes
         self.dropout = dropout
+        self.project_value = project_value
+        self.root_weight = root_weight
+        self.add_self_loops = add_self_loops
+        out_size = self._output_channels(src_channels)  # -1 while a lazy F_src is unknown
         # Weights are stored like nn.Linear's, [out, in], with a leading node dim when per-node.
         lead = () if num_nodes is None else (num_nodes,)
-        self.query_weight = torch.nn.Parameter(
-            torch.empty(*lead, heads * out_channels, in_channels)
-        )
-        self.key_weight = torch.nn.Parameter(torch.empty(*lead, heads * out_channels, in_channels))
-        self._alpha: Tensor | None = None  # set by message(), read back in forward()
+        self.query_weight = _weight(*lead, heads * out_channels, dst_channels)
+        self.key_weight = _weight(*lead, heads * out_channels, src_channels)
+        self.value_weight = _weight(heads * out_channels, src_channels) if project_value else None
+        self.lin_root_weight = _weight(out_size, dst_channels) if root_weight else None
+        self.bias = _weight(out_size) if bias else None
+        self._is_lazy = any(is_lazy(p) for p in self.parameters())  # a bool compiles away
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Re-draw query and key weights as ``nn.Linear`` does: ``U(-1/sqrt(F), 1/sqrt(F))``."""
+        """Re-draw weights like ``nn.Linear``, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; zero bias."""
         super().reset_parameters()
-        bound = 1.0 / math.sqrt(self.in_channels)
-        torch.nn.init.uniform_(self.query_weight, -bound, bound)
-        torch.nn.init.uniform_(self.key_weight, -bound, bound)
+        for weight in (self.query_weight, self.key_weight, self.value_weight, self.lin_root_weight):
+            if weight is not None and not is_lazy(weight):
+                bound = 1.0 / math.sqrt(weight.size(-1))
+                torch.nn.init.uniform_(weight, -bound, bound)
+        if self.bias is not None:
+            torch.nn.init.zeros_(self.bias)
 
-    def _check_inputs(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None) -> None:
-        if x.dim() not in (2, 3):
-            raise ValueError(
-                f"x must be [N, F] or [N, B, F] (nodes first), got shape {tuple(x.shape)}; "
-                f"a [B, N, F] batch needs x.transpose(0, 1)"
-            )
-        if x.size(-1) != self.in_channels:
-            raise ValueError(
-                f"x has {x.size(-1)} features in its last dim, but in_channels={self.in_channels}"
-            )
-        if self.num_nodes is not None and x.size(0) != self.num_nodes:
+    def _output_channels(self, src_channels: int) -> int:
+        per_head = self.out_channels if self.project_value else src_channels
+        if per_head == -1:
+            return -1
+        return self.heads * per_head if self.concat else per_head
+
+    def _materialize(self, src_channels: int, dst_channels: int) -> None:
+        """Give lazy (``-1``) weights their shapes from the first input, then initialise them."""
+        lead = () if self.num_nodes is None else (self.num_nodes,)
+        rows = self.heads * self.out_channels
+        if is_lazy(self.query_weight):
+            self.query_weight.materialize((*lead, rows, dst_channels))
+        if is_lazy(self.key_weight):
+            self.key_weight.materialize((*lead, rows, src_channels))
+        if self.value_weight is not None and is_lazy(self.value_weight):
+            self.value_weight.materialize((rows, src_channels))
+        out_size = self._output_channels(src_channels)
+        if self.lin_root_weight is not None and is_lazy(self.lin_root_weight):
+            self.lin_root_weight.materialize((out_size, dst_channels))
+        if self.bias is not None and is_lazy(self.bias):
+            self.bias.materialize((out_size,))
+        self.in_channels = (
+            src_channels if src_channels == dst_channels else (src_channels, dst_channels)
+        )
+        self._is_lazy = False
+        self.reset_parameters()
+
+    def _check_inputs(
+        self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, edge_weight: Tensor | None
+    ) -> None:
+        for name, x, expected in (
+            ("x_src" if x_src is not x_dst else "x", x_src, self.key_weight.size(-1)),
+            ("x_dst" if x_src is not x_dst else "x", x_dst, self.query_weight.size(-1)),
+        ):
+            if x.dim() not in (2, 3):
+                raise ValueError(
+                    f"{name} must be [N, F] or [N, B, F] (nodes first), got shape "
+                    f"{tuple(x.shape)}; a [B, N, F] batch needs x.transpose(0, 1)"
+                )
+            if x.size(-1) != expected:
+                raise ValueError(
+                    f"{name} has {x.size(-1)} features in its last dim, but "
+                    f"in_channels={self.in_channels}"
+                )
+        if self.num_nodes is not None and x_dst.size(0) != self.num_nodes:
             raise ValueError(
                 f"this layer has per-node weights for num_nodes={self.num_nodes} nodes, got "
-                f"x with {x.size(0)} nodes in dim 0 (nodes first); build it with "
+                f"x with {x_dst.size(0)} (target) nodes in dim 0 (nodes first); build it with "
                 f"num_nodes=None to share weights across graphs of any size"
             )
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
             raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
         if edge_index.dtype not in (torch.long, torch.int32):
             raise ValueError(f"edge_index must be an integer tensor, got dtype {edge_index.dtype}")
-        if edge_index.numel() > 0:
-            low, high = int(edge_index.min()), int(edge_index.max())
-            if low < 0 or high >= x.size(0):
-                raise ValueError(
-                    f"edge_index refers to nodes {low}..{high}, but x has {x.size(0)} nodes"
-                )
         if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
             raise ValueError(
                 f"edge_weight must have shape [E] = [{edge_index.size(1)}], got "
                 f"{tuple(edge_weight.shape)}"
             )
+        if torch.compiler.is_compiling() or edge_index.numel() == 0:
+            return  # the range check reads values: keep it out of compiled graphs
+        for row, x, name in ((0, x_src, "x_src"), (1, x_dst, "x_dst")):
+            low, high = int(edge_index[row].min()), int(edge_index[row].max())
+            if low < 0 or high >= x.size(0):
+                name = name if x_src is not x_dst else "x"
+                raise ValueError(
+                    f"edge_index refers to nodes {low}..{high}, but {name} has {x.size(0)} nodes"
+                )
 
     def folded_query(self, x: Tensor) -> Tensor:
         r"""Per-node folded query :math:`\tilde q_i^h = K_i^{h\top} Q_i^h x_i`.
 
         Args:
-            x: ``[N, B, F]`` node features.
+            x: ``[N, *, F_dst]`` target features (``*`` is empty or one batch dim).
 
         Returns:
-            ``[N, B, H, F]``.
+            ``[N, *, H, F_src]``.
         """
         heads, channels = self.heads, self.out_channels
         if self.num_nodes is None:
-            q = x @ self.query_weight.t()  # [N, B, H*C]
+            q = x @ self.query_weight.t()  # [N, *, H*C]
             key = self.key_weight.unflatten(0, (heads, channels))  # [H, C, F]
-            return torch.einsum("nbhc,hcf->nbhf", q.unflatten(-1, (heads, channels)), key)
-        q = torch.bmm(x, self.query_weight.transpose(1, 2))  # [N, B, H*C]
+            return torch.einsum("...hc,hcf->...hf", q.unflatten(-1, (heads, channels)), key)
+        h = x if x.dim() == 3 else x.unsqueeze(1)  # [N, B, F]
+        q = torch.bmm(h, self.query_weight.transpose(1, 2))  # [N, B, H*C]
         if heads == 1:
-            return torch.bmm(q, self.key_weight).unsqueeze(2)  # [N, B, 1, F]
-        key = self.key_weight.unflatten(1, (heads, channels))  # [N, H, C, F]
-        return torch.einsum("nbhc,nhcf->nbhf", q.unflatten(-1, (heads, channels)), key)
+            folded = torch.bmm(q, self.key_weight).unsqueeze(2)  # [N, B, 1, F]
+        else:
+            key = self.key_weight.unflatten(1, (heads, channels))  # [N, H, C, F]
+            folded = torch.einsum("nbhc,nhcf->nbhf", q.unflatten(-1, (heads, channels)), key)
+        return folded if x.dim() == 3 else folded.squeeze(1)  # [N, *, H, F]
 
     def forward(
         self,
-        x: Tensor,
+        x: Tensor | tuple[Tensor, Tensor],
         edge_index: Tensor,
         edge_weight: Tensor | None = None,
         return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attend over incoming edges; see the class docstring for shapes."""
-        self._check_inputs(x, edge_index, edge_weight)
-        single = x.dim() == 2
-        h = x.unsqueeze(1) if single else x  # [N, B, F]
-        query = self.folded_query(h)  # [N, B, H, F]
-        out = self.propagate(edge_index, x=h, query=query, edge_weight=edge_weight)  # [N, B, H, F]
-        alpha = self._alpha
-        self._alpha = None
-        out = out.flatten(-2) if self.concat else out.mean(dim=-2)  # [N, B, H*F] or [N, B, F]
-        if single:
-            out, alpha = out.squeeze(1), alpha.squeeze(1)  # [N, *], [E, H]
+        x_src, x_dst, _ = split_node_features(x)
+        edge_index, edge_weight = as_edge_list(edge_index, edge_weight)
+        if self._is_lazy:
+            self._materialize(x_src.size(-1), x_dst.size(-1))
+        self._check_inputs(x_src, x_dst, edge_index, edge_weight)
+        size = (x_src.size(0), x_dst.size(0))
+        if self.add_self_loops:
+            edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))
+        heads, channels = self.heads, self.out_channels
+        if self.num_nodes is None:
+            query = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+            key = (x_src @ self.key_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+        else:
+            query = self.folded_query(x_dst)  # [N, *, H, F_src]
+            key = x_src.unsqueeze(-2)  # [N, *, 1, F_src]
+        if self.value_weight is None:
+            value = x_src.unsqueeze(-2)  # [N, *, 1, F_src], shared by the heads
+        else:
+            value = (x_src @ self.value_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+        alpha = self.edge_updater(edge_index, query=(None, query), key=(key, None), size=size)
+        dropped = F.dropout(alpha, p=self.dropout, training=self.training)  # [E, *, H]
+        out = self.propagate(
+            edge_index, value=value, alpha=dropped, edge_weight=edge_weight, size=size
+        )  # [N, *, H, C_v]
+        out = out.flatten(-2) if self.concat else out.mean(dim=-2)  # [N, *, H*C_v] or [N, *, C_v]
+        if self.lin_root_weight is not None:
+            out = out + x_dst @ self.lin_root_weight.t()
+        if self.bias is not None:
+            out = out + self.bias
         if return_attention_weights:
             return out, (edge_index, alpha)
         return out
 
-    def message(
-        self,
-        x_j: Tensor,
-        query_i: Tensor,
-        edge_weight: Tensor | None,
-        index: Tensor,
-        ptr: Tensor | None,
-        size_i: int | None,
+    def edge_update(
+        self, query_i: Tensor, key_j: Tensor, index: Tensor, ptr: Tensor | None, size_i: int | None
     ) -> Tensor:
-        """Per-edge weighted neighbour features.
+        """Attention weights ``[E, *, H]`` from ``query_i [E, *, H, C]`` and ``key_j``."""
+        # Per-node weights: (Q_i x_i).(K_i x_j) = (K_i^T Q_i x_i).x_j, one dot per edge and head.
+        score = (query_i * key_j).sum(-1) / math.sqrt(self.out_channels)  # [E, *, H]
+        return softmax(score, index, ptr, size_i, dim=0)  # [E, *, H]
 
-        Args:
-            x_j: ``[E, B, F]`` source features.
-            query_i: ``[E, B, H, F]`` folded queries of the targets.
-            edge_weight: ``[E]`` or ``None``.
-            index: ``[E]`` target of each edge (filled in by PyG).
-            ptr: CSR pointer of the targets when PyG has one, else ``None``.
-            size_i: number of target nodes.
-
-        Returns:
-            ``[E, B, H, F]``.
-        """
-        # (Q_i x_i).(K_i x_j) = (K_i^T Q_i x_i).x_j: one dot product per edge and head.
-        score = (query_i * x_j.unsqueeze(2)).sum(-1) / math.sqrt(self.out_channels)  # [E, B, H]
-        alpha = softmax(score, index, ptr, size_i, dim=0)  # [E, B, H]
-        self._alpha = alpha
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
+    def message(self, value_j: Tensor, alpha: Tensor, edge_weight: Tensor | None) -> Tensor:
+        """Weighted values ``[E, *, H, C_v]`` from ``value_j`` and ``alpha [E, *, H]``."""
         if edge_weight is not None:
-            alpha = alpha * edge_weight.view(-1, 1, 1)
-        return alpha.unsqueeze(-1) * x_j.unsqueeze(2)  # [E, B, H, F]
+            alpha = alpha * edge_weight.view([-1] + [1] * (alpha.dim() - 1))
+        return alpha.unsqueeze(-1) * value_j  # [E, *, H, C_v]
 
     def __repr__(self) -> str:
         weights = "shared" if self.num_nodes is None else f"num_nodes={self.num_nodes}"
+        switches = ("project_value", "root_weight", "add_self_loops")
+        extras = "".join(f", {name}=True" for name in switches if getattr(self, name))
+        extras += ", bias=True" if self.bias is not None else ""
+        extras += "" if self.concat else ", concat=False"
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
-            f"heads={self.heads}, {weights})"
+            f"heads={self.heads}, {weights}{extras})"
         )
+
+
+def _weight(*shape: int) -> torch.nn.Parameter:
+    """An empty ``[*, out, in]`` parameter, or a lazy one when ``in`` (or ``out``) is -1."""
+    if -1 in shape:
+        return UninitializedParameter()
+    return torch.nn.Parameter(torch.empty(*shape))

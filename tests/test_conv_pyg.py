@@ -1,0 +1,286 @@
+"""ColumnAttentionConv as a PyG layer: the conventions of PyG's own conv tests.
+
+The dense oracle here covers the options beyond the article's message (shared weights,
+value projection, root weight, bias, self loops, bipartite input); the per-node oracle and
+gradcheck live in ``test_conv.py``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch_geometric import EdgeIndex
+from torch_geometric.explain import Explainer
+from torch_geometric.explain.algorithm import AttentionExplainer
+from torch_geometric.typing import WITH_TORCH_SPARSE, SparseTensor
+from torch_geometric.utils import scatter, to_torch_coo_tensor, to_torch_csr_tensor
+
+from cortexgnn import ColumnAttentionConv
+
+FULL = dict(heads=2, project_value=True, root_weight=True, bias=True, add_self_loops=True)
+
+
+def simple_graph(num_src: int, num_dst: int, num_edges: int) -> torch.Tensor:
+    """Random ``[2, E]`` edge list without loops or duplicates (the dense oracle needs that)."""
+    src, dst = torch.meshgrid(torch.arange(num_src), torch.arange(num_dst), indexing="ij")
+    pairs = torch.stack([src.flatten(), dst.flatten()])[:, src.flatten() != dst.flatten()]
+    return pairs[:, torch.randperm(pairs.size(1))[:num_edges]]
+
+
+def dense_oracle(conv, x_src, x_dst, edge_index, edge_weight=None):
+    """The layer's equation on dense ``[N_dst, N_src]`` masks, shared weights only."""
+    heads, channels = conv.heads, conv.out_channels
+    num_src, num_dst = x_src.size(0), x_dst.size(0)
+    mask = torch.zeros(num_dst, num_src, dtype=torch.bool)
+    gate = torch.zeros(num_dst, num_src)
+    weight = torch.ones(edge_index.size(1)) if edge_weight is None else edge_weight
+    for (j, i), w in zip(edge_index.t().tolist(), weight.tolist(), strict=True):
+        if conv.add_self_loops and i == j:
+            continue
+        mask[i, j], gate[i, j] = True, w
+    if conv.add_self_loops:
+        for i in range(min(num_src, num_dst)):
+            mask[i, i], gate[i, i] = True, 1.0
+    q = (x_dst @ conv.query_weight.t()).unflatten(-1, (heads, channels))  # [Nd, *, H, C]
+    k = (x_src @ conv.key_weight.t()).unflatten(-1, (heads, channels))  # [Ns, *, H, C]
+    score = torch.einsum("i...hc,j...hc->...hij", q, k) / math.sqrt(channels)
+    score = score.masked_fill(~mask, float("-inf"))
+    alpha = torch.softmax(score, dim=-1).nan_to_num()  # rows without edges -> 0
+    if conv.value_weight is None:
+        value = x_src.unsqueeze(-2).expand(*x_src.shape[:-1], heads, x_src.size(-1))
+    else:
+        value = (x_src @ conv.value_weight.t()).unflatten(-1, (heads, channels))
+    out = torch.einsum("...hij,ij,j...hc->i...hc", alpha, gate, value)
+    out = out.flatten(-2) if conv.concat else out.mean(-2)
+    if conv.lin_root_weight is not None:
+        out = out + x_dst @ conv.lin_root_weight.t()
+    if conv.bias is not None:
+        out = out + conv.bias
+    return out
+
+
+def randomise_bias(conv):
+    with torch.no_grad():
+        if conv.bias is not None:
+            conv.bias.normal_()
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+@pytest.mark.parametrize("concat", [True, False])
+@pytest.mark.parametrize("project_value", [True, False])
+def test_shapes_and_dense_oracle(batch, concat, project_value):
+    conv = ColumnAttentionConv(
+        5, 4, heads=2, concat=concat, project_value=project_value, root_weight=True, bias=True
+    )
+    randomise_bias(conv)
+    x = torch.randn(6, *batch, 5)
+    edge_index = simple_graph(6, 6, 14)
+    weight = torch.rand(14)
+    out = conv(x, edge_index, weight)
+    per_head = 4 if project_value else 5
+    assert out.shape == (6, *batch, 2 * per_head if concat else per_head)
+    torch.testing.assert_close(out, dense_oracle(conv, x, x, edge_index, weight))
+
+
+def test_self_loops_replace_existing_loops():
+    conv = ColumnAttentionConv(4, 3, **FULL)
+    x = torch.randn(5, 4)
+    edge_index = torch.tensor([[0, 1, 1, 3, 2], [1, 1, 2, 3, 0]])  # two self loops
+    out, (attended, alpha) = conv(x, edge_index, return_attention_weights=True)
+    assert attended.size(1) == 3 + 5 and alpha.shape == (8, 2)
+    torch.testing.assert_close(out, dense_oracle(conv, x, x, edge_index))
+
+
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_bipartite(batch):
+    conv = ColumnAttentionConv((5, 3), 4, **FULL)
+    randomise_bias(conv)
+    x_src, x_dst = torch.randn(7, *batch, 5), torch.randn(4, *batch, 3)
+    edge_index = simple_graph(7, 4, 12)
+    out = conv((x_src, x_dst), edge_index)
+    assert out.shape == (4, *batch, 8)
+    torch.testing.assert_close(out, dense_oracle(conv, x_src, x_dst, edge_index))
+    with pytest.raises(ValueError, match="edge_index refers to nodes"):
+        conv((x_src, x_dst), edge_index.flip(0))
+
+
+def test_bipartite_per_node_weights_belong_to_targets():
+    conv = ColumnAttentionConv((5, 3), 4, num_nodes=4, heads=2)
+    x_src, x_dst = torch.randn(7, 5), torch.randn(4, 3)
+    edge_index = simple_graph(7, 4, 12)
+    out, (_, alpha) = conv((x_src, x_dst), edge_index, return_attention_weights=True)
+    src, dst = edge_index
+    # Score of edge j -> i: (Q_i x_i) . (K_i x_j) / sqrt(C), per head.
+    q = torch.einsum("ief,if->ie", conv.query_weight[dst], x_dst[dst]).unflatten(-1, (2, 4))
+    k = torch.einsum("ief,if->ie", conv.key_weight[dst], x_src[src]).unflatten(-1, (2, 4))
+    score = (q * k).sum(-1) / 2.0
+    expected = torch.exp(score) / scatter(torch.exp(score), dst, 0, 4, reduce="sum")[dst]
+    torch.testing.assert_close(alpha, expected)
+    assert out.shape == (4, 10)
+
+
+def test_graph_layouts_give_equal_results():
+    conv = ColumnAttentionConv(4, 3, **FULL)
+    x = torch.randn(6, 2, 4)
+    edge_index = simple_graph(6, 6, 15)
+    expected = conv(x, edge_index)
+    sorted_index = EdgeIndex(edge_index, sparse_size=(6, 6)).sort_by("col")[0]
+    adj_t = to_torch_coo_tensor(edge_index.flip(0), size=(6, 6))  # [target, source]
+    layouts = [sorted_index, adj_t, adj_t.to_sparse_csr(), to_torch_csr_tensor(edge_index.flip(0))]
+    if WITH_TORCH_SPARSE:  # pragma: no cover - torch_sparse is optional
+        layouts.append(SparseTensor.from_edge_index(edge_index.flip(0), sparse_sizes=(6, 6)))
+    for graph in layouts:
+        torch.testing.assert_close(conv(x, graph), expected)
+
+
+def test_sparse_adjacency_values_are_edge_weights():
+    conv = ColumnAttentionConv(4, 4, heads=2)
+    x = torch.randn(5, 4)
+    edge_index, weight = simple_graph(5, 5, 10), torch.rand(10)
+    adj_t = to_torch_coo_tensor(edge_index.flip(0), weight, size=(5, 5))
+    torch.testing.assert_close(conv(x, adj_t), conv(x, edge_index, weight))
+    with pytest.raises(ValueError, match="edge_weight must be None"):
+        conv(x, adj_t, weight)
+
+
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_attention_weights_are_a_distribution_per_target(batch):
+    conv = ColumnAttentionConv(4, 3, heads=3, add_self_loops=True, dropout=0.5)
+    x = torch.randn(6, *batch, 4)
+    edge_index = simple_graph(6, 6, 12)
+    out, (attended, alpha) = conv(x, edge_index, torch.rand(12), return_attention_weights=True)
+    assert alpha.shape == (attended.size(1), *batch, 3)
+    assert alpha.min() >= 0 and alpha.max() <= 1
+    sums = scatter(alpha, attended[1], dim=0, dim_size=6, reduce="sum")
+    torch.testing.assert_close(sums, torch.ones_like(sums))
+    assert out.shape == (6, *batch, 12)
+
+
+def test_empty_graph():
+    conv = ColumnAttentionConv(4, 3, heads=2, project_value=True, bias=True)
+    randomise_bias(conv)
+    x = torch.randn(5, 2, 4)
+    empty = torch.empty(2, 0, dtype=torch.long)
+    out, (_, alpha) = conv(x, empty, return_attention_weights=True)
+    torch.testing.assert_close(out, conv.bias.expand(5, 2, 6))
+    assert alpha.shape == (0, 2, 2)
+    # With self loops every node attends only to itself: the output is its own value.
+    looped = ColumnAttentionConv(4, 3, heads=2, project_value=True, add_self_loops=True)
+    torch.testing.assert_close(looped(x, empty), x @ looped.value_weight.t())
+
+
+def test_edge_permutation_invariance_with_all_options():
+    conv = ColumnAttentionConv(4, 3, **FULL)
+    x = torch.randn(6, 2, 4)
+    edge_index, weight = simple_graph(6, 6, 14), torch.rand(14)
+    perm = torch.randperm(14)
+    out, (_, alpha) = conv(x, edge_index, weight, return_attention_weights=True)
+    out_p, (_, alpha_p) = conv(x, edge_index[:, perm], weight[perm], return_attention_weights=True)
+    torch.testing.assert_close(out_p, out)
+    torch.testing.assert_close(alpha_p[:14], alpha[:14][perm])  # loops are appended last
+
+
+def test_static_graph_batch_equals_loop_over_batch():
+    conv = ColumnAttentionConv((5, 3), 4, **FULL)
+    randomise_bias(conv)
+    x_src, x_dst = torch.randn(6, 4, 5), torch.randn(5, 4, 3)
+    edge_index = simple_graph(6, 5, 13)
+    out = conv((x_src, x_dst), edge_index)
+    for b in range(4):
+        torch.testing.assert_close(out[:, b], conv((x_src[:, b], x_dst[:, b]), edge_index))
+
+
+def test_lazy_in_channels_match_an_eager_layer():
+    lazy = ColumnAttentionConv(-1, 3, **FULL)
+    eager = ColumnAttentionConv(5, 3, **FULL)
+    x, edge_index = torch.randn(6, 5), simple_graph(6, 6, 10)
+    lazy(x, edge_index)
+    assert lazy.in_channels == 5 and repr(lazy).startswith("ColumnAttentionConv(5, 3")
+    eager.load_state_dict(lazy.state_dict())
+    torch.testing.assert_close(lazy(x, edge_index), eager(x, edge_index))
+    bipartite = ColumnAttentionConv((-1, -1), 3, heads=2, root_weight=True)
+    assert bipartite((torch.randn(4, 6), torch.randn(3, 2)), simple_graph(4, 3, 5)).shape == (3, 12)
+
+
+def test_reset_parameters_and_gradients_cover_every_parameter():
+    conv = ColumnAttentionConv((5, 3), 4, **FULL)
+    randomise_bias(conv)
+    x = (torch.randn(6, 2, 5), torch.randn(4, 2, 3))
+    conv(x, simple_graph(6, 4, 10)).square().sum().backward()
+    names = {name for name, _ in conv.named_parameters()}
+    assert names == {"query_weight", "key_weight", "value_weight", "lin_root_weight", "bias"}
+    for name, param in conv.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+    before = {name: p.detach().clone() for name, p in conv.named_parameters()}
+    conv.reset_parameters()
+    for name, param in conv.named_parameters():
+        assert not torch.equal(before[name], param), name
+
+
+def test_dropout_only_in_training():
+    conv = ColumnAttentionConv(4, 4, heads=2, dropout=0.5)
+    x, edge_index = torch.randn(6, 4), simple_graph(6, 6, 20)
+    conv.eval()
+    torch.testing.assert_close(conv(x, edge_index), conv(x, edge_index))
+    conv.train()
+    assert not torch.allclose(conv(x, edge_index), conv(x, edge_index))
+
+
+def test_constructor_errors_and_repr():
+    with pytest.raises(ValueError, match="in_channels must be >= 1 or -1"):
+        ColumnAttentionConv(0, 4)
+    with pytest.raises(ValueError, match="x_dst has 2 features"):
+        ColumnAttentionConv((5, 3), 4)(
+            (torch.randn(4, 5), torch.randn(4, 2)), simple_graph(4, 4, 3)
+        )
+    with pytest.raises(ValueError, match="batch dims"):
+        ColumnAttentionConv((5, 3), 4)(
+            (torch.randn(4, 2, 5), torch.randn(4, 3)), simple_graph(4, 4, 3)
+        )
+    assert repr(ColumnAttentionConv((5, 3), 4, **FULL, concat=False)) == (
+        "ColumnAttentionConv((5, 3), 4, heads=2, shared, project_value=True, root_weight=True, "
+        "add_self_loops=True, bias=True, concat=False)"
+    )
+
+
+class TwoLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = ColumnAttentionConv(4, 3, heads=2, project_value=True, add_self_loops=True)
+        self.conv2 = ColumnAttentionConv(6, 2, project_value=True)
+
+    def forward(self, x, edge_index):
+        return self.conv2(self.conv1(x, edge_index).relu(), edge_index)
+
+
+def test_attention_explainer_reads_the_weights():
+    model = TwoLayer()
+    x, edge_index = torch.randn(8, 4), simple_graph(8, 8, 20)
+    explainer = Explainer(
+        model,
+        AttentionExplainer(reduce="max"),
+        explanation_type="model",
+        edge_mask_type="object",
+        model_config=dict(mode="multiclass_classification", task_level="node", return_type="raw"),
+    )
+    explanation = explainer(x, edge_index, index=3)
+    _, (_, alpha1) = model.conv1(x, edge_index, return_attention_weights=True)
+    hidden = model.conv1(x, edge_index).relu()
+    _, (_, alpha2) = model.conv2(hidden, edge_index, return_attention_weights=True)
+    expected = torch.maximum(alpha1[:20].max(-1).values, alpha2.squeeze(-1))
+    hops = explanation.edge_mask > 0  # only edges within two hops of node 3 are kept
+    assert hops.any() and (explanation.edge_mask <= 1).all()
+    torch.testing.assert_close(explanation.edge_mask[hops], expected[hops])
+
+
+@pytest.mark.parametrize("num_nodes", [None, 6])
+def test_compile_without_graph_breaks(num_nodes):
+    conv = ColumnAttentionConv(4, 3, heads=2, num_nodes=num_nodes, project_value=True, bias=True)
+    x, edge_index, weight = torch.randn(6, 2, 4), simple_graph(6, 6, 14), torch.rand(14)
+    expected = conv(x, edge_index, weight)
+    explanation = torch._dynamo.explain(conv)(x, edge_index, weight)
+    assert explanation.graph_break_count == 0
+    compiled = torch.compile(conv, fullgraph=True)
+    torch.testing.assert_close(compiled(x, edge_index, weight), expected)
