@@ -72,6 +72,11 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
 
 
 def _check_hyperparams(hparams: dict, path: Path) -> dict:
+    if not isinstance(hparams, dict):
+        raise ValueError(
+            f"{path}: 'hyperparams' must be a dict of the model's constructor arguments, got "
+            f"{type(hparams).__name__}"
+        )
     known = set(inspect.signature(DenseReference).parameters)
     unknown = sorted(set(hparams) - known)
     if unknown:
@@ -129,12 +134,25 @@ def load_article_checkpoint(
     state = read_checkpoint(path, map_location)
     hparams = _check_hyperparams(state["hyperparams"], path)
     weights = state["model_state_dict"]
-    if "adj_struct" in weights:  # the article's BrainNetwork layout
-        ref = DenseReference(**hparams)
-        _load_strict(ref, weights, path)
-        return CortexNet.from_reference(ref, **flags).eval()
-    if "edge_index" not in weights:
-        raise ValueError(f"{path}: model_state_dict has neither 'adj_struct' nor 'edge_index'")
-    model = CortexNet(**hparams, edge_index=weights["edge_index"], **flags)
+    if not isinstance(weights, dict):
+        raise ValueError(
+            f"{path}: 'model_state_dict' must be a state dict, got {type(weights).__name__}"
+        )
+    if "adj_struct" not in weights and "edge_index" not in weights:
+        raise ValueError(
+            f"{path}: model_state_dict has neither 'adj_struct' (the article's BrainNetwork) "
+            f"nor 'edge_index' (CortexNet): it holds another architecture's weights"
+        )
+    try:
+        if "adj_struct" in weights:  # the article's BrainNetwork layout
+            model = DenseReference(**hparams)
+        else:
+            model = CortexNet(**hparams, edge_index=weights["edge_index"], **flags)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path}: its hyperparams {hparams} (with flags {flags}) do not build a model: {err}"
+        ) from err
     _load_strict(model, weights, path)
+    if isinstance(model, DenseReference):
+        return CortexNet.from_reference(model, **flags).eval()
     return model.eval()

@@ -9,6 +9,8 @@ the CSR order a destination-major kernel wants.
 
 from __future__ import annotations
 
+import numbers
+
 import networkx as nx
 import torch
 from torch import Tensor
@@ -23,8 +25,13 @@ __all__ = [
 
 
 def _check_small_world_args(num_nodes: int, k: int, p: float) -> None:
+    for name, value in (("num_nodes", num_nodes), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a float in [0, 1], got {p!r} ({type(p).__name__})")
     if num_nodes < 1:
-        raise ValueError(f"num_nodes must be >= 1, got {num_nodes}")
+        raise ValueError(f"num_nodes must be >= 1, got {num_nodes}: a graph needs a node")
     if k < 0 or k > num_nodes:
         raise ValueError(
             f"k must satisfy 0 <= k <= num_nodes (each node joins k/2 neighbours on each "

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from .columns import EXCITATORY, INHIBITORY, PROJECTION, CorticalColumns
 from .conv import ColumnAttentionConv
+from .fused_attention import folded_attention
 from .graph import dense_to_edge_index, edge_index_to_dense, small_world_graph, sort_by_target
 from .plasticity import Homeostasis, SyncStatistics, hebbian_update_
 from .reference import DenseReference
@@ -140,14 +141,25 @@ class CortexNet(nn.Module):
 
     @staticmethod
     def _checked_graph(edge_index: Tensor, num_nodes: int) -> Tensor:
+        if not isinstance(edge_index, Tensor):
+            raise TypeError(
+                f"edge_index must be a torch.Tensor [2, E], got {type(edge_index).__name__}: "
+                f"wrap it with torch.as_tensor(..., dtype=torch.long)"
+            )
         if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+            raise ValueError(
+                f"edge_index must have shape [2, E] (row 0 sources, row 1 targets), got "
+                f"{tuple(edge_index.shape)}; an [E, 2] edge list needs .t()"
+            )
         if edge_index.dtype != torch.long:
-            raise ValueError(f"edge_index must be torch.long, got {edge_index.dtype}")
+            raise ValueError(
+                f"edge_index must be torch.long, got {edge_index.dtype}: use edge_index.long()"
+            )
         if edge_index.numel() and (edge_index.min() < 0 or edge_index.max() >= num_nodes):
             raise ValueError(
                 f"edge_index refers to nodes {int(edge_index.min())}..{int(edge_index.max())}"
-                f" but the model has num_columns={num_nodes}"
+                f" but the model has num_columns={num_nodes} (valid: 0..{num_nodes - 1}): "
+                f"set num_columns to the graph's node count or relabel the graph"
             )
         return sort_by_target(edge_index, num_nodes)
 
@@ -162,11 +174,15 @@ class CortexNet(nn.Module):
         if x.size(0) == 0:
             raise ValueError("x is an empty batch (B=0): the homeostasis mean would be NaN")
         weight = self.columns.weight
+        if not x.is_floating_point():
+            raise ValueError(
+                f"x has dtype {x.dtype}: the model needs floating-point input of the weights' "
+                f"dtype {weight.dtype} (e.g. images as x.to({weight.dtype}) / 255)"
+            )
         if x.dtype != weight.dtype:
             raise ValueError(
-                f"x has dtype {x.dtype} but the model's weights are {weight.dtype}: convert the "
-                f"input (x.to({weight.dtype}); images as uint8 also need scaling to [0, 1]) or "
-                f"the model (model.to({x.dtype}))"
+                f"x has dtype {x.dtype} but the model's weights are {weight.dtype}: convert "
+                f"the input (x.to({weight.dtype})) or the model (model.to({x.dtype}))"
             )
         if self.check_finite_input and not bool(torch.isfinite(x).all()):
             raise ValueError(
@@ -174,19 +190,41 @@ class CortexNet(nn.Module):
             )
         return x
 
-    def message(self, h: Tensor) -> Tensor:
-        """Neighbour message ``m(h)`` for states ``h [N, B, D]``; returns ``[N, B, D]``."""
+    def message(self, h: Tensor, fold: Tensor | None = None) -> Tensor:
+        """Neighbour message ``m(h)`` for states ``h [N, B, D]``; returns ``[N, B, D]``.
+
+        ``fold`` (``[N, D, D]``, from :meth:`folded_attention_weight`) takes the fast path:
+        folded queries ``h_i Q_i^T K_i`` and :func:`folded_attention`, the same maths.
+        """
         if self.conv is None:
             return weighted_neighbour_sum(h, self.edge_index, torch.sigmoid(self.edge_weight))
         gate = torch.sigmoid(self.edge_weight) if self.attention_uses_edge_weight else None
-        return self.conv(h, self.edge_index, gate)
+        if fold is None:
+            return self.conv(h, self.edge_index, gate)
+        query = torch.bmm(h, fold).unsqueeze(2)  # [N, B, 1, D]: K_i^T Q_i h_i as rows
+        scale = self.conv.out_channels**-0.5
+        return folded_attention(query, h, self.edge_index, gate, scale=scale).squeeze(2)
+
+    def folded_attention_weight(self) -> Tensor | None:
+        """``Q_i^T K_i`` for every column (``[N, D, D]``), or ``None`` off the fast path.
+
+        Folded once per forward instead of two projections per message iteration; the fast
+        path needs one head and no attention dropout (both the model's defaults).
+        """
+        conv = self.conv
+        if conv is None or conv.heads != 1 or conv.num_nodes is None:
+            return None
+        if conv.dropout > 0 and self.training:
+            return None
+        return torch.bmm(conv.query_weight.transpose(1, 2), conv.key_weight)  # [N, D, D]
 
     def column_activations(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Column outputs and settled states: ``(pre, post)``, both ``[N, B, D]``."""
         pre = self.columns(self._flatten_input(x))  # [N, B, D]
         post = pre
+        fold = self.folded_attention_weight() if self.message_iters else None  # [N, D, D]
         for _ in range(self.message_iters):
-            post = F.relu(post + MESSAGE_GAIN * self.message(post))  # synchronous update
+            post = F.relu(post + MESSAGE_GAIN * self.message(post, fold))  # synchronous update
             post = DECAY * post + (1.0 - DECAY) * pre
         return pre, self.homeostasis(post, self.sync_statistics)
 
@@ -204,11 +242,27 @@ class CortexNet(nn.Module):
         The caller steps the optimizer afterwards. Returns the (detached-graph) loss.
         """
         x, y = batch
+        self._check_targets(y, x.size(0) if x.dim() else 0)
         pre, post = self.column_activations(x)
         loss = F.cross_entropy(self.readout(post), y)
         loss.backward()
         self.hebbian_update(pre.detach(), post.detach())
         return loss
+
+    def _check_targets(self, y: Tensor, batch_size: int) -> None:
+        num_classes = self.top_fc.out_features
+        if y.dtype != torch.long or y.dim() != 1:
+            raise ValueError(
+                f"y must be class indices of shape [B] and dtype torch.long, got shape "
+                f"{tuple(y.shape)} and {y.dtype}: use y.long() (one-hot targets: y.argmax(-1))"
+            )
+        if y.numel() != batch_size:
+            raise ValueError(f"y has {y.numel()} labels for a batch of {batch_size} inputs")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+            raise ValueError(
+                f"y holds labels {int(y.min())}..{int(y.max())} but the model has "
+                f"top_out={num_classes} classes (valid: 0..{num_classes - 1}): raise top_out"
+            )
 
     def hebbian_update(self, pre: Tensor, post: Tensor) -> None:
         """Apply the Hebbian rule to ``edge_weight`` from ``pre``/``post`` ``[N, B, D]``."""
