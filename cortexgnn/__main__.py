@@ -1,0 +1,7 @@
+"""``python -m cortexgnn``: the same command line as ``cortexgnn``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,267 @@
+"""The ``cortexgnn`` command line: a thin argparse layer over :mod:`cortexgnn.train`.
+
+Each sub-command has an ``add_<command>_parser(subparsers)`` that declares its own flags and
+a ``run_<command>(args)`` that calls the library and prints the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+
+from . import __version__
+from .data import DATASETS
+from .train import (
+    MODELS,
+    SESSION_FIELDS,
+    TrainConfig,
+    evaluate_checkpoint,
+    train,
+)
+
+__all__ = ["add_eval_parser", "add_train_parser", "get_parser", "main", "run_eval", "run_train"]
+
+_DEFAULTS = TrainConfig()
+
+
+def add_train_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``train`` sub-command: the article's protocol, every setting a flag."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a model (defaults: the article's protocol on the offline digits set)",
+        description="Train CortexNet (or the dense reference) with the article's protocol: "
+        "AdamW, cosine schedule, periodic evaluation on the full test set, a checkpoint "
+        "every epoch. With --resume, flags you do not type are taken from the checkpoint.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d = _DEFAULTS
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", choices=DATASETS, default=d.dataset)
+    data.add_argument(
+        "--data-dir",
+        default=d.data_dir,
+        help="root with MNIST/raw or FashionMNIST/raw (default: $CORTEXGNN_DATA_DIR or ./data)",
+    )
+    data.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=d.download,
+        help="let torchvision download a missing MNIST/Fashion-MNIST",
+    )
+    model = p.add_argument_group("model (the article's hyper-parameters)")
+    model.add_argument(
+        "--model",
+        choices=MODELS,
+        default=d.model,
+        help="the batched sparse CortexNet or the article's dense loop",
+    )
+    model.add_argument("--columns", type=int, default=d.columns, help="number of columns")
+    model.add_argument("--col-out", type=int, default=d.col_out, help="column output size")
+    model.add_argument("--graph-k", type=int, default=d.graph_k, help="Watts-Strogatz degree")
+    model.add_argument("--graph-p", type=float, default=d.graph_p, help="rewiring probability")
+    model.add_argument("--message-iters", type=int, default=d.message_iters)
+    model.add_argument("--plasticity-lr", type=float, default=d.plasticity_lr)
+    model.add_argument(
+        "--attention",
+        action=argparse.BooleanOptionalAction,
+        default=d.attention,
+        help="attention messages (else adjacency-weighted sums)",
+    )
+    model.add_argument("--e-i-ratio", type=float, default=d.e_i_ratio)
+    model.add_argument("--dropout", type=float, default=d.dropout)
+    model.add_argument(
+        "--attention-uses-edge-weight",
+        action=argparse.BooleanOptionalAction,
+        default=d.attention_uses_edge_weight,
+        help="fix: let the Hebbian edge weights gate attention",
+    )
+    model.add_argument(
+        "--freeze-homeostasis-in-eval",
+        action=argparse.BooleanOptionalAction,
+        default=d.freeze_homeostasis_in_eval,
+        help="fix: evaluation leaves the homeostasis statistics alone",
+    )
+    opt = p.add_argument_group("protocol")
+    opt.add_argument("--epochs", type=int, default=d.epochs)
+    opt.add_argument("--batch-size", type=int, default=d.batch_size)
+    opt.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
+    opt.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    opt.add_argument(
+        "--t-max-epochs",
+        type=float,
+        default=d.t_max_epochs,
+        help="cosine schedule period T_max, in epochs",
+    )
+    opt.add_argument(
+        "--eval-every",
+        type=int,
+        default=d.eval_every,
+        help="evaluate on the full test set after every N-th batch of an epoch",
+    )
+    opt.add_argument(
+        "--max-steps",
+        type=int,
+        default=d.max_steps,
+        help="stop (with a checkpoint) after this many steps in total",
+    )
+    opt.add_argument(
+        "--seed", type=int, default=d.seed, help="seeds weights, dropout, shuffling and the graph"
+    )
+    run = p.add_argument_group("run")
+    run.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    run.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=d.compile,
+        help="torch.compile the column and message-passing stage",
+    )
+    run.add_argument(
+        "--out-dir",
+        default=d.out_dir,
+        help="run directory: checkpoint.pth, metrics.jsonl, curves.png, summary.json",
+    )
+    run.add_argument(
+        "--resume",
+        metavar="CHECKPOINT",
+        default=d.resume,
+        help="continue a run from its checkpoint.pth",
+    )
+    run.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=d.progress,
+        help="tqdm progress bar",
+    )
+    run.add_argument(
+        "--plot",
+        action=argparse.BooleanOptionalAction,
+        default=d.plot,
+        help="write curves.png at the end",
+    )
+    run.add_argument(
+        "--log-every",
+        type=int,
+        default=d.log_every,
+        help="steps between training-loss records in metrics.jsonl",
+    )
+    p.set_defaults(handler=run_train)
+    return p
+
+
+def _config_from_args(args: argparse.Namespace, given: set[str]) -> TrainConfig:
+    """A ``TrainConfig``; when resuming, untyped run settings come from the checkpoint."""
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    if args.resume:
+        from .checkpoint import read_checkpoint
+
+        saved = read_checkpoint(args.resume).get("config", {})
+        for name in saved.keys() & values.keys():
+            if name not in given and name not in SESSION_FIELDS:
+                values[name] = saved[name]
+        if "out_dir" not in given and "out_dir" in saved:
+            values["out_dir"] = saved["out_dir"]
+    return TrainConfig(**values)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train, then print a one-screen summary."""
+    config = _config_from_args(args, args.given)
+    s = train(config)
+    acc = "n/a" if s["final_test_acc"] is None else f"{100 * s['final_test_acc']:.2f} %"
+    best = "n/a" if s["best_test_acc"] is None else f"{100 * s['best_test_acc']:.2f} %"
+    env = s["environment"]
+    lines = [
+        f"cortexgnn train: {s['model']} on {s['dataset']}, {s['num_parameters']:,} parameters,"
+        f" {env['threads']} threads, commit {env['git_commit']}",
+        f"  steps          {s['steps']} ({s['epochs_completed']} epochs of "
+        f"{s['steps_per_epoch']} steps{'' if s['finished'] else ', stopped early'})",
+        f"  test accuracy  final {acc}, best {best} (step {s['best_step']})",
+        f"  wall time      {s['train_time_s'] + s['eval_time_s']:.1f} s "
+        f"(train {s['train_time_s']:.1f} s, eval {s['eval_time_s']:.1f} s)",
+        f"  speed          {s['time_per_step_s'] or 0:.4f} s/step, {s['steps_per_s'] or 0:.2f} "
+        f"steps/s",
+        f"  peak memory    {s['peak_memory_mb']:.0f} MiB",
+        f"  files          {s['out_dir']}/ (checkpoint.pth, metrics.jsonl, summary.json"
+        f"{', curves.png' if s.get('plot') else ''})",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def add_eval_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``eval`` sub-command: test accuracy of a checkpoint (also an article brain.pth)."""
+    p = subparsers.add_parser(
+        "eval",
+        help="test accuracy of a checkpoint (a training checkpoint or an article brain.pth)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("checkpoint", help="checkpoint.pth or brain.pth")
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default=None,
+        help="default: the checkpoint's, else mnist for 784 inputs",
+    )
+    p.add_argument("--data-dir", default=None, help="as for train")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.set_defaults(handler=run_eval)
+    return p
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Evaluate and print one line."""
+    r = evaluate_checkpoint(
+        args.checkpoint,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        download=args.download,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    print(
+        f"{r['checkpoint']}: test accuracy {100 * r['test_acc']:.2f} % "
+        f"(loss {r['test_loss']:.4f}) on {r['num_test']} {r['dataset']} test images"
+    )
+    return 0
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="cortexgnn", description="Cortical-column graph networks: train and evaluate."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parser(subparsers)
+    add_eval_parser(subparsers)
+    return parser
+
+
+def _typed_train_flags(argv: list[str]) -> set[str]:
+    """The ``train`` settings the user typed in ``argv`` (the arguments after ``train``).
+
+    A second ``train`` parser whose defaults are all ``SUPPRESS`` leaves every untyped
+    destination out of the namespace.
+    """
+    parser = add_train_parser(argparse.ArgumentParser().add_subparsers())
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    parser.set_defaults(handler=None)
+    return set(vars(parser.parse_args(argv))) - {"handler"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``cortexgnn`` and ``python -m cortexgnn``; returns the exit status."""
+    parser = get_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        args.given = _typed_train_flags(argv[argv.index("train") + 1 :])
+    try:
+        return args.handler(args)
+    except (FileNotFoundError, ValueError) as err:  # missing data, bad checkpoint, bad flags
+        print(f"cortexgnn {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,124 @@
+"""Datasets for training: whole splits as in-memory ``[num_samples, in_dim]`` tensors.
+
+Three image-classification sets, all flattened to vectors in ``[0, 1]`` as the article's
+``ToTensor()`` + ``flatten`` does (no normalisation):
+
+- ``digits``: the 8x8 handwritten digits shipped inside scikit-learn (1,797 images, 64
+  features, pixel values 0..16 divided by 16). No download, so it is the offline default; the
+  split is a fixed seeded permutation: 1,437 training and 360 test images.
+- ``mnist`` and ``fashion-mnist``: 28x28 images (784 features, ``uint8 / 255``) read by
+  torchvision from ``<data_dir>/MNIST/raw`` or ``<data_dir>/FashionMNIST/raw``.
+
+Keeping whole splits as tensors (a few hundred MB at most) lets the training loop draw a batch
+with one index operation instead of a Python ``DataLoader`` collating 128 samples.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["DATASETS", "DatasetNotFoundError", "Split", "default_data_dir", "load_dataset"]
+
+DATASETS = ("digits", "mnist", "fashion-mnist")
+DATA_DIR_ENV = "CORTEXGNN_DATA_DIR"
+DIGITS_TEST_SIZE = 360  # ~20 % of the 1,797 images
+DIGITS_SPLIT_SEED = 0  # the split never depends on the training seed
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is not on disk; the message names the path looked at and how to get it."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split of a dataset.
+
+    Attributes:
+        x: ``[num_samples, in_dim]`` float32 features in ``[0, 1]``.
+        y: ``[num_samples]`` int64 class labels in ``0..num_classes-1``.
+    """
+
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return self.y.numel()
+
+
+def default_data_dir() -> Path:
+    """``$CORTEXGNN_DATA_DIR`` if set, else ``./data``."""
+    return Path(os.environ.get(DATA_DIR_ENV, "data"))
+
+
+def _load_digits() -> tuple[Split, Split]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise DatasetNotFoundError(
+            "the 'digits' dataset ships with scikit-learn, which is not installed: "
+            "pip install 'cortexgnn[train]' (or scikit-learn)"
+        ) from err
+    bunch = load_digits()
+    x = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0  # [1797, 64]
+    y = torch.as_tensor(bunch.target, dtype=torch.long)  # [1797]
+    generator = torch.Generator().manual_seed(DIGITS_SPLIT_SEED)
+    order = torch.randperm(y.numel(), generator=generator)
+    test, train = order[:DIGITS_TEST_SIZE], order[DIGITS_TEST_SIZE:]
+    return Split(x[train], y[train]), Split(x[test], y[test])
+
+
+def _load_torchvision(name: str, data_dir: Path, download: bool) -> tuple[Split, Split]:
+    from torchvision import datasets
+
+    cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
+    raw = data_dir / cls.__name__ / "raw"
+    splits = []
+    for train in (True, False):
+        try:
+            images = cls(str(data_dir), train=train, download=download)
+        except RuntimeError as err:  # torchvision: "Dataset not found ..." or a failed download
+            how = (
+                "the download failed (offline?)"
+                if download
+                else "pass --download to fetch it with torchvision"
+            )
+            raise DatasetNotFoundError(
+                f"{name} not found in {raw} (expected the IDX files train-images-idx3-ubyte, "
+                f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, "
+                f"optionally .gz): {how}, or copy them there and point --data-dir at "
+                f"{data_dir}"
+            ) from err
+        x = images.data.flatten(1).to(torch.float32) / 255.0  # [num_samples, 784]
+        splits.append(Split(x, images.targets.to(torch.long)))
+    return splits[0], splits[1]
+
+
+def load_dataset(
+    name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False
+) -> tuple[Split, Split]:
+    """The training and test splits of dataset ``name``.
+
+    Args:
+        name: one of :data:`DATASETS`.
+        data_dir: root holding ``MNIST/raw`` or ``FashionMNIST/raw`` (ignored for
+            ``digits``); ``None`` means :func:`default_data_dir`.
+        download: let torchvision download a missing MNIST/Fashion-MNIST.
+
+    Returns:
+        ``(train, test)`` splits.
+
+    Raises:
+        ValueError: unknown ``name``.
+        DatasetNotFoundError: the files are missing.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == "digits":
+        return _load_digits()
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return _load_torchvision(name, root, download)
