@@ -11,7 +11,7 @@ from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
-from .conv_inputs import as_edge_list, split_node_features, with_self_loops
+from .conv_inputs import as_edge_list, check_inputs, split_node_features, with_self_loops
 
 __all__ = ["ColumnAttentionConv"]
 
@@ -59,6 +59,10 @@ class ColumnAttentionConv(MessagePassing):
         root_weight: add the root term :math:`W_r x_i` (shared weights).
         bias: add a learnable bias to the output.
         add_self_loops: replace self loops by one loop per node (weight 1) before attending.
+        project_first: project every node once, :math:`v = V x`, and attend on that with
+            per-head ``C x C`` query/key: :math:`s_{ij}^h = (Q^h v_i^h)^\top (K^h v_j^h) /
+            \sqrt{C}`. One ``F``-wide projection instead of three, as in GATConv (implies
+            ``project_value``; needs ``F_src == F_dst``).
 
     Shapes:
         - **input:** node features ``x`` ``[N, F]``, or ``[N, B, F]`` for a batch of ``B``
@@ -85,6 +89,7 @@ class ColumnAttentionConv(MessagePassing):
         root_weight: bool = False,
         bias: bool = False,
         add_self_loops: bool = False,
+        project_first: bool = False,
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
         src_channels, dst_channels = (
@@ -101,21 +106,31 @@ class ColumnAttentionConv(MessagePassing):
             raise ValueError(f"num_nodes must be >= 1 or None (shared weights), got {num_nodes}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+        if project_first and src_channels != dst_channels:
+            raise ValueError(
+                f"project_first projects sources and targets with one V, so it needs equal "
+                f"source and target features, got in_channels={in_channels}"
+            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
         self.concat = concat
         self.num_nodes = num_nodes
         self.dropout = dropout
-        self.project_value = project_value
+        self.project_first = project_first
+        self.project_value = project_value or project_first
         self.root_weight = root_weight
         self.add_self_loops = add_self_loops
         out_size = self._output_channels(src_channels)  # -1 while a lazy F_src is unknown
         # Weights are stored like nn.Linear's, [out, in], with a leading node dim when per-node.
         lead = () if num_nodes is None else (num_nodes,)
-        self.query_weight = _weight(*lead, heads * out_channels, dst_channels)
-        self.key_weight = _weight(*lead, heads * out_channels, src_channels)
-        self.value_weight = _weight(heads * out_channels, src_channels) if project_value else None
+        # project_first: query/key act per head on the C projected features, [*, H*C, C].
+        qk_src, qk_dst = (out_channels,) * 2 if project_first else (src_channels, dst_channels)
+        self.query_weight = _weight(*lead, heads * out_channels, qk_dst)
+        self.key_weight = _weight(*lead, heads * out_channels, qk_src)
+        self.value_weight = (
+            _weight(heads * out_channels, src_channels) if self.project_value else None
+        )
         self.lin_root_weight = _weight(out_size, dst_channels) if root_weight else None
         self.bias = _weight(out_size) if bias else None
         self._is_lazy = any(is_lazy(p) for p in self.parameters())  # a bool compiles away
@@ -141,7 +156,7 @@ class ColumnAttentionConv(MessagePassing):
         """Give lazy (``-1``) weights their shapes from the first input, then initialise them."""
         lead = () if self.num_nodes is None else (self.num_nodes,)
         rows = self.heads * self.out_channels
-        if is_lazy(self.query_weight):
+        if is_lazy(self.query_weight):  # never lazy with project_first
             self.query_weight.materialize((*lead, rows, dst_channels))
         if is_lazy(self.key_weight):
             self.key_weight.materialize((*lead, rows, src_channels))
@@ -157,48 +172,6 @@ class ColumnAttentionConv(MessagePassing):
         )
         self._is_lazy = False
         self.reset_parameters()
-
-    def _check_inputs(
-        self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, edge_weight: Tensor | None
-    ) -> None:
-        for name, x, expected in (
-            ("x_src" if x_src is not x_dst else "x", x_src, self.key_weight.size(-1)),
-            ("x_dst" if x_src is not x_dst else "x", x_dst, self.query_weight.size(-1)),
-        ):
-            if x.dim() not in (2, 3):
-                raise ValueError(
-                    f"{name} must be [N, F] or [N, B, F] (nodes first), got shape "
-                    f"{tuple(x.shape)}; a [B, N, F] batch needs x.transpose(0, 1)"
-                )
-            if x.size(-1) != expected:
-                raise ValueError(
-                    f"{name} has {x.size(-1)} features in its last dim, but "
-                    f"in_channels={self.in_channels}"
-                )
-        if self.num_nodes is not None and x_dst.size(0) != self.num_nodes:
-            raise ValueError(
-                f"this layer has per-node weights for num_nodes={self.num_nodes} nodes, got "
-                f"x with {x_dst.size(0)} (target) nodes in dim 0 (nodes first); build it with "
-                f"num_nodes=None to share weights across graphs of any size"
-            )
-        if edge_index.dim() != 2 or edge_index.size(0) != 2:
-            raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-        if edge_index.dtype not in (torch.long, torch.int32):
-            raise ValueError(f"edge_index must be an integer tensor, got dtype {edge_index.dtype}")
-        if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
-            raise ValueError(
-                f"edge_weight must have shape [E] = [{edge_index.size(1)}], got "
-                f"{tuple(edge_weight.shape)}"
-            )
-        if torch.compiler.is_compiling() or edge_index.numel() == 0:
-            return  # the range check reads values: keep it out of compiled graphs
-        for row, x, name in ((0, x_src, "x_src"), (1, x_dst, "x_dst")):
-            low, high = int(edge_index[row].min()), int(edge_index[row].max())
-            if low < 0 or high >= x.size(0):
-                name = name if x_src is not x_dst else "x"
-                raise ValueError(
-                    f"edge_index refers to nodes {low}..{high}, but {name} has {x.size(0)} nodes"
-                )
 
     def folded_query(self, x: Tensor) -> Tensor:
         r"""Per-node folded query :math:`\tilde q_i^h = K_i^{h\top} Q_i^h x_i`.
@@ -223,6 +196,46 @@ class ColumnAttentionConv(MessagePassing):
             folded = torch.einsum("nbhc,nhcf->nbhf", q.unflatten(-1, (heads, channels)), key)
         return folded if x.dim() == 3 else folded.squeeze(1)  # [N, *, H, F]
 
+    def attention_inputs(self, x_src: Tensor, x_dst: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries, keys and values, node-wise: the only projections of the layer.
+
+        Args:
+            x_src: ``[N_src, *, F_src]``.
+            x_dst: ``[N_dst, *, F_dst]``.
+
+        Returns:
+            ``query [N_dst, *, H, D]``, ``key [N_src, *, H or 1, D]`` and ``value [N_src, *,
+            H or 1, C_v]``, with ``D`` the dot-product width: ``C`` for shared weights or
+            ``project_first``, ``F_src`` for per-node weights (folded query, raw key).
+        """
+        heads, channels = self.heads, self.out_channels
+        value = x_src.unsqueeze(-2)  # [N, *, 1, F_src], shared by the heads
+        if self.value_weight is not None:
+            value = (x_src @ self.value_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+        if self.project_first:
+            target = value
+            if x_dst is not x_src:
+                target = (x_dst @ self.value_weight.t()).unflatten(-1, (heads, channels))
+            return self._folded_on_values(target), value, value  # [N, *, H, C] each
+        if self.num_nodes is None:
+            query = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+            key = (x_src @ self.key_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+            return query, key, value
+        return self.folded_query(x_dst), x_src.unsqueeze(-2), value  # [N, *, H | 1, F_src]
+
+    def _folded_on_values(self, value: Tensor) -> Tensor:
+        r"""``project_first`` query :math:`K^{h\top} Q^h v_i^h`, ``[N, *, H, C]`` from ``value``."""
+        heads, channels = self.heads, self.out_channels
+        if self.num_nodes is None:
+            query = self.query_weight.unflatten(0, (heads, channels))  # [H, C, C]
+            key = self.key_weight.unflatten(0, (heads, channels))  # [H, C, C]
+            fold = torch.einsum("hce,hcd->hed", key, query)  # K^T Q per head: [H, C, C]
+            return torch.einsum("hed,...hd->...he", fold, value)
+        query = self.query_weight.unflatten(1, (heads, channels))  # [N, H, C, C]
+        key = self.key_weight.unflatten(1, (heads, channels))  # [N, H, C, C]
+        fold = torch.einsum("nhce,nhcd->nhed", key, query)  # [N, H, C, C]
+        return torch.einsum("nhed,n...hd->n...he", fold, value)
+
     def forward(
         self,
         x: Tensor | tuple[Tensor, Tensor],
@@ -235,21 +248,24 @@ class ColumnAttentionConv(MessagePassing):
         edge_index, edge_weight = as_edge_list(edge_index, edge_weight)
         if self._is_lazy:
             self._materialize(x_src.size(-1), x_dst.size(-1))
-        self._check_inputs(x_src, x_dst, edge_index, edge_weight)
+        features = (
+            (self.value_weight.size(-1),) * 2
+            if self.project_first
+            else (self.key_weight.size(-1), self.query_weight.size(-1))
+        )
+        check_inputs(
+            x_src,
+            x_dst,
+            edge_index,
+            edge_weight,
+            features=features,
+            in_channels=self.in_channels,
+            num_nodes=self.num_nodes,
+        )
         size = (x_src.size(0), x_dst.size(0))
         if self.add_self_loops:
             edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))
-        heads, channels = self.heads, self.out_channels
-        if self.num_nodes is None:
-            query = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
-            key = (x_src @ self.key_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
-        else:
-            query = self.folded_query(x_dst)  # [N, *, H, F_src]
-            key = x_src.unsqueeze(-2)  # [N, *, 1, F_src]
-        if self.value_weight is None:
-            value = x_src.unsqueeze(-2)  # [N, *, 1, F_src], shared by the heads
-        else:
-            value = (x_src @ self.value_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+        query, key, value = self.attention_inputs(x_src, x_dst)
         alpha = self.edge_updater(edge_index, query=(None, query), key=(key, None), size=size)
         dropped = F.dropout(alpha, p=self.dropout, training=self.training)  # [E, *, H]
         out = self.propagate(
@@ -280,7 +296,9 @@ class ColumnAttentionConv(MessagePassing):
 
     def __repr__(self) -> str:
         weights = "shared" if self.num_nodes is None else f"num_nodes={self.num_nodes}"
-        switches = ("project_value", "root_weight", "add_self_loops")
+        switches = ("project_first", "root_weight", "add_self_loops")
+        if not self.project_first:
+            switches = ("project_value", *switches)
         extras = "".join(f", {name}=True" for name in switches if getattr(self, name))
         extras += ", bias=True" if self.bias is not None else ""
         extras += "" if self.concat else ", concat=False"

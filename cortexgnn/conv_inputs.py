@@ -1,4 +1,4 @@
-"""Input normalisation for ``ColumnAttentionConv``: node-feature pairs and graph layouts.
+"""Inputs of ``ColumnAttentionConv``: node-feature pairs, graph layouts, validation.
 
 The layer accepts what PyG's attention convolutions accept (one feature tensor or a
 bipartite ``(x_src, x_dst)`` pair; a graph as ``edge_index``, ``EdgeIndex``, a
@@ -14,7 +14,7 @@ from torch import Tensor
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import add_self_loops, is_torch_sparse_tensor, remove_self_loops
 
-__all__ = ["as_edge_list", "split_node_features", "with_self_loops"]
+__all__ = ["as_edge_list", "check_inputs", "split_node_features", "with_self_loops"]
 
 
 def split_node_features(x: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, bool]:
@@ -95,3 +95,62 @@ def with_self_loops(
     """
     edge_index, edge_weight = remove_self_loops(edge_index, edge_weight)
     return add_self_loops(edge_index, edge_weight, fill_value=1.0, num_nodes=num_nodes)
+
+
+def check_inputs(
+    x_src: Tensor,
+    x_dst: Tensor,
+    edge_index: Tensor,
+    edge_weight: Tensor | None,
+    *,
+    features: tuple[int, int],
+    in_channels: int | tuple[int, int],
+    num_nodes: int | None,
+) -> None:
+    """Refuse inputs the layer cannot use, with a ``ValueError`` naming the argument.
+
+    Args:
+        x_src: ``[N_src, *, F_src]`` (the same tensor as ``x_dst`` for a homogeneous graph).
+        x_dst: ``[N_dst, *, F_dst]``.
+        edge_index: ``[2, E]``.
+        edge_weight: ``[E]`` or ``None``.
+        features: the ``(F_src, F_dst)`` the layer's weights expect.
+        in_channels: the layer's ``in_channels``, quoted in messages.
+        num_nodes: the node count of per-node weights, or ``None``.
+    """
+    homogeneous = x_src is x_dst
+    for name, x, expected in (("x_src", x_src, features[0]), ("x_dst", x_dst, features[1])):
+        name = "x" if homogeneous else name
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                f"{name} must be [N, F] or [N, B, F] (nodes first), got shape "
+                f"{tuple(x.shape)}; a [B, N, F] batch needs x.transpose(0, 1)"
+            )
+        if x.size(-1) != expected:
+            raise ValueError(
+                f"{name} has {x.size(-1)} features in its last dim, but in_channels={in_channels}"
+            )
+    if num_nodes is not None and x_dst.size(0) != num_nodes:
+        raise ValueError(
+            f"this layer has per-node weights for num_nodes={num_nodes} nodes, got "
+            f"x with {x_dst.size(0)} (target) nodes in dim 0 (nodes first); build it with "
+            f"num_nodes=None to share weights across graphs of any size"
+        )
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
+    if edge_index.dtype not in (torch.long, torch.int32):
+        raise ValueError(f"edge_index must be an integer tensor, got dtype {edge_index.dtype}")
+    if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
+        raise ValueError(
+            f"edge_weight must have shape [E] = [{edge_index.size(1)}], got "
+            f"{tuple(edge_weight.shape)}"
+        )
+    if torch.compiler.is_compiling() or edge_index.numel() == 0:
+        return  # the range check reads values: keep it out of compiled graphs
+    for row, x, name in ((0, x_src, "x_src"), (1, x_dst, "x_dst")):
+        low, high = int(edge_index[row].min()), int(edge_index[row].max())
+        if low < 0 or high >= x.size(0):
+            name = "x" if homogeneous else name
+            raise ValueError(
+                f"edge_index refers to nodes {low}..{high}, but {name} has {x.size(0)} nodes"
+            )

@@ -43,8 +43,14 @@ def dense_oracle(conv, x_src, x_dst, edge_index, edge_weight=None):
     if conv.add_self_loops:
         for i in range(min(num_src, num_dst)):
             mask[i, i], gate[i, i] = True, 1.0
-    q = (x_dst @ conv.query_weight.t()).unflatten(-1, (heads, channels))  # [Nd, *, H, C]
-    k = (x_src @ conv.key_weight.t()).unflatten(-1, (heads, channels))  # [Ns, *, H, C]
+    if conv.project_first:  # per-head C x C query/key on the projected features
+        v_src = (x_src @ conv.value_weight.t()).unflatten(-1, (heads, channels))
+        v_dst = (x_dst @ conv.value_weight.t()).unflatten(-1, (heads, channels))
+        q = torch.einsum("...hd,hcd->...hc", v_dst, conv.query_weight.unflatten(0, (heads, -1)))
+        k = torch.einsum("...hd,hcd->...hc", v_src, conv.key_weight.unflatten(0, (heads, -1)))
+    else:
+        q = (x_dst @ conv.query_weight.t()).unflatten(-1, (heads, channels))  # [Nd, *, H, C]
+        k = (x_src @ conv.key_weight.t()).unflatten(-1, (heads, channels))  # [Ns, *, H, C]
     score = torch.einsum("i...hc,j...hc->...hij", q, k) / math.sqrt(channels)
     score = score.masked_fill(~mask, float("-inf"))
     alpha = torch.softmax(score, dim=-1).nan_to_num()  # rows without edges -> 0
@@ -69,17 +75,24 @@ def randomise_bias(conv):
 
 @pytest.mark.parametrize("batch", [(), (3,)])
 @pytest.mark.parametrize("concat", [True, False])
-@pytest.mark.parametrize("project_value", [True, False])
-def test_shapes_and_dense_oracle(batch, concat, project_value):
+@pytest.mark.parametrize("projection", ["none", "value", "first"])
+def test_shapes_and_dense_oracle(batch, concat, projection):
     conv = ColumnAttentionConv(
-        5, 4, heads=2, concat=concat, project_value=project_value, root_weight=True, bias=True
+        5,
+        4,
+        heads=2,
+        concat=concat,
+        project_value=projection == "value",
+        project_first=projection == "first",
+        root_weight=True,
+        bias=True,
     )
     randomise_bias(conv)
     x = torch.randn(6, *batch, 5)
     edge_index = simple_graph(6, 6, 14)
     weight = torch.rand(14)
     out = conv(x, edge_index, weight)
-    per_head = 4 if project_value else 5
+    per_head = 5 if projection == "none" else 4
     assert out.shape == (6, *batch, 2 * per_head if concat else per_head)
     torch.testing.assert_close(out, dense_oracle(conv, x, x, edge_index, weight))
 
@@ -119,6 +132,27 @@ def test_bipartite_per_node_weights_belong_to_targets():
     expected = torch.exp(score) / scatter(torch.exp(score), dst, 0, 4, reduce="sum")[dst]
     torch.testing.assert_close(alpha, expected)
     assert out.shape == (4, 10)
+
+
+def test_project_first_per_node_weights():
+    conv = ColumnAttentionConv(5, 3, heads=2, num_nodes=4, project_first=True)
+    x_src, x_dst = torch.randn(6, 2, 5), torch.randn(4, 2, 5)
+    edge_index = simple_graph(6, 4, 12)
+    out, (_, alpha) = conv((x_src, x_dst), edge_index, return_attention_weights=True)
+    src, dst = edge_index
+    v_src = (x_src @ conv.value_weight.t()).unflatten(-1, (2, 3))  # [6, 2, H, C]
+    v_dst = (x_dst @ conv.value_weight.t()).unflatten(-1, (2, 3))
+    query = conv.query_weight.unflatten(1, (2, 3))[dst]  # [E, H, C, C], owned by the target
+    key = conv.key_weight.unflatten(1, (2, 3))[dst]
+    q = torch.einsum("ehcd,ebhd->ebhc", query, v_dst[dst])
+    k = torch.einsum("ehcd,ebhd->ebhc", key, v_src[src])
+    score = (q * k).sum(-1) / math.sqrt(3)  # [E, B, H]
+    expected = torch.exp(score) / scatter(torch.exp(score), dst, 0, 4, reduce="sum")[dst]
+    torch.testing.assert_close(alpha, expected)
+    expected_out = scatter(expected.unsqueeze(-1) * v_src[src], dst, 0, 4, reduce="sum")
+    torch.testing.assert_close(out, expected_out.flatten(-2))
+    with pytest.raises(ValueError, match="project_first"):
+        ColumnAttentionConv((5, 3), 3, project_first=True)
 
 
 def test_graph_layouts_give_equal_results():
@@ -275,9 +309,11 @@ def test_attention_explainer_reads_the_weights():
     torch.testing.assert_close(explanation.edge_mask[hops], expected[hops])
 
 
-@pytest.mark.parametrize("num_nodes", [None, 6])
-def test_compile_without_graph_breaks(num_nodes):
-    conv = ColumnAttentionConv(4, 3, heads=2, num_nodes=num_nodes, project_value=True, bias=True)
+@pytest.mark.parametrize("num_nodes,project_first", [(None, False), (6, False), (None, True)])
+def test_compile_without_graph_breaks(num_nodes, project_first):
+    conv = ColumnAttentionConv(
+        4, 3, heads=2, num_nodes=num_nodes, project_value=True, project_first=project_first
+    )
     x, edge_index, weight = torch.randn(6, 2, 4), simple_graph(6, 6, 14), torch.rand(14)
     expected = conv(x, edge_index, weight)
     explanation = torch._dynamo.explain(conv)(x, edge_index, weight)
