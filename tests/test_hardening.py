@@ -260,3 +260,28 @@ def test_other_float_dtypes_work_end_to_end(dtype):
     torch.testing.assert_close(
         loss.double(), reference.training_step((x, y)).double(), atol=tolerance, rtol=0
     )
+
+
+# --- datasets ------------------------------------------------------------------------------
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")  # fmt: skip
+
+
+def test_dataset_unknown_name_lists_the_choices():
+    from cortexgnn.data import load_dataset
+
+    with pytest.raises(ValueError, match="choose one of digits, mnist, fashion-mnist"):
+        load_dataset("fashion", "unused")
+
+
+@pytest.mark.parametrize("present", [(), IDX_FILES[2:], IDX_FILES])
+def test_dataset_missing_partial_or_corrupt_directory(tmp_path, present):
+    from cortexgnn.data import DatasetNotFoundError, load_dataset
+
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in present:  # files that exist but hold no valid IDX data
+        (raw / name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
+    with pytest.raises(DatasetNotFoundError, match=r"FashionMNIST/raw.*--download"):
+        load_dataset("fashion-mnist", tmp_path)
