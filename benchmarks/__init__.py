@@ -1,0 +1,1 @@
+"""Benchmark scripts: one per question; see docs/benchmarks.md."""

@@ -1,0 +1,205 @@
+"""Timing, peak memory, environment and result files shared by every benchmark script.
+
+Each script answers one question with ``main(argv) -> dict``; this module is how they all
+time (``torch.utils.benchmark`` medians, candidates interleaved round by round so a noisy
+shared machine hits every candidate alike), measure peak memory (peak resident set on the
+CPU, the caching allocator's peak on CUDA), describe the machine and write
+``benchmarks/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment(device: torch.device, num_threads: int) -> dict:
+    """What produced a result: hardware, threads, versions, commit, load."""
+    import torch_geometric
+
+    env = {
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "num_threads": num_threads,
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+        "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    try:
+        env["load_average_at_start"] = list(os.getloadavg())
+    except OSError:
+        env["load_average_at_start"] = None
+    return env
+
+
+def _stats(seconds: list[float]) -> dict:
+    t = torch.tensor(seconds, dtype=torch.float64)
+    q1, med, q3 = (float(torch.quantile(t, q)) for q in (0.25, 0.5, 0.75))
+    return {"median_s": med, "iqr_s": q3 - q1, "min_s": float(t.min()), "samples": len(seconds)}
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], object]],
+    *,
+    device: torch.device,
+    num_threads: int,
+    rounds: int = 5,
+    min_run_time: float = 0.2,
+    warmup: int = 1,
+) -> dict[str, dict]:
+    """Median seconds per call of each function, measured in interleaved rounds.
+
+    Every round times each function once with ``Timer.blocked_autorange`` (which runs
+    whole blocks for at least ``min_run_time``); the reported median and IQR are over the
+    per-call times of all blocks of all rounds.
+
+    Args:
+        fns: name -> zero-argument callable.
+        device: where they run (CUDA is synchronised after each block).
+        num_threads: intra-op threads for the measurement.
+        rounds: interleaved rounds.
+        min_run_time: seconds per ``blocked_autorange`` call.
+        warmup: untimed calls of each function first.
+    """
+    from torch.utils.benchmark import Timer
+
+    torch.set_num_threads(num_threads)
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+        synchronize(device)
+    per_call: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            stmt = "fn(); sync(device)"
+            timer = Timer(
+                stmt, globals={"fn": fn, "sync": synchronize, "device": device},
+                num_threads=num_threads,
+            )  # fmt: skip
+            per_call[name].extend(timer.blocked_autorange(min_run_time=min_run_time).times)
+    return {name: _stats(times) for name, times in per_call.items()}
+
+
+def _rss_kib(key: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int | None:
+    """Extra peak memory of one call of ``fn`` above what was resident before it.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the process's peak
+    resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident
+    set before the call; ``None`` where ``/proc`` does not allow that.
+    """
+    if device.type == "cuda":
+        synchronize(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    before = _rss_kib("VmRSS")
+    fn()
+    peak = _rss_kib("VmHWM")
+    if before is None or peak is None:
+        return None
+    return max(peak - before, 0) * 1024
+
+
+def gemm_rate(device: torch.device, num_threads: int, size: int = 2048) -> float:
+    """FLOP/s of a square fp32 matrix product ``[size, size] @ [size, size]``."""
+    torch.set_num_threads(num_threads)
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    stats = time_interleaved(
+        {"gemm": lambda: a @ b}, device=device, num_threads=num_threads, rounds=3
+    )["gemm"]
+    return 2 * size**3 / stats["median_s"]
+
+
+def copy_bandwidth(device: torch.device, num_threads: int, num_bytes: int = 256 << 20) -> float:
+    """Bytes/s of ``dst.copy_(src)`` on fp32 buffers far above the last-level cache.
+
+    Counts one read and one write per element, the usual STREAM "copy" convention.
+    """
+    torch.set_num_threads(num_threads)
+    src = torch.randn(num_bytes // 4, device=device)
+    dst = torch.empty_like(src)
+    stats = time_interleaved(
+        {"copy": lambda: dst.copy_(src)}, device=device, num_threads=num_threads, rounds=3
+    )["copy"]
+    return 2 * num_bytes / stats["median_s"]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def write_result(name: str, result: dict, out_dir: str | Path | None = None) -> Path:
+    """Write ``<out_dir>/<name>.json`` (default ``benchmarks/results``); returns the path."""
+    folder = Path(out_dir) if out_dir is not None else RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    return path

@@ -1,0 +1,132 @@
+import math
+
+import pytest
+import torch
+
+from cortexgnn import CortexNet, DenseReference
+from cortexgnn._attention_kernel import load_kernel
+from cortexgnn.fused_attention import AttentionGraph, attention_graph, folded_attention
+from cortexgnn.graph import small_world_graph
+
+needs_kernel = pytest.mark.skipif(load_kernel() is None, reason="C++ kernel cannot be built here")
+
+
+def dense_oracle(query, x, edge_index, edge_weight=None, scale=1.0):
+    """Loop over target nodes and their in-edge list, written without PyG or the module."""
+    num_nodes, batch, heads, _ = query.shape
+    out = torch.zeros_like(query)
+    source, target = edge_index
+    for i in range(num_nodes):
+        edges = (target == i).nonzero().flatten()
+        if edges.numel() == 0:
+            continue
+        x_j = x[source[edges]]  # [k, B, F]
+        scores = torch.einsum("bhf,kbf->kbh", query[i], x_j) * scale  # [k, B, H]
+        alpha = scores.softmax(dim=0)
+        if edge_weight is not None:
+            alpha = alpha * edge_weight[edges].view(-1, 1, 1)
+        out[i] = torch.einsum("kbh,kbf->bhf", alpha, x_j)
+    return out
+
+
+def random_graph_case(num_nodes=12, batch=3, heads=2, features=5, isolated=True):
+    edge_index = small_world_graph(num_nodes, 4, 0.3, seed=3)
+    if isolated:  # drop every edge into node 0 and add a duplicate edge 2 -> 1
+        edge_index = edge_index[:, edge_index[1] != 0]
+        edge_index = torch.cat([edge_index, torch.tensor([[2], [1]])], dim=1)
+    edge_index = edge_index[:, torch.randperm(edge_index.size(1))]  # any order is allowed
+    query = torch.randn(num_nodes, batch, heads, features, dtype=torch.float64)
+    x = torch.randn(num_nodes, batch, features, dtype=torch.float64)
+    weight = torch.rand(edge_index.size(1), dtype=torch.float64)
+    return query, x, edge_index, weight
+
+
+BACKENDS = ["dense", "torch", pytest.param("cpp", marks=needs_kernel)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_matches_loop_oracle_with_isolated_node_and_parallel_edges(backend, weighted):
+    query, x, edge_index, weight = random_graph_case()
+    if backend == "cpp":  # the kernel is float32-only
+        query, x, weight = query.float(), x.float(), weight.float()
+    w = weight if weighted else None
+    out = folded_attention(query, x, edge_index, w, scale=0.4, backend=backend)
+    expected = dense_oracle(query, x, edge_index, w, scale=0.4)
+    tol = 1e-5 if backend == "cpp" else 1e-10
+    torch.testing.assert_close(out, expected, atol=tol, rtol=tol)
+    assert out[0].abs().max() == 0  # node 0 has no in-edge: zero output
+
+
+@pytest.mark.parametrize("backend", ["dense", pytest.param("cpp", marks=needs_kernel)])
+def test_gradients_match_the_pytorch_path(backend):
+    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    grad_out = torch.randn_like(query)
+    grads = {}
+    for name in ("torch", backend):
+        leaves = [t.clone().requires_grad_() for t in (query, x, weight)]
+        out = folded_attention(*leaves[:2], edge_index, leaves[2], scale=0.3, backend=name)
+        grads[name] = torch.autograd.grad((out * grad_out).sum(), leaves)
+    for got, want in zip(grads[backend], grads["torch"], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_dense_path_gradcheck_in_float64():
+    query, x, edge_index, weight = random_graph_case(num_nodes=6, batch=2, heads=1, features=3)
+    leaves = [t.requires_grad_() for t in (query, x, weight)]
+    assert torch.autograd.gradcheck(
+        lambda q, v, w: folded_attention(q, v, edge_index, w, scale=0.5, backend="dense"),
+        leaves,
+    )
+
+
+@needs_kernel
+def test_cpp_kernel_gradient_without_edge_weight_skips_it():
+    query, x, edge_index, _ = (t.float() for t in random_graph_case(isolated=False))
+    query.requires_grad_(), x.requires_grad_()
+    out = folded_attention(query, x, edge_index, scale=1 / math.sqrt(5), backend="cpp")
+    out.sum().backward()
+    assert query.grad is not None and x.grad is not None
+
+
+def test_attention_graph_csr_and_transpose():
+    edge_index = torch.tensor([[1, 2, 0, 2, 1], [0, 0, 1, 1, 2]])
+    graph = AttentionGraph.from_edge_index(edge_index[:, [4, 0, 3, 1, 2]], num_nodes=3)
+    assert graph.ptr.tolist() == [0, 2, 4, 5]
+    assert graph.col.tolist() == [1, 2, 0, 2, 1]
+    # transposed: edges grouped by source, each pointing back to its CSR position
+    assert graph.tptr.tolist() == [0, 1, 3, 5]
+    assert graph.col[graph.tedge].tolist() == [0, 1, 1, 2, 2]
+    assert graph.tdst.tolist() == graph.dst[graph.tedge].tolist()
+    assert graph.count[0].tolist() == [0, 1, 1]
+
+
+def test_attention_graph_is_cached_per_tensor_and_version():
+    edge_index = small_world_graph(10, 4, 0.0)
+    first = attention_graph(edge_index, 10)
+    assert attention_graph(edge_index, 10) is first
+    edge_index[0, 0] = edge_index[0, 0]  # an in-place write bumps the version
+    assert attention_graph(edge_index, 10) is not first
+
+
+def test_rejects_bad_arguments():
+    query, x, edge_index, _ = random_graph_case()
+    with pytest.raises(ValueError, match="backend"):
+        folded_attention(query, x, edge_index, scale=1.0, backend="triton")
+    with pytest.raises(ValueError, match="query must be"):
+        folded_attention(query[:, :, 0], x, edge_index, scale=1.0)
+    with pytest.raises(ValueError, match="features"):
+        folded_attention(query[..., :2], x, edge_index, scale=1.0)
+    with pytest.raises(ValueError, match="float32"):
+        folded_attention(query, x, edge_index, scale=1.0, backend="cpp")
+
+
+def test_model_fast_path_matches_reference_and_conv_path():
+    ref = DenseReference(num_columns=10, in_dim=12, col_out=6, graph_k=4, graph_seed=1)
+    net = CortexNet.from_reference(ref)
+    x = torch.rand(5, 12)
+    assert net.folded_attention_weight().shape == (10, 6, 6)
+    pre = net.columns(x)
+    fast = net.message(pre, net.folded_attention_weight())
+    torch.testing.assert_close(fast, net.message(pre), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(net.eval()(x), ref.eval()(x), atol=1e-5, rtol=0)
