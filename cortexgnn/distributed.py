@@ -37,11 +37,14 @@ from .model import CortexNet
 
 __all__ = [
     "DistributedContext",
+    "launched_by_torchrun",
     "init_from_env",
     "all_reduce_mean",
     "broadcast_state_",
     "distribute",
     "distributed_training_step",
+    "shard_batch",
+    "sharded_training_step",
 ]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -69,6 +72,11 @@ class DistributedContext:
     def is_main(self) -> bool:
         """Whether this is rank 0 (the process that logs and writes checkpoints)."""
         return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE > 1``)."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def init_from_env(backend: str | None = None) -> DistributedContext:
@@ -252,3 +260,42 @@ def distributed_training_step(
     loss.backward()
     ddp_model.module.model.hebbian_update(pre, post)
     return loss.detach()
+
+
+def shard_batch(batch: tuple[Tensor, ...], context: DistributedContext) -> tuple[Tensor, ...]:
+    """This process's contiguous share of a global batch (every tensor split along dim 0).
+
+    Shares differ by at most one sample when ``P`` does not divide the batch size; only equal
+    shares reproduce a single process exactly (see :func:`distributed_training_step`).
+
+    Args:
+        batch: tensors ``[P * B, ...]``, identical on every process.
+        context: from :func:`init_from_env`.
+
+    Returns:
+        The tensors' rows ``[rank * B, (rank + 1) * B)``.
+    """
+    return tuple(t.tensor_split(context.world_size)[context.rank] for t in batch)
+
+
+def sharded_training_step(
+    ddp_model: DistributedDataParallel,
+    batch: tuple[Tensor, Tensor],
+    context: DistributedContext,
+) -> Tensor:
+    """A training step on the *global* batch: train on this shard, return the global loss.
+
+    Every process passes the same global batch (same data order on every rank, e.g. one
+    shuffling generator seeded alike); each trains on :func:`shard_batch` of it.
+
+    Args:
+        ddp_model: the wrapper returned by :func:`distribute`.
+        batch: ``(x [P * B, in_dim], y [P * B])``, identical on every process.
+        context: from :func:`init_from_env`.
+
+    Returns:
+        The mean of the shard losses (the global batch's loss for equal shards), the same
+        on every process.
+    """
+    loss = distributed_training_step(ddp_model, shard_batch(batch, context))
+    return all_reduce_mean(loss)

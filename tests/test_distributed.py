@@ -14,7 +14,13 @@ import torch
 import torch.multiprocessing as mp
 
 from cortexgnn import CortexNet
-from cortexgnn.distributed import all_reduce_mean, init_from_env
+from cortexgnn.distributed import (
+    DistributedContext,
+    all_reduce_mean,
+    init_from_env,
+    launched_by_torchrun,
+    shard_batch,
+)
 
 WORLD_SIZE = 2
 STEPS = 3
@@ -50,7 +56,7 @@ def _state(model: CortexNet) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    from cortexgnn.distributed import distribute, distributed_training_step
+    from cortexgnn.distributed import distribute, sharded_training_step
 
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE),
@@ -59,7 +65,6 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     context = init_from_env()
     x, y = _batches()
-    rows = slice(rank * SHARD, (rank + 1) * SHARD)
     results = {"context": (context.rank, context.world_size, context.backend)}
     for mode, flags in {**MODES, "attention_unsynced": MODES["attention"]}.items():
         model = _build(flags, seed=rank)  # replicas start different: distribute() broadcasts
@@ -70,7 +75,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         losses = []
         for step in range(STEPS):
             optimizer.zero_grad()
-            losses.append(distributed_training_step(ddp_model, (x[step, rows], y[step, rows])))
+            losses.append(sharded_training_step(ddp_model, (x[step], y[step]), context))
             optimizer.step()
         results[mode] = (_state(model), torch.stack(losses))
     results["mean"] = all_reduce_mean(torch.tensor([float(rank), 10.0 * rank]))
@@ -128,9 +133,9 @@ def test_replicas_match_one_process_on_the_concatenated_batch(rank_results, mode
     state, _ = rank_results[0][mode]
     for name in expected_state:
         torch.testing.assert_close(state[name], expected_state[name], rtol=1e-5, atol=1e-6)
-    # the global loss is the mean of the shard losses (equal shard sizes)
-    shard_losses = torch.stack([r[mode][1] for r in rank_results])  # [P, STEPS]
-    torch.testing.assert_close(shard_losses.mean(0), expected_losses, rtol=1e-5, atol=1e-6)
+    # every rank reports the global batch's loss: the mean of the (equal) shard losses
+    for result in rank_results:
+        torch.testing.assert_close(result[mode][1], expected_losses, rtol=1e-5, atol=1e-6)
     # the run really moved the plasticity state, so the comparison above is not vacuous
     fresh = _build(MODES[mode], seed=0).state_dict()
     assert not torch.allclose(state["homeostasis.activity_avg"], fresh["homeostasis.activity_avg"])
@@ -148,3 +153,23 @@ def test_init_from_env_outside_torchrun_names_the_launcher(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(RuntimeError, match="torchrun"):
         init_from_env()
+
+
+def test_shard_batch_splits_the_global_batch_in_rank_order():
+    x, y = torch.arange(14).view(7, 2), torch.arange(7)
+    shards = [
+        shard_batch((x, y), DistributedContext(r, 3, r, torch.device("cpu"), "gloo"))
+        for r in range(3)
+    ]
+    assert [s[1].tolist() for s in shards] == [[0, 1, 2], [3, 4], [5, 6]]
+    assert torch.equal(torch.cat([s[0] for s in shards]), x)
+
+
+def test_launched_by_torchrun_needs_more_than_one_process(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not launched_by_torchrun()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launched_by_torchrun()
+    monkeypatch.delenv("RANK")
+    assert not launched_by_torchrun()
