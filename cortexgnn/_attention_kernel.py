@@ -9,12 +9,12 @@ batch entry ``b`` and head ``h``
     o_i = \sum_{e \in \mathrm{in}(i)} w_e\, \alpha_e\, x_j
 
 in one pass over each node's in-edges with an online softmax (no ``[E, B, F]``
-temporary), and saves the log-sum-exp ``[N, B, H]`` so the backward recomputes
-:math:`\alpha` instead of storing it. The backward is two passes: one over destinations
+temporary). It keeps :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the node tensor, 1/16
+at the article's sizes) for the backward, which is two passes: one over destinations
 (gradients of queries and edge weights, per-edge :math:`w\alpha` and
-:math:`\partial L / \partial s` kept as ``[E, B, H]`` scratch, ``H / F`` of the node
-tensor per edge) and one over sources through the transposed CSR (gradient of ``x``,
-a gather: no atomics). Inputs must be contiguous float32 on the CPU.
+:math:`\partial L / \partial s` kept as ``[E, B, H]`` scratch) and one over sources
+through the transposed CSR (gradient of ``x``, a gather: no atomics). Inputs must be
+contiguous float32 on the CPU.
 
 Only :mod:`cortexgnn.fused_attention` imports this module.
 """
@@ -57,14 +57,14 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
                                         torch::Tensor col, torch::Tensor w, double scale) {
   const int64_t N = q.size(0), B = q.size(1), H = q.size(2), F = FC ? FC : q.size(3);
   auto out = torch::zeros_like(q);
-  auto lse = torch::empty({N, B, H}, q.options());
+  auto alpha = torch::empty({col.size(0), B, H}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
   const int64_t* pp = ptr.data_ptr<int64_t>();
   const int64_t* cp = col.data_ptr<int64_t>();
   const float* wp = w.numel() ? w.data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
-  float* lp = lse.data_ptr<float>();
+  float* ap = alpha.data_ptr<float>();
   const float tau = static_cast<float>(scale);
   const int64_t BH = B * H;
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
@@ -82,6 +82,7 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
           for (int64_t h = 0; h < H; ++h) {
             const int64_t bh = b * H + h;
             const float s = tau * dot(qi + bh * F, xv, F);
+            ap[e * BH + bh] = s;  // the score now, the coefficient after the last edge
             float* ov = oi + bh * F;
             if (s > m[bh]) {  // new running max: rescale what was accumulated so far
               const float c = std::exp(m[bh] - s);
@@ -97,28 +98,28 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
           }
         }
       }
-      for (int64_t bh = 0; bh < BH; ++bh) {
+      for (int64_t bh = 0; bh < BH; ++bh) {  // no in-edge: l = 0 and the output stays 0
         if (l[bh] > 0.f) {
           const float inv = 1.f / l[bh];
           float* ov = oi + bh * F;
 #pragma omp simd
           for (int64_t f = 0; f < F; ++f) ov[f] *= inv;
-          lp[i * BH + bh] = m[bh] + std::log(l[bh]);
-        } else {
-          lp[i * BH + bh] = 0.f;  // no in-edge: zero output, nothing to differentiate
+          m[bh] += std::log(l[bh]);  // log-sum-exp of the node's scores
         }
       }
+      for (int64_t e = pp[i]; e < pp[i + 1]; ++e)
+        for (int64_t bh = 0; bh < BH; ++bh) ap[e * BH + bh] = std::exp(ap[e * BH + bh] - m[bh]);
     }
   });
-  return {out, lse};
+  return {out, alpha};
 }
 
-// Gradients of q, x and w given grad_out [N, B, H, F] and the forward's out and lse.
+// Gradients of q, x and w given grad_out [N, B, H, F] and the forward's out and alpha.
 // tptr [N + 1] / tedge [E] / tdst [E]: the CSR of the transposed graph (edges grouped by
 // source), tedge the CSR position of each such edge and tdst its destination.
 template <int64_t FC>
 std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q,
-                                         torch::Tensor x, torch::Tensor out, torch::Tensor lse,
+                                         torch::Tensor x, torch::Tensor out, torch::Tensor alpha,
                                          torch::Tensor ptr, torch::Tensor col, torch::Tensor w,
                                          torch::Tensor tptr, torch::Tensor tedge,
                                          torch::Tensor tdst, double scale) {
@@ -133,7 +134,7 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
   const float* qp = q.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
   const float* op = out.data_ptr<float>();
-  const float* lp = lse.data_ptr<float>();
+  const float* alp = alpha.data_ptr<float>();
   const int64_t* pp = ptr.data_ptr<int64_t>();
   const int64_t* cp = col.data_ptr<int64_t>();
   const float* wp = w.numel() ? w.data_ptr<float>() : nullptr;
@@ -152,7 +153,6 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
     for (int64_t i = begin; i < end; ++i) {
       const float* gi = gp + i * BH * F;
       const float* qi = qp + i * BH * F;
-      const float* li = lp + i * BH;
       float* gqi = gqp + i * BH * F;
       for (int64_t bh = 0; bh < BH; ++bh) delta[bh] = dot(gi + bh * F, op + (i * BH + bh) * F, F);
       for (int64_t e = pp[i]; e < pp[i + 1]; ++e) {
@@ -163,7 +163,7 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
           const float* xv = xj + b * F;
           for (int64_t h = 0; h < H; ++h) {
             const int64_t bh = b * H + h;
-            const float a = std::exp(tau * dot(qi + bh * F, xv, F) - li[bh]);
+            const float a = alp[e * BH + bh];
             const float gd = dot(gi + bh * F, xv, F);
             const float ds = a * (we * gd - delta[bh]);
             awp[e * BH + bh] = a * we;
@@ -211,11 +211,11 @@ std::vector<torch::Tensor> forward(torch::Tensor q, torch::Tensor x, torch::Tens
 }
 
 std::vector<torch::Tensor> backward(torch::Tensor grad_out, torch::Tensor q, torch::Tensor x,
-                                    torch::Tensor out, torch::Tensor lse, torch::Tensor ptr,
+                                    torch::Tensor out, torch::Tensor alpha, torch::Tensor ptr,
                                     torch::Tensor col, torch::Tensor w, torch::Tensor tptr,
                                     torch::Tensor tedge, torch::Tensor tdst, double scale) {
 #define CORTEX_BACKWARD(FC) \
-  backward_impl<FC>(grad_out, q, x, out, lse, ptr, col, w, tptr, tedge, tdst, scale)
+  backward_impl<FC>(grad_out, q, x, out, alpha, ptr, col, w, tptr, tedge, tdst, scale)
   switch (q.size(3)) {
     case 64: return CORTEX_BACKWARD(64);
     case 128: return CORTEX_BACKWARD(128);
@@ -225,7 +225,7 @@ std::vector<torch::Tensor> backward(torch::Tensor grad_out, torch::Tensor q, tor
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "CSR attention forward (out, lse)");
+  m.def("forward", &forward, "CSR attention forward (out, alpha)");
   m.def("backward", &backward, "CSR attention backward (grad_q, grad_x, grad_w)");
 }
 """
@@ -245,7 +245,7 @@ def load_kernel():
         build_dir = os.path.join(tempfile.gettempdir(), "cortexgnn_kernels")
         os.makedirs(build_dir, exist_ok=True)
         return load_inline(
-            name="cortexgnn_csr_attention_v2",
+            name="cortexgnn_csr_attention_v3",
             cpp_sources=[_SOURCE],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"],
             extra_ldflags=["-fopenmp"],

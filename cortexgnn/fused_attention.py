@@ -166,18 +166,18 @@ class _CSRAttention(torch.autograd.Function):
         kernel = load_kernel()
         query, x = query.contiguous(), x.contiguous()
         w = weight.contiguous() if weight is not None else query.new_empty(0)
-        out, lse = kernel.forward(query, x, graph.ptr, graph.col, w, scale)
-        ctx.save_for_backward(query, x, w, out, lse)
+        out, alpha = kernel.forward(query, x, graph.ptr, graph.col, w, scale)
+        ctx.save_for_backward(query, x, w, out, alpha)
         ctx.graph, ctx.scale = graph, scale
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        query, x, w, out, lse = ctx.saved_tensors
+        query, x, w, out, alpha = ctx.saved_tensors
         g = ctx.graph
         grad_q, grad_x, grad_w = load_kernel().backward(
-            grad_out.contiguous(), query, x, out, lse, g.ptr, g.col, w, g.tptr, g.tedge,
+            grad_out.contiguous(), query, x, out, alpha, g.ptr, g.col, w, g.tptr, g.tedge,
             g.tdst, ctx.scale,
         )  # fmt: skip
         return grad_q, grad_x, (grad_w if ctx.needs_input_grad[2] else None), None, None
