@@ -11,140 +11,75 @@ import sys
 from dataclasses import fields
 
 from . import __version__
+from .config import MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
-from .train import (
-    MODELS,
-    SESSION_FIELDS,
-    TrainConfig,
-    evaluate_checkpoint,
-    train,
-)
+from .train import evaluate_checkpoint, train
 
 __all__ = ["add_eval_parser", "add_train_parser", "get_parser", "main", "run_eval", "run_train"]
 
 _DEFAULTS = TrainConfig()
 
 
+BOOL = argparse.BooleanOptionalAction
+# (group, flag, argparse options, help); each flag's destination is a TrainConfig field and
+# its default is that field's default.
+_TRAIN_FLAGS = [
+    ("data", "--dataset", {"choices": DATASETS}, "digits ships with scikit-learn (offline)"),
+    ("data", "--data-dir", {}, "root holding MNIST/raw or FashionMNIST/raw; None means "
+     "$CORTEXGNN_DATA_DIR, else ./data"),
+    ("data", "--download", {"action": BOOL}, "let torchvision download MNIST/Fashion-MNIST"),
+    ("model", "--model", {"choices": MODELS}, "batched sparse CortexNet or the article's loop"),
+    ("model", "--columns", {"type": int}, "number of cortical columns (graph nodes)"),
+    ("model", "--col-out", {"type": int}, "column output size D"),
+    ("model", "--graph-k", {"type": int}, "Watts-Strogatz ring degree"),
+    ("model", "--graph-p", {"type": float}, "Watts-Strogatz rewiring probability"),
+    ("model", "--message-iters", {"type": int}, "message-passing iterations"),
+    ("model", "--plasticity-lr", {"type": float}, "Hebbian rate on the edge weights"),
+    ("model", "--attention", {"action": BOOL}, "attention messages (else weighted sums)"),
+    ("model", "--e-i-ratio", {"type": float}, "inhibition strength in each column"),
+    ("model", "--dropout", {"type": float}, "dropout probability"),
+    ("model", "--attention-uses-edge-weight", {"action": BOOL},
+     "fix: the Hebbian edge weights gate attention"),
+    ("model", "--freeze-homeostasis-in-eval", {"action": BOOL},
+     "fix: evaluation leaves the homeostasis statistics alone"),
+    ("protocol", "--epochs", {"type": int}, "training epochs"),
+    ("protocol", "--batch-size", {"type": int}, "batch size (training and evaluation)"),
+    ("protocol", "--lr", {"type": float}, "AdamW learning rate"),
+    ("protocol", "--weight-decay", {"type": float}, "AdamW weight decay"),
+    ("protocol", "--t-max-epochs", {"type": float}, "cosine schedule period T_max, in epochs"),
+    ("protocol", "--eval-every", {"type": int},
+     "evaluate on the full test set after every N-th batch of an epoch"),
+    ("protocol", "--max-steps", {"type": int}, "stop with a checkpoint after this many steps"),
+    ("protocol", "--seed", {"type": int}, "seeds weights, dropout, shuffling and the graph"),
+    ("run", "--device", {}, "auto, cpu, cuda or cuda:N"),
+    ("run", "--threads", {"type": int},
+     "torch CPU threads; None keeps torch's choice (1 is often faster on a busy machine)"),
+    ("run", "--compile", {"action": BOOL}, "torch.compile the column + message-passing stage"),
+    ("run", "--out-dir", {}, "run directory: checkpoint.pth, metrics.jsonl, curves.png, "
+     "summary.json"),
+    ("run", "--resume", {"metavar": "CHECKPOINT"}, "continue the run saved in CHECKPOINT"),
+    ("run", "--progress", {"action": BOOL}, "tqdm progress bar"),
+    ("run", "--plot", {"action": BOOL}, "write curves.png at the end (needs matplotlib)"),
+    ("run", "--log-every", {"type": int}, "steps between training-loss records"),
+    ("run", "--final-eval", {"action": BOOL}, "evaluate once more at the end of the run"),
+]  # fmt: skip
+
+
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """The ``train`` sub-command: the article's protocol, every setting a flag."""
     p = subparsers.add_parser(
         "train",
-        help="train a model (defaults: the article's protocol on the offline digits set)",
+        help="train a model (default: the article's protocol on the offline digits set)",
         description="Train CortexNet (or the dense reference) with the article's protocol: "
         "AdamW, cosine schedule, periodic evaluation on the full test set, a checkpoint "
-        "every epoch. With --resume, flags you do not type are taken from the checkpoint.",
+        "every epoch. With --resume, settings you do not type come from the checkpoint.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    d = _DEFAULTS
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", choices=DATASETS, default=d.dataset)
-    data.add_argument(
-        "--data-dir",
-        default=d.data_dir,
-        help="root with MNIST/raw or FashionMNIST/raw (default: $CORTEXGNN_DATA_DIR or ./data)",
-    )
-    data.add_argument(
-        "--download",
-        action=argparse.BooleanOptionalAction,
-        default=d.download,
-        help="let torchvision download a missing MNIST/Fashion-MNIST",
-    )
-    model = p.add_argument_group("model (the article's hyper-parameters)")
-    model.add_argument(
-        "--model",
-        choices=MODELS,
-        default=d.model,
-        help="the batched sparse CortexNet or the article's dense loop",
-    )
-    model.add_argument("--columns", type=int, default=d.columns, help="number of columns")
-    model.add_argument("--col-out", type=int, default=d.col_out, help="column output size")
-    model.add_argument("--graph-k", type=int, default=d.graph_k, help="Watts-Strogatz degree")
-    model.add_argument("--graph-p", type=float, default=d.graph_p, help="rewiring probability")
-    model.add_argument("--message-iters", type=int, default=d.message_iters)
-    model.add_argument("--plasticity-lr", type=float, default=d.plasticity_lr)
-    model.add_argument(
-        "--attention",
-        action=argparse.BooleanOptionalAction,
-        default=d.attention,
-        help="attention messages (else adjacency-weighted sums)",
-    )
-    model.add_argument("--e-i-ratio", type=float, default=d.e_i_ratio)
-    model.add_argument("--dropout", type=float, default=d.dropout)
-    model.add_argument(
-        "--attention-uses-edge-weight",
-        action=argparse.BooleanOptionalAction,
-        default=d.attention_uses_edge_weight,
-        help="fix: let the Hebbian edge weights gate attention",
-    )
-    model.add_argument(
-        "--freeze-homeostasis-in-eval",
-        action=argparse.BooleanOptionalAction,
-        default=d.freeze_homeostasis_in_eval,
-        help="fix: evaluation leaves the homeostasis statistics alone",
-    )
-    opt = p.add_argument_group("protocol")
-    opt.add_argument("--epochs", type=int, default=d.epochs)
-    opt.add_argument("--batch-size", type=int, default=d.batch_size)
-    opt.add_argument("--lr", type=float, default=d.lr, help="AdamW learning rate")
-    opt.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    opt.add_argument(
-        "--t-max-epochs",
-        type=float,
-        default=d.t_max_epochs,
-        help="cosine schedule period T_max, in epochs",
-    )
-    opt.add_argument(
-        "--eval-every",
-        type=int,
-        default=d.eval_every,
-        help="evaluate on the full test set after every N-th batch of an epoch",
-    )
-    opt.add_argument(
-        "--max-steps",
-        type=int,
-        default=d.max_steps,
-        help="stop (with a checkpoint) after this many steps in total",
-    )
-    opt.add_argument(
-        "--seed", type=int, default=d.seed, help="seeds weights, dropout, shuffling and the graph"
-    )
-    run = p.add_argument_group("run")
-    run.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
-    run.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=d.compile,
-        help="torch.compile the column and message-passing stage",
-    )
-    run.add_argument(
-        "--out-dir",
-        default=d.out_dir,
-        help="run directory: checkpoint.pth, metrics.jsonl, curves.png, summary.json",
-    )
-    run.add_argument(
-        "--resume",
-        metavar="CHECKPOINT",
-        default=d.resume,
-        help="continue a run from its checkpoint.pth",
-    )
-    run.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=d.progress,
-        help="tqdm progress bar",
-    )
-    run.add_argument(
-        "--plot",
-        action=argparse.BooleanOptionalAction,
-        default=d.plot,
-        help="write curves.png at the end",
-    )
-    run.add_argument(
-        "--log-every",
-        type=int,
-        default=d.log_every,
-        help="steps between training-loss records in metrics.jsonl",
-    )
+    groups = {name: p.add_argument_group(name) for name in ("data", "model", "protocol", "run")}
+    for group, flag, options, text in _TRAIN_FLAGS:
+        dest = flag[2:].replace("-", "_")
+        default = getattr(_DEFAULTS, dest)
+        groups[group].add_argument(flag, dest=dest, default=default, help=text, **options)
     p.set_defaults(handler=run_train)
     return p
 

@@ -88,10 +88,10 @@ def _load_torchvision(name: str, data_dir: Path, download: bool) -> tuple[Split,
                 else "pass --download to fetch it with torchvision"
             )
             raise DatasetNotFoundError(
-                f"{name} not found in {raw} (expected the IDX files train-images-idx3-ubyte, "
-                f"train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, "
-                f"optionally .gz): {how}, or copy them there and point --data-dir at "
-                f"{data_dir}"
+                f"{name} not found in {raw} (it needs the uncompressed IDX files "
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                f"t10k-labels-idx1-ubyte): {how}, or put them there (gunzip the .gz files) "
+                f"and point --data-dir at {data_dir}"
             ) from err
         x = images.data.flatten(1).to(torch.float32) / 255.0  # [num_samples, 784]
         splits.append(Split(x, images.targets.to(torch.long)))

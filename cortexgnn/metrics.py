@@ -1,9 +1,10 @@
 """What a training run records: the JSONL metrics log, the curves plot, the summary.
 
-``metrics.jsonl`` holds one JSON object per line, ``{"kind": "train", "step", "epoch",
+``metrics.jsonl`` holds one JSON object per line: ``{"kind": "train", "step", "epoch",
 "loss", "lr", "steps_per_s", "time"}`` every few steps (``loss`` is the mean over those
-steps) and ``{"kind": "eval", "step", "epoch", "test_loss", "test_acc", "time"}`` after each
-evaluation. matplotlib is optional: without it there is no plot, and nothing else changes.
+steps) and ``{"kind": "eval", "step", "epoch", "test_loss", "test_acc", "final", "time"}``
+after each evaluation (``final`` marks the extra one at the end of a run). matplotlib is
+optional: without it there is no plot, and nothing else changes.
 """
 
 from __future__ import annotations
@@ -27,17 +28,20 @@ class MetricsLog:
 
     Args:
         path: the ``metrics.jsonl`` file.
-        keep_until_step: on resume, records with a larger ``step`` (written after the
-            checkpoint by the interrupted run) are dropped so no step appears twice; ``-1``
-            starts a fresh file.
+        resume_step: the checkpoint step a resumed run starts from: the file is kept up to
+            it, minus what the interrupted run wrote after its checkpoint (later steps and
+            its end-of-run evaluation), so no step appears twice. ``None`` starts afresh.
     """
 
-    def __init__(self, path: str | os.PathLike, keep_until_step: int = -1) -> None:
+    def __init__(self, path: str | os.PathLike, resume_step: int | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = []
-        if keep_until_step >= 0 and self.path.is_file():
-            kept = [r for r in read_metrics(self.path) if r["step"] <= keep_until_step]
+        if resume_step is not None and self.path.is_file():
+            kept = [
+                r for r in read_metrics(self.path)
+                if r["step"] <= resume_step and not r.get("final", False)
+            ]  # fmt: skip
         self._file = self.path.open("w")
         for record in kept:
             self._file.write(json.dumps(record) + "\n")

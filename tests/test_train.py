@@ -1,0 +1,177 @@
+"""The training loop: it learns, it resumes exactly, its checkpoints and logs are complete."""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import replace
+
+import pytest
+import torch
+from test_data import write_tiny_mnist
+
+from cortexgnn import CortexNet, DenseReference, load_article_checkpoint, save_article_checkpoint
+from cortexgnn.config import CheckpointMismatchError, TrainConfig
+from cortexgnn.data import load_dataset
+from cortexgnn.train import _StopFlag, evaluate, evaluate_checkpoint, train
+
+# digits (64 inputs), 6 columns of 8 channels; 1437 / 256 -> 6 steps per epoch
+TINY = dict(
+    dataset="digits", columns=6, graph_k=2, col_out=8, batch_size=256, epochs=2,
+    eval_every=4, log_every=2, progress=False, plot=False,
+)  # fmt: skip
+
+
+def tiny(tmp_path, **overrides) -> TrainConfig:
+    return TrainConfig(**{**TINY, "out_dir": str(tmp_path), **overrides})
+
+
+def records(run_dir, drop=("time", "steps_per_s")):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in lines]
+
+
+def test_train_learns_and_writes_a_complete_run(tmp_path):
+    summary = train(tiny(tmp_path, epochs=4, lr=1e-2, plot=True))
+    assert summary["steps"] == 24 and summary["epochs_completed"] == 4 and summary["finished"]
+    assert summary["final_test_acc"] > 0.5  # chance is 0.1
+    logged = records(tmp_path)
+    evals = [r for r in logged if r["kind"] == "eval"]
+    # the article evaluates after every eval_every-th batch of each epoch, plus once at the end
+    assert [r["step"] for r in evals] == [4, 10, 16, 22, 24]
+    assert evals[-1]["final"] and evals[-1]["test_acc"] == summary["final_test_acc"]
+    assert max(r["test_acc"] for r in evals) == summary["best_test_acc"]
+    losses = [r["loss"] for r in logged if r["kind"] == "train"]
+    assert losses[-1] < losses[0]
+    png = tmp_path / "curves.png"
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size < 200_000
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 24
+
+
+def test_checkpoint_is_an_article_brain_pth_plus_resume_state(tmp_path):
+    train(tiny(tmp_path))
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=False)
+    for key in ("epoch", "model_state_dict", "optimizer_state_dict", "loss", "hyperparams"):
+        assert key in state
+    assert state["epoch"] == 2 and state["step"] == 12
+    assert state["hyperparams"]["num_columns"] == 6 and state["hyperparams"]["in_dim"] == 64
+    assert state["scheduler_state_dict"]["T_max"] == 12 * 6
+    assert state["config"]["columns"] == 6
+    model = load_article_checkpoint(tmp_path / "checkpoint.pth")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, state["model_state_dict"][name]), name
+
+
+@pytest.mark.parametrize("stop_at", [4, 6])  # inside the first epoch, and at its end
+def test_resume_ends_with_the_same_weights(tmp_path, stop_at):
+    whole = tmp_path / "whole"
+    train(tiny(whole))
+    parts = tmp_path / "parts"
+    first = train(tiny(parts, max_steps=stop_at))
+    assert first["steps"] == stop_at and not first["finished"]
+    train(tiny(parts, resume=str(parts / "checkpoint.pth")))
+    a = torch.load(whole / "checkpoint.pth", weights_only=False)
+    b = torch.load(parts / "checkpoint.pth", weights_only=False)
+    assert a["step"] == b["step"] == 12
+    for name, tensor in a["model_state_dict"].items():
+        assert torch.equal(tensor, b["model_state_dict"][name]), name
+    for slot, values in a["optimizer_state_dict"]["state"].items():
+        assert torch.equal(values["exp_avg"], b["optimizer_state_dict"]["state"][slot]["exp_avg"])
+    assert records(whole) == records(parts)  # same losses and accuracies, no duplicates
+
+
+def test_same_seed_same_run_other_seed_other_graph(tmp_path):
+    a = train(tiny(tmp_path / "a", epochs=1, final_eval=False))
+    b = train(tiny(tmp_path / "b", epochs=1, final_eval=False))
+    c = train(tiny(tmp_path / "c", epochs=1, final_eval=False, seed=1))
+    assert records(tmp_path / "a") == records(tmp_path / "b")
+    assert a["best_test_acc"] == b["best_test_acc"]
+    graph = [torch.load(tmp_path / r / "checkpoint.pth", weights_only=False)["model_state_dict"]
+             ["edge_index"] for r in "abc"]  # fmt: skip
+    assert torch.equal(graph[0], graph[1]) and not torch.equal(graph[0], graph[2])
+    assert c["steps"] == 6
+
+
+def test_resume_refuses_other_hyperparameters(tmp_path):
+    train(tiny(tmp_path, max_steps=2))
+    with pytest.raises(CheckpointMismatchError, match="columns: checkpoint 6 vs now 7"):
+        train(tiny(tmp_path, columns=7, resume=str(tmp_path / "checkpoint.pth")))
+    with pytest.raises(CheckpointMismatchError, match="lr: checkpoint 0.001 vs now 0.01"):
+        train(tiny(tmp_path, lr=1e-2, resume=str(tmp_path / "checkpoint.pth")))
+
+
+def test_resume_refuses_an_article_checkpoint(tmp_path):
+    ref = DenseReference(num_columns=6, in_dim=64, col_out=8, graph_k=2, graph_seed=0)
+    save_article_checkpoint(tmp_path / "brain.pth", ref)
+    with pytest.raises(CheckpointMismatchError, match="cannot be resumed"):
+        train(tiny(tmp_path / "run", resume=str(tmp_path / "brain.pth")))
+
+
+def test_reference_model_trains_and_evaluates_as_cortexnet(tmp_path):
+    summary = train(tiny(tmp_path, model="reference", epochs=1, eval_every=100))
+    assert summary["model"] == "reference" and summary["steps"] == 6
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=False)
+    assert "adj_struct" in state["model_state_dict"]  # the article's BrainNetwork keys
+    # evaluating the checkpoint replays the final evaluation exactly (same buffers, batches)
+    result = evaluate_checkpoint(str(tmp_path / "checkpoint.pth"))
+    assert result["dataset"] == "digits"
+    assert result["test_acc"] == pytest.approx(summary["final_test_acc"], abs=1 / 360)
+
+
+def test_evaluate_checkpoint_of_an_article_file(tmp_path):
+    ref = DenseReference(num_columns=6, in_dim=64, col_out=8, graph_k=2, graph_seed=0).eval()
+    save_article_checkpoint(tmp_path / "brain.pth", ref, epoch=10)
+    expected = evaluate(CortexNet.from_reference(ref), load_dataset("digits")[1])
+    result = evaluate_checkpoint(str(tmp_path / "brain.pth"))  # dataset inferred: 64 inputs
+    assert result["dataset"] == "digits" and result["epoch"] == 10
+    assert result["test_acc"] == pytest.approx(expected[1], abs=1 / 360)
+    write_tiny_mnist(tmp_path)
+    with pytest.raises(CheckpointMismatchError, match="expects 64 input features"):
+        evaluate_checkpoint(str(tmp_path / "brain.pth"), dataset="mnist", data_dir=str(tmp_path))
+
+
+def test_evaluate_restores_the_mode_and_moves_homeostasis():
+    model = CortexNet(num_columns=6, in_dim=64, col_out=8, graph_k=2, graph_seed=0).train()
+    before = model.homeostasis.activity_avg.clone()
+    loss, acc = evaluate(model, load_dataset("digits")[1], batch_size=100)
+    assert model.training and 0 <= acc <= 1 and loss > 0
+    assert not torch.equal(before, model.homeostasis.activity_avg)  # the article's quirk
+
+
+def test_stop_flag_turns_ctrl_c_into_a_request():
+    with _StopFlag() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C aborts
+            signal.raise_signal(signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_no_final_eval_and_threads(tmp_path):
+    try:
+        summary = train(tiny(tmp_path, epochs=1, eval_every=100, final_eval=False, threads=2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert summary["final_test_acc"] is None
+    assert all(r["kind"] == "train" for r in records(tmp_path))
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="model must be one of"):
+        TrainConfig(model="gat")
+    with pytest.raises(ValueError, match="reference model has no"):
+        replace(TrainConfig(), model="reference", freeze_homeostasis_in_eval=True)
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_model(tmp_path):
+    eager = train(tiny(tmp_path / "eager", epochs=1))
+    compiled = train(tiny(tmp_path / "compiled", epochs=1, compile=True))
+    assert compiled["steps"] == eager["steps"]
+    a = torch.load(tmp_path / "eager" / "checkpoint.pth", weights_only=False)
+    b = torch.load(tmp_path / "compiled" / "checkpoint.pth", weights_only=False)
+    for name, tensor in a["model_state_dict"].items():
+        torch.testing.assert_close(b["model_state_dict"][name], tensor, atol=1e-4, rtol=1e-4)
