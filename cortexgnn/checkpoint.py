@@ -47,12 +47,19 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would not
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _umask() -> int:
+    current = os.umask(0)  # reading the umask means setting it: put it straight back
+    os.umask(current)
+    return current
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -98,3 +98,11 @@ def test_killed_plain_save_tears_the_file_and_loading_says_so(tmp_path):
     assert 0 <= os.path.getsize(path) < PAYLOAD_FLOATS * 4
     with pytest.raises(ValueError, match="truncated or corrupt"):
         read_checkpoint(path)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permissions")
+def test_atomic_save_gets_the_permissions_of_a_plain_save(tmp_path):
+    torch.save({"a": 1}, tmp_path / "plain.pth")
+    atomic_save({"a": 1}, tmp_path / "atomic.pth")
+    modes = [os.stat(tmp_path / name).st_mode for name in ("plain.pth", "atomic.pth")]
+    assert modes[0] == modes[1], [oct(m) for m in modes]
