@@ -106,3 +106,37 @@ def test_atomic_save_gets_the_permissions_of_a_plain_save(tmp_path):
     atomic_save({"a": 1}, tmp_path / "atomic.pth")
     modes = [os.stat(tmp_path / name).st_mode for name in ("plain.pth", "atomic.pth")]
     assert modes[0] == modes[1], [oct(m) for m in modes]
+
+
+CLI_RUN = ("train --dataset digits --columns 4 --col-out 8 --graph-k 2 --message-iters 1 "
+           "--epochs 4 --seed 3 --no-progress --no-plot").split()  # fmt: skip
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_training_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
+    from cortexgnn.cli import main
+
+    killed_dir = tmp_path / "killed"
+    checkpoint = killed_dir / "checkpoint.pth"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cortexgnn", *CLI_RUN, "--out-dir", str(killed_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # the same thread count as this process
+    )
+    deadline = time.monotonic() + 240
+    while not checkpoint.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)  # after the first epoch's checkpoint, mid-run
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    epoch = read_checkpoint(checkpoint)["epoch"]
+    assert 1 <= epoch < 4, "the kill must land after a checkpoint and before the end"
+
+    assert main(["train", "--resume", str(checkpoint)]) == 0  # everything else from the file
+    assert main([*CLI_RUN, "--out-dir", str(tmp_path / "full")]) == 0
+    resumed = read_checkpoint(checkpoint)
+    full = read_checkpoint(tmp_path / "full" / "checkpoint.pth")
+    assert resumed["step"] == full["step"] and resumed["epoch"] == 4
+    for name, tensor in full["model_state_dict"].items():
+        assert torch.equal(resumed["model_state_dict"][name], tensor), name
