@@ -22,9 +22,11 @@ The library core never imports this module: ``torch.distributed`` is only needed
 
 from __future__ import annotations
 
+import atexit
 import functools
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,7 @@ from .model import CortexNet
 __all__ = [
     "DistributedContext",
     "launched_by_torchrun",
+    "join_torchrun",
     "init_from_env",
     "all_reduce_mean",
     "broadcast_state_",
@@ -45,6 +48,7 @@ __all__ = [
     "distributed_training_step",
     "shard_batch",
     "sharded_training_step",
+    "sharded_step_function",
 ]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -77,6 +81,19 @@ class DistributedContext:
 def launched_by_torchrun() -> bool:
     """Whether this process is one of several started by ``torchrun`` (``WORLD_SIZE > 1``)."""
     return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def join_torchrun(device: torch.device) -> DistributedContext | None:
+    """Join ``torchrun``'s process group if this process is one of several, else ``None``.
+
+    The backend follows ``device`` (NCCL for CUDA, gloo for CPU); the group is destroyed
+    when the process exits.
+    """
+    if not launched_by_torchrun():
+        return None
+    context = init_from_env("nccl" if device.type == "cuda" else "gloo")
+    atexit.register(dist.destroy_process_group)
+    return context
 
 
 def init_from_env(backend: str | None = None) -> DistributedContext:
@@ -215,6 +232,11 @@ def distribute(
     Returns:
         The DDP wrapper.
     """
+    if not isinstance(model, CortexNet):
+        raise TypeError(
+            f"distributed training supports CortexNet, got {type(model).__name__}: the dense "
+            f"reference (--model reference) runs in one process"
+        )
     broadcast_state_(model, group=group)
     model.sync_statistics = (
         all_reduce_mean if group is None else functools.partial(all_reduce_mean, group=group)
@@ -299,3 +321,16 @@ def sharded_training_step(
     """
     loss = distributed_training_step(ddp_model, shard_batch(batch, context))
     return all_reduce_mean(loss)
+
+
+def sharded_step_function(
+    model: CortexNet, context: DistributedContext
+) -> Callable[[tuple[Tensor, Tensor]], Tensor]:
+    """Wrap ``model`` (:func:`distribute`) and return ``step(global_batch) -> global loss``.
+
+    A drop-in for ``model.training_step`` in a training loop that feeds every process the
+    same global batches; see :func:`sharded_training_step`.
+    """
+    device_ids = [context.local_rank] if context.backend == "nccl" else None
+    ddp_model = distribute(model, device_ids=device_ids)
+    return functools.partial(sharded_training_step, ddp_model, context=context)

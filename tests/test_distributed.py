@@ -13,11 +13,13 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from cortexgnn import CortexNet
+from cortexgnn import CortexNet, DenseReference
 from cortexgnn.distributed import (
     DistributedContext,
     all_reduce_mean,
+    distribute,
     init_from_env,
+    join_torchrun,
     launched_by_torchrun,
     shard_batch,
 )
@@ -56,31 +58,30 @@ def _state(model: CortexNet) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    from cortexgnn.distributed import distribute, sharded_training_step
+    from cortexgnn.distributed import join_torchrun, sharded_step_function
 
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE),
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
     )  # fmt: skip
     torch.set_num_threads(1)
-    context = init_from_env()
+    context = join_torchrun(torch.device("cpu"))
     x, y = _batches()
     results = {"context": (context.rank, context.world_size, context.backend)}
     for mode, flags in {**MODES, "attention_unsynced": MODES["attention"]}.items():
         model = _build(flags, seed=rank)  # replicas start different: distribute() broadcasts
-        ddp_model = distribute(model)
+        training_step = sharded_step_function(model, context)
         if mode == "attention_unsynced":
             model.sync_statistics = None  # the control: no all-reduce of the statistics
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-5)
         losses = []
         for step in range(STEPS):
             optimizer.zero_grad()
-            losses.append(sharded_training_step(ddp_model, (x[step], y[step]), context))
+            losses.append(training_step((x[step], y[step])))
             optimizer.step()
         results[mode] = (_state(model), torch.stack(losses))
     results["mean"] = all_reduce_mean(torch.tensor([float(rank), 10.0 * rank]))
     torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
-    torch.distributed.destroy_process_group()
 
 
 def _free_port() -> int:
@@ -110,7 +111,7 @@ def rank_results(tmp_path_factory) -> list[dict]:
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
 
 
-def test_init_from_env_reads_torchrun_variables(rank_results):
+def test_join_torchrun_reads_torchrun_variables(rank_results):
     assert [r["context"] for r in rank_results] == [(0, 2, "gloo"), (1, 2, "gloo")]
 
 
@@ -173,3 +174,14 @@ def test_launched_by_torchrun_needs_more_than_one_process(monkeypatch):
     assert launched_by_torchrun()
     monkeypatch.delenv("RANK")
     assert not launched_by_torchrun()
+
+
+def test_join_torchrun_is_a_no_op_in_a_single_process(monkeypatch):
+    monkeypatch.delenv("RANK", raising=False)
+    assert join_torchrun(torch.device("cpu")) is None
+
+
+def test_distribute_refuses_the_dense_reference():
+    reference = DenseReference(num_columns=4, in_dim=3, col_out=2, graph_k=2, graph_seed=0)
+    with pytest.raises(TypeError, match="runs in one process"):
+        distribute(reference)
