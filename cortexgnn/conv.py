@@ -134,6 +134,7 @@ class ColumnAttentionConv(MessagePassing):
         self.lin_root_weight = _weight(out_size, dst_channels) if root_weight else None
         self.bias = _weight(out_size) if bias else None
         self._is_lazy = any(is_lazy(p) for p in self.parameters())  # a bool compiles away
+        self._alpha: Tensor | None = None  # set by message(), read back in forward()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -221,7 +222,8 @@ class ColumnAttentionConv(MessagePassing):
             query = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
             key = (x_src @ self.key_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
             return query, key, value
-        return self.folded_query(x_dst), x_src.unsqueeze(-2), value  # [N, *, H | 1, F_src]
+        key = value if self.value_weight is None else x_src.unsqueeze(-2)  # [N, *, 1, F_src]
+        return self.folded_query(x_dst), key, value
 
     def _folded_on_values(self, value: Tensor) -> Tensor:
         r"""``project_first`` query :math:`K^{h\top} Q^h v_i^h`, ``[N, *, H, C]`` from ``value``."""
@@ -230,7 +232,10 @@ class ColumnAttentionConv(MessagePassing):
             query = self.query_weight.unflatten(0, (heads, channels))  # [H, C, C]
             key = self.key_weight.unflatten(0, (heads, channels))  # [H, C, C]
             fold = torch.einsum("hce,hcd->hed", key, query)  # K^T Q per head: [H, C, C]
-            return torch.einsum("hed,...hd->...he", fold, value)
+            # One [H*C, H*C] block-diagonal GEMM instead of H small ones.
+            return (value.flatten(-2) @ torch.block_diag(*fold.unbind(0)).t()).unflatten(
+                -1, (heads, channels)
+            )
         query = self.query_weight.unflatten(1, (heads, channels))  # [N, H, C, C]
         key = self.key_weight.unflatten(1, (heads, channels))  # [N, H, C, C]
         fold = torch.einsum("nhce,nhcd->nhed", key, query)  # [N, H, C, C]
@@ -266,11 +271,16 @@ class ColumnAttentionConv(MessagePassing):
         if self.add_self_loops:
             edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))
         query, key, value = self.attention_inputs(x_src, x_dst)
-        alpha = self.edge_updater(edge_index, query=(None, query), key=(key, None), size=size)
-        dropped = F.dropout(alpha, p=self.dropout, training=self.training)  # [E, *, H]
+        # A key that is the value (raw features, or project_first) is gathered per edge once.
         out = self.propagate(
-            edge_index, value=value, alpha=dropped, edge_weight=edge_weight, size=size
+            edge_index,
+            query=query,
+            key=None if key is value else key,
+            value=value,
+            edge_weight=edge_weight,
+            size=size,
         )  # [N, *, H, C_v]
+        alpha, self._alpha = self._alpha, None
         out = out.flatten(-2) if self.concat else out.mean(dim=-2)  # [N, *, H*C_v] or [N, *, C_v]
         if self.lin_root_weight is not None:
             out = out + x_dst @ self.lin_root_weight.t()
@@ -280,16 +290,37 @@ class ColumnAttentionConv(MessagePassing):
             return out, (edge_index, alpha)
         return out
 
-    def edge_update(
-        self, query_i: Tensor, key_j: Tensor, index: Tensor, ptr: Tensor | None, size_i: int | None
+    def message(
+        self,
+        query_i: Tensor,
+        key_j: Tensor | None,
+        value_j: Tensor,
+        edge_weight: Tensor | None,
+        index: Tensor,
+        ptr: Tensor | None,
+        size_i: int | None,
     ) -> Tensor:
-        """Attention weights ``[E, *, H]`` from ``query_i [E, *, H, C]`` and ``key_j``."""
+        """Per-edge weighted values.
+
+        Args:
+            query_i: ``[E, *, H, D]`` queries of the targets.
+            key_j: ``[E, *, H or 1, D]`` keys of the sources; ``None`` when the key is the value.
+            value_j: ``[E, *, H or 1, C_v]`` values of the sources.
+            edge_weight: ``[E]`` or ``None``.
+            index: ``[E]`` target of each edge (filled in by PyG).
+            ptr: CSR pointer of the targets when PyG has one, else ``None``.
+            size_i: number of target nodes.
+
+        Returns:
+            ``[E, *, H, C_v]``; the softmax weights ``[E, *, H]`` are left in ``self._alpha``
+            (where ``forward`` and PyG's ``AttentionExplainer`` read them).
+        """
+        key_j = value_j if key_j is None else key_j
         # Per-node weights: (Q_i x_i).(K_i x_j) = (K_i^T Q_i x_i).x_j, one dot per edge and head.
         score = (query_i * key_j).sum(-1) / math.sqrt(self.out_channels)  # [E, *, H]
-        return softmax(score, index, ptr, size_i, dim=0)  # [E, *, H]
-
-    def message(self, value_j: Tensor, alpha: Tensor, edge_weight: Tensor | None) -> Tensor:
-        """Weighted values ``[E, *, H, C_v]`` from ``value_j`` and ``alpha [E, *, H]``."""
+        alpha = softmax(score, index, ptr, size_i, dim=0)  # [E, *, H]
+        self._alpha = alpha
+        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
         if edge_weight is not None:
             alpha = alpha * edge_weight.view([-1] + [1] * (alpha.dim() - 1))
         return alpha.unsqueeze(-1) * value_j  # [E, *, H, C_v]

@@ -147,8 +147,8 @@ def check_inputs(
         )
     if torch.compiler.is_compiling() or edge_index.numel() == 0:
         return  # the range check reads values: keep it out of compiled graphs
-    for row, x, name in ((0, x_src, "x_src"), (1, x_dst, "x_dst")):
-        low, high = int(edge_index[row].min()), int(edge_index[row].max())
+    lows, highs = (bound.tolist() for bound in torch.aminmax(edge_index, dim=1))
+    for low, high, x, name in zip(lows, highs, (x_src, x_dst), ("x_src", "x_dst"), strict=True):
         if low < 0 or high >= x.size(0):
             name = "x" if homogeneous else name
             raise ValueError(
