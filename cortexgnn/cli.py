@@ -115,7 +115,7 @@ def run_train(args: argparse.Namespace) -> int:
         f"  wall time      {s['train_time_s'] + s['eval_time_s']:.1f} s "
         f"(train {s['train_time_s']:.1f} s, eval {s['eval_time_s']:.1f} s)",
         f"  speed          {s['time_per_step_s'] or 0:.4f} s/step, {s['steps_per_s'] or 0:.2f} "
-        f"steps/s",
+        f"steps/s (CPU time {s['cpu_time_per_step_s'] or 0:.4f} s/step)",
         f"  peak memory    {s['peak_memory_mb']:.0f} MiB",
         f"  files          {s['out_dir']}/ (checkpoint.pth, metrics.jsonl, summary.json"
         f"{', curves.png' if s.get('plot') else ''})",

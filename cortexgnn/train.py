@@ -72,6 +72,7 @@ class _Progress:
     batch_in_epoch: int = 0  # batches done in the epoch in progress
     loss: float = float("nan")  # last training loss (the article's "loss" key)
     train_s: float = 0.0
+    train_cpu_s: float = 0.0  # process CPU time: steadier than wall time on a shared machine
     eval_s: float = 0.0
     best_acc: float | None = None
     best_step: int | None = None
@@ -117,6 +118,13 @@ def _restore(state: dict, model, optimizer, scheduler, shuffle, device) -> _Prog
     torch.set_rng_state(state["rng"]["torch"])
     if device.type == "cuda" and state["rng"].get("cuda") is not None:
         torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+    if "progress" not in state:  # written before 1e0b9a6: the same facts, other keys
+        totals = state["totals"]
+        state["progress"] = dict(
+            step=state["step"], epoch=state["epoch"], batch_in_epoch=state["batch_in_epoch"],
+            loss=state["loss"], train_s=totals["train_s"], eval_s=totals["eval_s"],
+            best_acc=totals["best_acc"], best_step=totals["best_step"],
+        )  # fmt: skip
     return _Progress(**state["progress"])
 
 
@@ -202,13 +210,14 @@ def train(config: TrainConfig) -> dict:
             epoch_shuffle = shuffle.get_state()
             order = torch.randperm(len(train_set), generator=shuffle)  # [num_train]
             for index in order.split(config.batch_size)[p.batch_in_epoch :]:
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), time.process_time()
                 batch = (train_set.x[index].to(device), train_set.y[index].to(device))
                 optimizer.zero_grad()
                 p.loss = model.training_step(batch).item()  # forward, backward, Hebbian
                 optimizer.step()
                 scheduler.step()
                 p.train_s += time.perf_counter() - start
+                p.train_cpu_s += time.process_time() - cpu_start
                 p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
                 window.append(p.loss)
                 if p.step % config.log_every == 0 or p.step == total_steps:
@@ -265,6 +274,7 @@ def _summary(config, model, p: _Progress, last_acc, steps_per_epoch: int, device
         "train_time_s": p.train_s,
         "eval_time_s": p.eval_s,
         "time_per_step_s": p.train_s / p.step if p.step else None,
+        "cpu_time_per_step_s": p.train_cpu_s / p.step if p.step else None,
         "steps_per_s": p.step / p.train_s if p.train_s else None,
         "peak_memory_mb": peak_memory_mb(device),
         "out_dir": config.out_dir,

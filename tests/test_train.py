@@ -175,3 +175,16 @@ def test_compile_trains_the_same_model(tmp_path):
     b = torch.load(tmp_path / "compiled" / "checkpoint.pth", weights_only=False)
     for name, tensor in a["model_state_dict"].items():
         torch.testing.assert_close(b["model_state_dict"][name], tensor, atol=1e-4, rtol=1e-4)
+
+
+def test_resume_reads_checkpoints_written_before_the_progress_key(tmp_path):
+    whole = train(tiny(tmp_path / "whole"))
+    train(tiny(tmp_path / "old", max_steps=4))
+    path = tmp_path / "old" / "checkpoint.pth"
+    state = torch.load(path, weights_only=False)
+    p = state.pop("progress")  # the layout of commit 94cfaf2
+    state["batch_in_epoch"] = p["batch_in_epoch"]
+    state["totals"] = {k: p[k] for k in ("train_s", "eval_s", "best_acc", "best_step")}
+    torch.save(state, path)
+    resumed = train(tiny(tmp_path / "old", resume=str(path)))
+    assert resumed["final_test_acc"] == whole["final_test_acc"] and resumed["steps"] == 12
