@@ -17,6 +17,7 @@ Run: ``python benchmarks/cora.py`` (about a minute per seed on one CPU thread).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -62,6 +63,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--out-dir", default=None, help="results folder (default benchmarks/results)"
     )
     parser.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--update-doc", default=None, help="a Markdown file with Cora markers")
+    parser.add_argument("--from-json", default=None, help="render a saved result, run nothing")
     return parser
 
 
@@ -162,8 +165,50 @@ def summarise(runs: list[dict], warmup: int) -> dict:
     )
 
 
+LABELS = {"column": "ColumnAttentionConv (project_first)", "gat": "GATConv"}
+DOC_START, DOC_END = "<!-- cora-table:start -->", "<!-- cora-table:end -->"
+
+
+def render(result: dict) -> str:
+    """The Markdown table of a result (what ``docs/layer.md`` shows between its markers)."""
+    env, args = result["environment"], result["args"]
+    lines = [
+        f"| layer | test accuracy, {args['seeds']} seeds | ms per training epoch, median "
+        "(IQR) | parameters |",
+        "|---|---|---|---|",
+    ]
+    for kind, summary in result["models"].items():
+        low, high = summary["epoch_ms_iqr"]
+        lines.append(
+            f"| {LABELS[kind]} | {100 * summary['test_acc_mean']:.1f} ± "
+            f"{100 * summary['test_acc_std']:.1f} % | {summary['epoch_ms_median']:.1f} "
+            f"({low:.1f}-{high:.1f}) | {summary['params']:,} |"
+        )
+    lines.append("")
+    lines.append(
+        f"{env['cpu']}, {env['num_threads']} thread(s), shared with other jobs; torch "
+        f"{env['torch']}, PyG {env['torch_geometric']}, commit {env['git_commit'][:12]}, "
+        f"{env['date_utc']}. {args['epochs']} epochs per seed; {result['timing']}."
+    )
+    return "\n".join(lines)
+
+
+def update_doc(path: Path, result: dict) -> None:
+    """Replace the text between the Cora table markers of ``path`` by ``render(result)``."""
+    text = path.read_text()
+    head, rest = text.split(DOC_START, 1)
+    _, tail = rest.split(DOC_END, 1)
+    path.write_text(f"{head}{DOC_START}\n{render(result)}\n{DOC_END}{tail}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
+    if args.from_json:
+        result = json.loads(Path(args.from_json).read_text())
+        if args.update_doc:
+            update_doc(Path(args.update_doc), result)
+        print(render(result))
+        return result
     torch.set_num_threads(args.threads)
     env = harness.environment(torch.device("cpu"), args.threads)
     with tempfile.TemporaryDirectory(prefix="cortexgnn-cora-") as cache:
@@ -196,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.save:
         harness.write_result("cora", result, args.out_dir)
+    if args.update_doc:
+        update_doc(Path(args.update_doc), result)
     return result
 
 

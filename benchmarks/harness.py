@@ -144,7 +144,9 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int | N
 
     CUDA: ``torch.cuda.max_memory_allocated`` after a reset. CPU: the process's peak
     resident set (``VmHWM``, reset through ``/proc/self/clear_refs``) minus the resident
-    set before the call; ``None`` where ``/proc`` does not allow that.
+    set before the call, with glibc told to map (and so unmap on free) every block of
+    64 KiB or more during the call, so reused heap pages do not hide allocations; ``None``
+    where ``/proc`` does not allow that.
     """
     if device.type == "cuda":
         synchronize(device)
@@ -157,12 +159,36 @@ def peak_memory_bytes(fn: Callable[[], object], device: torch.device) -> int | N
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return None
+    libc = _libc()
+    if libc is not None:  # map every block >= 64 KiB, so a free returns it at once
+        libc.mallopt(_M_MMAP_THRESHOLD, 64 << 10)
+        libc.malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
     before = _rss_kib("VmRSS")
-    fn()
-    peak = _rss_kib("VmHWM")
+    try:
+        fn()
+        peak = _rss_kib("VmHWM")
+    finally:
+        if libc is not None:  # back to a fixed large threshold for the timings
+            libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
     if before is None or peak is None:
         return None
     return max(peak - before, 0) * 1024
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
+
+
+def _libc():
+    """The C library (glibc) through ctypes, or ``None`` where it is not glibc."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - both must exist
+        return libc
+    except (OSError, AttributeError):
+        return None
 
 
 def gemm_rate(device: torch.device, num_threads: int, size: int = 2048) -> float:

@@ -8,13 +8,13 @@ batch entry ``b`` and head ``h``
     \alpha_e = \frac{e^{s_e}}{\sum_{e' \in \mathrm{in}(i)} e^{s_{e'}}},\quad
     o_i = \sum_{e \in \mathrm{in}(i)} w_e\, \alpha_e\, x_j
 
-in one pass over each node's in-edges with an online softmax (no ``[E, B, F]``
-temporary). It keeps :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the node tensor, 1/16
-at the article's sizes) for the backward, which is two passes: one over destinations
-(gradients of queries and edge weights, per-edge :math:`w\alpha` and
-:math:`\partial L / \partial s` kept as ``[E, B, H]`` scratch) and one over sources
-through the transposed CSR (gradient of ``x``, a gather: no atomics). Inputs must be
-contiguous float32 on the CPU.
+node by node: the scores of its in-edges, their softmax, then the weighted sum of the
+sources, whose rows are still in cache (no ``[E, B, F]`` temporary). It keeps
+:math:`\alpha` (``[E, B, H]``: ``k H / F`` of the node tensor, 1/16 at the article's
+sizes) for the backward, which is two passes: one over destinations (gradients of
+queries and edge weights, per-edge :math:`w\alpha` and :math:`\partial L / \partial s`
+kept as ``[E, B, H]`` scratch) and one over sources through the transposed CSR (gradient
+of ``x``, a gather: no atomics). Inputs must be contiguous float32 on the CPU.
 
 Only :mod:`cortexgnn.fused_attention` imports this module.
 """
@@ -70,45 +70,41 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> m(BH), l(BH);
     for (int64_t i = begin; i < end; ++i) {
-      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-      std::fill(l.begin(), l.end(), 0.f);
+      const int64_t e0 = pp[i], e1 = pp[i + 1];
+      if (e0 == e1) continue;  // no in-edge: the output stays 0
       const float* qi = qp + i * BH * F;
       float* oi = op + i * BH * F;
-      for (int64_t e = pp[i]; e < pp[i + 1]; ++e) {
+      // 1. scores of all in-edges (independent dot products), kept in alpha
+      for (int64_t e = e0; e < e1; ++e) {
+        const float* xj = xp + cp[e] * B * F;
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t h = 0; h < H; ++h)
+            ap[e * BH + b * H + h] = tau * dot(qi + (b * H + h) * F, xj + b * F, F);
+      }
+      // 2. softmax over the node's in-edges, for every (b, h) at once
+      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
+      std::fill(l.begin(), l.end(), 0.f);
+      for (int64_t e = e0; e < e1; ++e)
+        for (int64_t bh = 0; bh < BH; ++bh) m[bh] = std::max(m[bh], ap[e * BH + bh]);
+      for (int64_t e = e0; e < e1; ++e)
+        for (int64_t bh = 0; bh < BH; ++bh) {
+          const float p = std::exp(ap[e * BH + bh] - m[bh]);
+          ap[e * BH + bh] = p;
+          l[bh] += p;
+        }
+      for (int64_t bh = 0; bh < BH; ++bh) l[bh] = 1.f / l[bh];
+      // 3. weighted sum of the sources (x_j read again, from cache)
+      for (int64_t e = e0; e < e1; ++e) {
         const float* xj = xp + cp[e] * B * F;
         const float we = wp ? wp[e] : 1.f;
-        for (int64_t b = 0; b < B; ++b) {
-          const float* xv = xj + b * F;
+        for (int64_t b = 0; b < B; ++b)
           for (int64_t h = 0; h < H; ++h) {
             const int64_t bh = b * H + h;
-            const float s = tau * dot(qi + bh * F, xv, F);
-            ap[e * BH + bh] = s;  // the score now, the coefficient after the last edge
-            float* ov = oi + bh * F;
-            if (s > m[bh]) {  // new running max: rescale what was accumulated so far
-              const float c = std::exp(m[bh] - s);
-              l[bh] = l[bh] * c + 1.f;
-              m[bh] = s;
-#pragma omp simd
-              for (int64_t f = 0; f < F; ++f) ov[f] = ov[f] * c + we * xv[f];
-            } else {
-              const float p = std::exp(s - m[bh]);
-              l[bh] += p;
-              axpy(p * we, xv, ov, F);
-            }
+            const float a = ap[e * BH + bh] * l[bh];
+            ap[e * BH + bh] = a;
+            axpy(a * we, xj + b * F, oi + bh * F, F);
           }
-        }
       }
-      for (int64_t bh = 0; bh < BH; ++bh) {  // no in-edge: l = 0 and the output stays 0
-        if (l[bh] > 0.f) {
-          const float inv = 1.f / l[bh];
-          float* ov = oi + bh * F;
-#pragma omp simd
-          for (int64_t f = 0; f < F; ++f) ov[f] *= inv;
-          m[bh] += std::log(l[bh]);  // log-sum-exp of the node's scores
-        }
-      }
-      for (int64_t e = pp[i]; e < pp[i + 1]; ++e)
-        for (int64_t bh = 0; bh < BH; ++bh) ap[e * BH + bh] = std::exp(ap[e * BH + bh] - m[bh]);
     }
   });
   return {out, alpha};
@@ -159,20 +155,19 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
         const float* xj = xp + cp[e] * B * F;
         const float we = wp ? wp[e] : 1.f;
         float gw = 0.f;
-        for (int64_t b = 0; b < B; ++b) {
-          const float* xv = xj + b * F;
+        for (int64_t b = 0; b < B; ++b)  // independent dot products first
           for (int64_t h = 0; h < H; ++h) {
             const int64_t bh = b * H + h;
             const float a = alp[e * BH + bh];
-            const float gd = dot(gi + bh * F, xv, F);
-            const float ds = a * (we * gd - delta[bh]);
+            const float gd = dot(gi + bh * F, xj + b * F, F);
+            dsp[e * BH + bh] = a * (we * gd - delta[bh]);
             awp[e * BH + bh] = a * we;
-            dsp[e * BH + bh] = ds;
             gw += a * gd;
-            axpy(tau * ds, xv, gqi + bh * F, F);
           }
-        }
         gwp[e] = gw;
+        for (int64_t b = 0; b < B; ++b)  // then the query gradient, from cache
+          for (int64_t h = 0; h < H; ++h)
+            axpy(tau * dsp[e * BH + b * H + h], xj + b * F, gqi + (b * H + h) * F, F);
       }
     }
   });
@@ -245,7 +240,7 @@ def load_kernel():
         build_dir = os.path.join(tempfile.gettempdir(), "cortexgnn_kernels")
         os.makedirs(build_dir, exist_ok=True)
         return load_inline(
-            name="cortexgnn_csr_attention_v3",
+            name="cortexgnn_csr_attention_v4",
             cpp_sources=[_SOURCE],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"],
             extra_ldflags=["-fopenmp"],

@@ -1,0 +1,284 @@
+"""Question 2: the message-passing layer alone, from 64 to 131,072 columns.
+
+One attention layer (shared query/key ``D x D``, raw values: the article's message) on a
+Watts-Strogatz graph, batch ``B`` of feature sets, timed forward (no autograd) and
+forward+backward (gradients of ``x`` and the weights), with peak memory, for:
+
+- ``article_loop``: the article's per-column loop (every gate projects every column),
+- ``dense_masked``: the same maths vectorised over a masked ``[B, N, N]`` score matrix,
+- ``pyg_batch``: the same maths written the standard PyG way: ``B`` disjoint graph copies
+  in a ``Batch``, ``utils.softmax`` and scatter through ``MessagePassing``,
+- ``pyg_transformer_conv``: ``TransformerConv(D, D)`` on that batch, what a user would
+  pick today (it also projects values and adds a skip: more work, not the same maths),
+- ``cortexgnn``: :class:`cortexgnn.ColumnAttentionConv` on ``[N, B, D]``,
+- ``cortexgnn_folded``: the folded query ``x Q^T K`` plus
+  :func:`cortexgnn.fused_attention.folded_attention` called directly.
+
+An implementation that passes ``--budget-s`` per call, or whose estimated memory passes
+``--memory-cap-gb``, is recorded as over budget and skipped for larger ``N``. Time
+exponents are least-squares slopes of log time on log N over ``--fit-range``.
+
+    THP_MEM_ALLOC_ENABLE=1 python benchmarks/layer_sweep.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Batch, Data
+from torch_geometric.nn import MessagePassing, TransformerConv
+from torch_geometric.utils import softmax
+
+try:
+    from benchmarks import harness
+except ImportError:  # run as a script from the benchmarks folder
+    import harness
+
+from cortexgnn import ColumnAttentionConv, edge_index_to_dense, small_world_graph
+from cortexgnn.fused_attention import folded_attention
+
+IMPLEMENTATIONS = (
+    "article_loop",
+    "dense_masked",
+    "pyg_batch",
+    "pyg_transformer_conv",
+    "cortexgnn",
+    "cortexgnn_folded",
+)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--min-log2", type=int, default=6, help="smallest N is 2**min_log2")
+    p.add_argument("--max-log2", type=int, default=17, help="largest N is 2**max_log2")
+    p.add_argument("--extra-sizes", type=int, nargs="*", default=[10_000], help="more N")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--channels", type=int, default=128)
+    p.add_argument("--graph-k", type=int, default=8)
+    p.add_argument("--graph-p", type=float, default=0.15)
+    p.add_argument("--impls", nargs="*", default=list(IMPLEMENTATIONS), choices=IMPLEMENTATIONS)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
+    p.add_argument("--min-run-time", type=float, default=0.2, help="seconds per timing block")
+    p.add_argument("--budget-s", type=float, default=5.0, help="max seconds per call")
+    p.add_argument("--memory-cap-gb", type=float, default=6.0, help="max estimated memory")
+    p.add_argument("--fit-range", type=int, nargs=2, default=[1 << 10, 1 << 17])
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+class PyGDotAttention(MessagePassing):
+    """The layer's maths the usual PyG way: per-edge ``q_i . k_j``, segment softmax, scatter."""
+
+    def __init__(self, query_weight: Tensor, key_weight: Tensor) -> None:
+        super().__init__(aggr="add")
+        self.query_weight, self.key_weight = query_weight, key_weight
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        q, k = x @ self.query_weight.t(), x @ self.key_weight.t()  # [B*N, D]
+        return self.propagate(edge_index, q=q, k=k, v=x)
+
+    def message(self, q_i, k_j, v_j, index, ptr, size_i):
+        score = (q_i * k_j).sum(-1) / math.sqrt(q_i.size(-1))  # [B*E]
+        return softmax(score, index, ptr, size_i).unsqueeze(-1) * v_j  # [B*E, D]
+
+
+def article_loop(x: Tensor, wq: Tensor, wk: Tensor, adj: Tensor) -> Tensor:
+    """The article's loop: for every column, project it and *all* columns, mask, softmax."""
+    out = []
+    for c in range(x.size(0)):
+        q = x[c] @ wq.t()  # [B, D]
+        k = x @ wk.t()  # [N, B, D]: every gate projects every column
+        scores = torch.einsum("bd,nbd->bn", q, k) / math.sqrt(x.size(-1))  # [B, N]
+        alpha = scores.masked_fill(adj[c] == 0, -1e9).softmax(-1)  # [B, N]
+        out.append(torch.einsum("bn,nbd->bd", alpha, x))  # [B, D]
+    return torch.stack(out)  # [N, B, D]
+
+
+def dense_masked(x: Tensor, wq: Tensor, wk: Tensor, adj: Tensor) -> Tensor:
+    """The same maths vectorised: masked ``[B, N, N]`` scores, two batched GEMMs."""
+    xb = x.transpose(0, 1)  # [B, N, D]
+    scores = (xb @ wq.t()) @ (xb @ wk.t()).transpose(1, 2) / math.sqrt(x.size(-1))  # [B, N, N]
+    alpha = scores.masked_fill(adj == 0, -1e9).softmax(-1)
+    return (alpha @ xb).transpose(0, 1)  # [N, B, D]
+
+
+def estimated_bytes(impl: str, n: int, e: int, b: int, d: int) -> int:
+    """Rough forward+backward working set, to skip sizes that cannot fit."""
+    node = n * b * d * 4
+    if impl == "dense_masked":
+        return 4 * b * n * n * 4 + 6 * node
+    if impl == "article_loop":
+        return n * n * 4 + 8 * node
+    if impl in ("pyg_batch", "pyg_transformer_conv"):
+        return 6 * e * b * d * 4 + 8 * node
+    return 12 * node + 3 * e * b * 4
+
+
+def build(impl: str, n: int, args, device) -> tuple:
+    """Return ``(run, params)``: ``run()`` gives the output; ``params`` need gradients."""
+    d, b = args.channels, args.batch_size
+    gen = torch.Generator().manual_seed(n)
+    torch.manual_seed(n)  # the same weights for every implementation at this size
+    edge_index = small_world_graph(n, min(args.graph_k, n - 1), args.graph_p, seed=n).to(device)
+    x = torch.randn(n, b, d, generator=gen).to(device).requires_grad_()  # [N, B, D]
+    conv = ColumnAttentionConv(d, d).to(device)
+    wq, wk = conv.query_weight, conv.key_weight
+    if impl == "article_loop" or impl == "dense_masked":
+        adj = edge_index_to_dense(edge_index, n)  # [N, N]
+        fn = article_loop if impl == "article_loop" else dense_masked
+        return (lambda: fn(x, wq, wk, adj)), [x, wq, wk]
+    if impl == "cortexgnn":
+        return (lambda: conv(x, edge_index)), [x, wq, wk]
+    if impl == "cortexgnn_folded":
+        scale = d**-0.5
+
+        def folded():
+            query = (x @ (wq.t() @ wk)).unsqueeze(2)  # [N, B, 1, D]
+            return folded_attention(query, x, edge_index, scale=scale).squeeze(2)
+
+        return folded, [x, wq, wk]
+    xb = x.detach().transpose(0, 1)  # [B, N, D]
+    batch = Batch.from_data_list([Data(x=xb[i], edge_index=edge_index) for i in range(b)])
+    bx = batch.x.clone().requires_grad_()  # [B*N, D]
+    if impl == "pyg_batch":
+        layer = PyGDotAttention(wq, wk)
+        return (lambda: layer(bx, batch.edge_index)), [bx, wq, wk]
+    layer = TransformerConv(d, d).to(device)
+    return (lambda: layer(bx, batch.edge_index)), [bx, *layer.parameters()]
+
+
+def _forward_backward(run, params):
+    def step():
+        out = run()
+        grads = torch.autograd.grad(out.square().mean(), params)
+        return grads
+
+    return step
+
+
+def fit_exponent(points: list[tuple[int, float]], lo: int, hi: int) -> float | None:
+    """Least-squares slope of ``log t`` on ``log N`` over ``lo <= N <= hi``."""
+    pts = [(math.log(n), math.log(t)) for n, t in points if lo <= n <= hi]
+    if len(pts) < 3:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    num = sum((px - mx) * (py - my) for px, py in pts)
+    return num / sum((px - mx) ** 2 for px, _ in pts)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    device = harness.pick_device(args.device)
+    torch.set_num_threads(args.threads)
+    sizes = sorted({1 << p for p in range(args.min_log2, args.max_log2 + 1)} | set(
+        s for s in args.extra_sizes if (1 << args.min_log2) <= s <= (1 << args.max_log2)
+    ))  # fmt: skip
+    active = list(args.impls)
+    rows, agreement = [], {}
+    started = time.perf_counter()
+    for n in sizes:
+        edges = n * min(args.graph_k, n - 1)
+        candidates = {}
+        for impl in list(active):
+            need = estimated_bytes(impl, n, edges, args.batch_size, args.channels)
+            if need > args.memory_cap_gb * 2**30:
+                rows.append({"impl": impl, "N": n, "status": "over memory cap"})
+                active.remove(impl)
+                continue
+            run, params = build(impl, n, args, device)
+            t0 = time.perf_counter()
+            _forward_backward(run, params)()  # a first call: warm-up and budget probe
+            harness.synchronize(device)
+            if time.perf_counter() - t0 > args.budget_s:
+                rows.append({"impl": impl, "N": n, "status": "over budget"})
+                active.remove(impl)
+                continue
+            candidates[impl] = (run, params)
+        if n == sizes[0] and len(candidates) > 1:
+            with torch.no_grad():
+                outs = {k: v[0]() for k, v in candidates.items() if k != "pyg_transformer_conv"}
+            base = outs.get("article_loop")
+            for impl, out in outs.items():
+                if base is not None and out.shape == base.shape:
+                    agreement[impl] = float((out - base).abs().max())
+                elif base is not None:  # batch layout [B*N, D]
+                    flat = base.transpose(0, 1).reshape(-1, base.size(-1))
+                    agreement[impl] = float((out - flat).abs().max())
+
+        def no_grad(run):
+            def call():
+                with torch.no_grad():
+                    return run()
+
+            return call
+
+        fwd = harness.time_interleaved(
+            {k: no_grad(r) for k, (r, _) in candidates.items()},
+            device=device, num_threads=args.threads, rounds=args.rounds,
+            min_run_time=args.min_run_time, warmup=0,
+        )  # fmt: skip
+        both = harness.time_interleaved(
+            {k: _forward_backward(r, p) for k, (r, p) in candidates.items()},
+            device=device, num_threads=args.threads, rounds=args.rounds,
+            min_run_time=args.min_run_time, warmup=0,
+        )  # fmt: skip
+        for impl, (run, params) in candidates.items():
+            row = {"impl": impl, "N": n, "E": edges, "status": "ok"}
+            row["forward"], row["forward_backward"] = fwd[impl], both[impl]
+            row["peak_bytes_forward"] = harness.peak_memory_bytes(no_grad(run), device)
+            row["peak_bytes_forward_backward"] = harness.peak_memory_bytes(
+                _forward_backward(run, params), device
+            )
+            rows.append(row)
+            if both[impl]["median_s"] > args.budget_s:
+                active.remove(impl)
+        del candidates
+    fits = {}
+    for impl in args.impls:
+        ok = [r for r in rows if r["impl"] == impl and r["status"] == "ok"]
+        fits[impl] = {
+            kind: fit_exponent([(r["N"], r[kind]["median_s"]) for r in ok], *args.fit_range)
+            for kind in ("forward", "forward_backward")
+        }
+        # Over the whole measured range too: the loop never reaches 2**10.
+        fits[impl]["forward_backward_all_sizes"] = fit_exponent(
+            [(r["N"], r["forward_backward"]["median_s"]) for r in ok], 0, 1 << 62
+        )
+    result = {
+        "benchmark": "layer_sweep",
+        "config": vars(args),
+        "environment": harness.environment(device, args.threads),
+        "rows": rows,
+        "fits": fits,
+        "agreement_max_abs_vs_article_loop": agreement,
+        "wall_s": time.perf_counter() - started,
+    }
+    if args.save:
+        harness.write_result(f"layer_sweep-{device.type}", result, args.out_dir)
+    return result
+
+
+if __name__ == "__main__":
+    out = main()
+    for r in out["rows"]:
+        if r["status"] == "ok":
+            print(
+                f"{r['impl']:22s} N={r['N']:7d} fwd {r['forward']['median_s'] * 1e3:9.1f} ms"
+                f"  fwd+bwd {r['forward_backward']['median_s'] * 1e3:9.1f} ms"
+                f"  peak {(r['peak_bytes_forward_backward'] or 0) / 2**20:8.1f} MiB"
+            )
+        else:
+            print(f"{r['impl']:22s} N={r['N']:7d} {r['status']}")
+    print("exponents", out["fits"])
+    print("agreement", out["agreement_max_abs_vs_article_loop"])
