@@ -12,6 +12,7 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
 from .conv_inputs import as_edge_list, check_inputs, split_node_features, with_self_loops
+from .fused_attention import conv_fast_path
 
 __all__ = ["ColumnAttentionConv"]
 
@@ -270,16 +271,20 @@ class ColumnAttentionConv(MessagePassing):
         size = (x_src.size(0), x_dst.size(0))
         if self.add_self_loops:
             edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))
-        query, key, value = self.attention_inputs(x_src, x_dst)
-        # A key that is the value (raw features, or project_first) is gathered per edge once.
-        out = self.propagate(
-            edge_index,
-            query=query,
-            key=None if key is value else key,
-            value=value,
-            edge_weight=edge_weight,
-            size=size,
-        )  # [N, *, H, C_v]
+        # cortexgnn.fused_attention's kernels when no per-edge alpha is needed (else None).
+        fast = not (return_attention_weights or self._message_forward_hooks)  # explainers hook
+        out = conv_fast_path(self, x_src, x_dst, edge_index, edge_weight) if fast else None
+        if out is None:
+            query, key, value = self.attention_inputs(x_src, x_dst)
+            # A key that is the value (raw features, or project_first) is gathered once per edge.
+            out = self.propagate(
+                edge_index,
+                query=query,
+                key=None if key is value else key,
+                value=value,
+                edge_weight=edge_weight,
+                size=size,
+            )  # [N, *, H, C_v]
         alpha, self._alpha = self._alpha, None
         out = out.flatten(-2) if self.concat else out.mean(dim=-2)  # [N, *, H*C_v] or [N, *, C_v]
         if self.lin_root_weight is not None:

@@ -243,3 +243,38 @@ def folded_attention(
     if load_kernel() is None:
         raise RuntimeError("the C++ attention kernel could not be built here (compiler? ninja?)")
     return _CSRAttention.apply(query, x, weight, graph, scale)
+
+
+def conv_fast_path(
+    conv, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, edge_weight: Tensor | None
+) -> Tensor | None:
+    """``ColumnAttentionConv``'s attention through :func:`folded_attention`, when it applies.
+
+    It applies to the layer's default message (raw values, key folded into the query),
+    same source and target nodes, no attention dropout in training, and no explainer or
+    propagate hooks (they need PyG's per-edge ``alpha``); ``None`` otherwise, and the
+    layer takes its ``propagate`` path.
+
+    Args:
+        conv: a :class:`cortexgnn.ColumnAttentionConv`.
+        x_src: ``[N, *, F]`` source features.
+        x_dst: ``[N, *, F]`` target features (the same tensor as ``x_src``).
+        edge_index: ``[2, E]`` (self loops already added if the layer adds them).
+        edge_weight: ``[E]`` or ``None``.
+
+    Returns:
+        ``[N, *, H, F]`` or ``None``.
+    """
+    if x_src is not x_dst or x_src.dim() not in (2, 3):
+        return None
+    if conv.project_first or conv.value_weight is not None or conv.explain:
+        return None
+    if conv.dropout > 0 and conv.training:
+        return None
+    if conv._propagate_forward_pre_hooks or conv._propagate_forward_hooks:
+        return None
+    single = x_src.dim() == 2
+    x = x_src.unsqueeze(1) if single else x_src  # [N, B, F]
+    query = conv.folded_query(x)  # [N, B, H, F]
+    out = folded_attention(query, x, edge_index, edge_weight, scale=conv.out_channels**-0.5)
+    return out.squeeze(1) if single else out  # [N, *, H, F]

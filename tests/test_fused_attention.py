@@ -3,9 +3,14 @@ import math
 import pytest
 import torch
 
-from cortexgnn import CortexNet, DenseReference
+from cortexgnn import ColumnAttentionConv, CortexNet, DenseReference
 from cortexgnn._attention_kernel import load_kernel
-from cortexgnn.fused_attention import AttentionGraph, attention_graph, folded_attention
+from cortexgnn.fused_attention import (
+    AttentionGraph,
+    attention_graph,
+    conv_fast_path,
+    folded_attention,
+)
 from cortexgnn.graph import small_world_graph
 
 needs_kernel = pytest.mark.skipif(load_kernel() is None, reason="C++ kernel cannot be built here")
@@ -130,3 +135,31 @@ def test_model_fast_path_matches_reference_and_conv_path():
     fast = net.message(pre, net.folded_attention_weight())
     torch.testing.assert_close(fast, net.message(pre), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(net.eval()(x), ref.eval()(x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("num_nodes", [20, 300])  # dense path, then the CSR kernel (or torch)
+@pytest.mark.parametrize("per_node", [False, True])
+def test_conv_fast_path_equals_its_propagate_path(num_nodes, per_node):
+    conv = ColumnAttentionConv(6, 4, heads=2, num_nodes=num_nodes if per_node else None)
+    edge_index = small_world_graph(num_nodes, 4, 0.2, seed=0)
+    x = torch.randn(num_nodes, 3, 6, requires_grad=True)
+    weight = torch.rand(edge_index.size(1))
+    assert conv_fast_path(conv, x, x, edge_index, weight) is not None
+    fast = conv(x, edge_index, weight)
+    slow, _ = conv(x, edge_index, weight, return_attention_weights=True)  # propagate path
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    leaves = (x, conv.query_weight)
+    grads = [torch.autograd.grad(out.square().sum(), leaves) for out in (fast, slow)]
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_conv_fast_path_steps_aside_for_dropout_and_value_projection():
+    x = torch.randn(8, 2, 5)
+    edge_index = small_world_graph(8, 4, 0.0)
+    assert conv_fast_path(ColumnAttentionConv(5, 5, dropout=0.5), x, x, edge_index, None) is None
+    evaluating = ColumnAttentionConv(5, 5, dropout=0.5).eval()
+    assert conv_fast_path(evaluating, x, x, edge_index, None) is not None
+    projected = ColumnAttentionConv(5, 5, project_value=True)
+    assert conv_fast_path(projected, x, x, edge_index, None) is None
+    assert conv_fast_path(ColumnAttentionConv(5, 5), x, x.clone(), edge_index, None) is None
