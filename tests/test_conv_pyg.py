@@ -284,8 +284,8 @@ def test_constructor_errors_and_repr():
 class TwoLayer(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv1 = ColumnAttentionConv(4, 3, heads=2, project_value=True, add_self_loops=True)
-        self.conv2 = ColumnAttentionConv(6, 2, project_value=True)
+        self.conv1 = ColumnAttentionConv(4, 3, heads=2, add_self_loops=True)  # raw values
+        self.conv2 = ColumnAttentionConv(8, 2, project_value=True)
 
     def forward(self, x, edge_index):
         return self.conv2(self.conv1(x, edge_index).relu(), edge_index)
