@@ -11,6 +11,7 @@ from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
+from .conv_folding import fold_on_values, fold_query
 from .conv_inputs import as_edge_list, check_inputs, split_node_features, with_self_loops
 from .fused_attention import conv_fast_path
 
@@ -176,27 +177,8 @@ class ColumnAttentionConv(MessagePassing):
         self.reset_parameters()
 
     def folded_query(self, x: Tensor) -> Tensor:
-        r"""Per-node folded query :math:`\tilde q_i^h = K_i^{h\top} Q_i^h x_i`.
-
-        Args:
-            x: ``[N, *, F_dst]`` target features (``*`` is empty or one batch dim).
-
-        Returns:
-            ``[N, *, H, F_src]``.
-        """
-        heads, channels = self.heads, self.out_channels
-        if self.num_nodes is None:
-            q = x @ self.query_weight.t()  # [N, *, H*C]
-            key = self.key_weight.unflatten(0, (heads, channels))  # [H, C, F]
-            return torch.einsum("...hc,hcf->...hf", q.unflatten(-1, (heads, channels)), key)
-        h = x if x.dim() == 3 else x.unsqueeze(1)  # [N, B, F]
-        q = torch.bmm(h, self.query_weight.transpose(1, 2))  # [N, B, H*C]
-        if heads == 1:
-            folded = torch.bmm(q, self.key_weight).unsqueeze(2)  # [N, B, 1, F]
-        else:
-            key = self.key_weight.unflatten(1, (heads, channels))  # [N, H, C, F]
-            folded = torch.einsum("nbhc,nhcf->nbhf", q.unflatten(-1, (heads, channels)), key)
-        return folded if x.dim() == 3 else folded.squeeze(1)  # [N, *, H, F]
+        r"""Folded queries :math:`K_i^{h\top} Q_i^h x_i`: ``[N, *, F_dst] -> [N, *, H, F_src]``."""
+        return fold_query(x, self.query_weight, self.key_weight, self.heads)
 
     def attention_inputs(self, x_src: Tensor, x_dst: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Queries, keys and values, node-wise: the only projections of the layer.
@@ -218,29 +200,14 @@ class ColumnAttentionConv(MessagePassing):
             target = value
             if x_dst is not x_src:
                 target = (x_dst @ self.value_weight.t()).unflatten(-1, (heads, channels))
-            return self._folded_on_values(target), value, value  # [N, *, H, C] each
+            query = fold_on_values(target, self.query_weight, self.key_weight)
+            return query, value, value  # [N, *, H, C] each
         if self.num_nodes is None:
             query = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
             key = (x_src @ self.key_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
             return query, key, value
         key = value if self.value_weight is None else x_src.unsqueeze(-2)  # [N, *, 1, F_src]
         return self.folded_query(x_dst), key, value
-
-    def _folded_on_values(self, value: Tensor) -> Tensor:
-        r"""``project_first`` query :math:`K^{h\top} Q^h v_i^h`, ``[N, *, H, C]`` from ``value``."""
-        heads, channels = self.heads, self.out_channels
-        if self.num_nodes is None:
-            query = self.query_weight.unflatten(0, (heads, channels))  # [H, C, C]
-            key = self.key_weight.unflatten(0, (heads, channels))  # [H, C, C]
-            fold = torch.einsum("hce,hcd->hed", key, query)  # K^T Q per head: [H, C, C]
-            # One [H*C, H*C] block-diagonal GEMM instead of H small ones.
-            return (value.flatten(-2) @ torch.block_diag(*fold.unbind(0)).t()).unflatten(
-                -1, (heads, channels)
-            )
-        query = self.query_weight.unflatten(1, (heads, channels))  # [N, H, C, C]
-        key = self.key_weight.unflatten(1, (heads, channels))  # [N, H, C, C]
-        fold = torch.einsum("nhce,nhcd->nhed", key, query)  # [N, H, C, C]
-        return torch.einsum("nhed,n...hd->n...he", fold, value)
 
     def forward(
         self,
