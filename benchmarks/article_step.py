@@ -33,7 +33,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--col-out", type=int, default=128)
     p.add_argument("--in-dim", type=int, default=784)
     p.add_argument("--message-iters", type=int, default=4)
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing block")
     p.add_argument("--gemm-size", type=int, default=2048)
