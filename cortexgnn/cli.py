@@ -9,13 +9,24 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import fields
+from pathlib import Path
 
 from . import __version__
+from .checkpoint import read_checkpoint
 from .config import MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
 from .train import evaluate_checkpoint, train
 
-__all__ = ["add_eval_parser", "add_train_parser", "get_parser", "main", "run_eval", "run_train"]
+__all__ = [
+    "add_bench_parser",
+    "add_eval_parser",
+    "add_train_parser",
+    "get_parser",
+    "main",
+    "run_bench",
+    "run_eval",
+    "run_train",
+]
 
 _DEFAULTS = TrainConfig()
 
@@ -88,8 +99,6 @@ def _config_from_args(args: argparse.Namespace, given: set[str]) -> TrainConfig:
     """A ``TrainConfig``; when resuming, untyped run settings come from the checkpoint."""
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     if args.resume:
-        from .checkpoint import read_checkpoint
-
         saved = read_checkpoint(args.resume).get("config", {})
         for name in saved.keys() & values.keys():
             if name not in given and name not in SESSION_FIELDS:
@@ -163,6 +172,47 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_bench_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``bench`` sub-command: run ``benchmarks/run_all.py`` (needs a source checkout)."""
+    p = subparsers.add_parser(
+        "bench",
+        help="run the benchmarks and render docs/benchmarks.md (--quick: about a minute)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--quick", action=argparse.BooleanOptionalAction, default=False,
+                   help="small sizes; results and report under --out-dir only")  # fmt: skip
+    p.add_argument(
+        "--only",
+        nargs="*",
+        default=None,
+        help="article_step, layer_sweep, model_sweep and/or bandwidth (default all)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out-dir", default=None, help="default benchmarks/results[/quick]")
+    p.set_defaults(handler=run_bench)
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Import ``benchmarks.run_all`` from the checkout beside this package and run it."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "run_all.py").is_file():
+        raise FileNotFoundError(f"no benchmarks/ folder beside the package in {root}: "
+                                "`cortexgnn bench` needs a source checkout")  # fmt: skip
+    sys.path.insert(0, str(root))
+    from benchmarks import run_all
+
+    argv = ["--device", args.device, "--threads", str(args.threads)]
+    argv += ["--quick"] if args.quick else []
+    argv += ["--only", *args.only] if args.only else []
+    argv += ["--out-dir", args.out_dir] if args.out_dir else []
+    summary = run_all.main(argv)
+    print(run_all.report.headline_markdown(summary["report"]["headline"]))
+    print(f"report: {summary['report']['doc']}")
+    return 0
+
+
 def get_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -172,6 +222,7 @@ def get_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(subparsers)
     add_eval_parser(subparsers)
+    add_bench_parser(subparsers)
     return parser
 
 

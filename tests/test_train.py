@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 from dataclasses import replace
 
 import pytest
@@ -188,3 +189,11 @@ def test_resume_reads_checkpoints_written_before_the_progress_key(tmp_path):
     torch.save(state, path)
     resumed = train(tiny(tmp_path / "old", resume=str(path)))
     assert resumed["final_test_acc"] == whole["final_test_acc"] and resumed["steps"] == 12
+
+
+def test_runs_without_the_optional_tqdm_and_matplotlib(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import now raises ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    summary = train(tiny(tmp_path, epochs=1, progress=True, plot=True))
+    assert summary["steps"] == 6 and summary["plot"] is None
+    assert not (tmp_path / "curves.png").exists()
