@@ -95,7 +95,9 @@ def environment() -> dict:
     }
 
 
-def plot_curves(metrics_path: str | os.PathLike, png_path: str | os.PathLike) -> str | None:
+def plot_curves(
+    metrics_path: str | os.PathLike, png_path: str | os.PathLike, title: str = ""
+) -> str | None:
     """Training loss and test accuracy against step, as a PNG; ``None`` without matplotlib."""
     try:
         import matplotlib
@@ -114,6 +116,11 @@ def plot_curves(metrics_path: str | os.PathLike, png_path: str | os.PathLike) ->
     ax_acc.set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
+    if evals:
+        best = max(evals, key=lambda r: r["test_acc"])
+        title += f" (last {100 * evals[-1]['test_acc']:.2f} %, best {100 * best['test_acc']:.2f} %)"
+    if title:
+        fig.suptitle(title.strip())
     fig.tight_layout()
     fig.savefig(png_path, dpi=90)
     plt.close(fig)

@@ -245,7 +245,8 @@ def train(config: TrainConfig) -> dict:
     log.close()
     summary = _summary(config, model, p, last_acc, steps_per_epoch, device)
     if config.plot:
-        summary["plot"] = plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png")
+        title = f"{config.model} on {config.dataset}"
+        summary["plot"] = plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png", title)
     write_summary(summary, out_dir / "summary.json")
     return summary
 
