@@ -1,23 +1,15 @@
 """Data-parallel training of ``CortexNet`` over several processes (``torch.distributed``).
 
-Each process (replica) holds a full copy of the model and ``B`` samples of every global
-batch of ``P * B``. :class:`~torch.nn.parallel.DistributedDataParallel` averages the
-gradients; that alone is not enough for this model, whose state also moves *outside*
-autograd:
+Each process (replica) holds the whole model and ``B`` samples of every global batch of
+``P * B``. DDP averages the gradients, but this model's state also moves outside autograd:
+homeostasis (``activity_avg``) and the Hebbian rule (``edge_weight``) use per-column means
+over ``(batch, features)``. With equal shard sizes the global mean is the average of the
+shard means, so one all-reduce of the ``[N]`` mean vectors (:func:`all_reduce_mean`, the
+model's ``sync_statistics`` hook) gives every replica the update of a single process on the
+concatenated batch: replicas stay identical without DDP's per-step buffer broadcast.
 
-- homeostasis updates ``activity_avg`` from the per-column mean activity of the batch;
-- the Hebbian rule normalises the per-column mean activities and rewrites ``edge_weight``.
-
-Both statistics are means over ``(batch, features)``. With equal per-process batch sizes
-the mean over the global batch is the average of the process means, so one all-reduce of
-the ``[N]`` mean vectors (:func:`all_reduce_mean`, passed to ``CortexNet`` as its
-``sync_statistics`` hook) gives every replica the update a single process would compute on
-the concatenated batch. Replicas then hold identical parameters and buffers, and DDP's
-per-step buffer broadcast is switched off (it would hide a missing synchronisation).
-
-Launch one process per device with ``torchrun``, which sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_from_env` reads them.
-The library core never imports this module: ``torch.distributed`` is only needed here.
+Launch with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
+``MASTER_PORT``). The library core never imports this module.
 """
 
 from __future__ import annotations
