@@ -71,7 +71,9 @@ def headline(results: dict) -> list[dict]:
     art = results.get("article_step")
     if art:
         speed = art["speedup"]["train_step"]
-        rows.append({"what": "article config training step, CortexNet vs DenseReference",
+        c = art.get("config", {})
+        size = f"B {c.get('batch_size')}, N {c.get('num_columns')}, in {c.get('in_dim')}"
+        rows.append({"what": f"training step ({size}), CortexNet vs DenseReference",
                      "value": f"{speed:.1f}x faster", "target": ">= 25x",
                      "met": speed >= 25})  # fmt: skip
         frac = art["fraction_of_flop_floor"]

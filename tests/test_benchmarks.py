@@ -123,3 +123,11 @@ def test_peak_memory_sees_a_large_allocation():
     if peak is None:
         pytest.skip("no /proc/self/clear_refs here")
     assert peak >= 0.9 * (64 << 20)  # 16 Mi floats = 64 MiB
+
+
+def test_cli_bench_quick_runs_one_script(tmp_path, capsys):
+    from cortexgnn.cli import main
+
+    assert main(["bench", "--quick", "--only", "bandwidth", "--out-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "bandwidth-cpu.json").is_file()
+    assert "report:" in capsys.readouterr().out
