@@ -15,7 +15,8 @@ from . import __version__
 from .checkpoint import read_checkpoint
 from .config import MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
-from .train import evaluate_checkpoint, train
+from .evaluation import evaluate_checkpoint
+from .train import train
 
 __all__ = [
     "add_bench_parser",

@@ -1,4 +1,4 @@
-"""The article's training protocol as library functions: train, evaluate, resume.
+"""The article's training protocol as a library function: train (and resume) a model.
 
 Protocol (SPEC.md, the article's ``train.py``): shuffled batches of 128, AdamW (lr 1e-3,
 weight decay 1e-5), ``CosineAnnealingLR`` with ``T_max = 12 * steps_per_epoch`` stepped every
@@ -24,43 +24,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_save, load_article_checkpoint, read_checkpoint
+from .checkpoint import atomic_save, read_checkpoint
 from .config import (
-    CheckpointMismatchError,
     TrainConfig,
     build_model,
     check_resumable,
     resolve_device,
 )
-from .data import Split, load_dataset
+from .data import load_dataset
+from .evaluation import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
 from .model import CortexNet
 
-__all__ = ["evaluate", "evaluate_checkpoint", "train"]
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, split: Split, batch_size: int = 128) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``split``, in eval mode.
-
-    Like the article, this runs the model's ``forward``, so homeostasis statistics move
-    (unless the model freezes them in eval mode). The model's train/eval mode is restored.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(split), batch_size):
-        x = split.x[start : start + batch_size].to(device)  # [b, in_dim]
-        y = split.y[start : start + batch_size].to(device)  # [b]
-        logits = model(x)  # [b, num_classes]
-        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(dim=1) == y).sum().item()
-    model.train(was_training)
-    return total_loss / len(split), correct / len(split)
+__all__ = ["train"]
 
 
 @dataclass
@@ -150,21 +128,18 @@ def train(config: TrainConfig) -> dict:
         optimizer, T_max=max(1, round(config.t_max_epochs * steps_per_epoch))
     )
     shuffle = torch.Generator().manual_seed(config.seed)
-    progress = _Progress()
+    p = _Progress()
     if config.resume:
         state = read_checkpoint(config.resume, map_location=device)
         check_resumable(state, config, config.resume)
-        progress = _restore(state, model, optimizer, scheduler, shuffle, device)
+        p = _restore(state, model, optimizer, scheduler, shuffle, device)
     out_dir = Path(config.out_dir)
-    log = MetricsLog(
-        out_dir / "metrics.jsonl", resume_step=progress.step if config.resume else None
-    )
+    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=p.step if config.resume else None)
     if config.compile:
         _compile_stage(model)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
-    p = progress
     last_acc, last_eval_step = None, None
 
     def run_eval(final: bool = False) -> None:
@@ -281,46 +256,4 @@ def _summary(config, model, p: _Progress, last_acc, steps_per_epoch: int, device
         "out_dir": config.out_dir,
         "config": asdict(config),
         "environment": environment(),
-    }
-
-
-def evaluate_checkpoint(
-    path: str,
-    *,
-    dataset: str | None = None,
-    data_dir: str | None = None,
-    download: bool = False,
-    batch_size: int = 128,
-    device: str = "auto",
-) -> dict:
-    """Test accuracy of a checkpoint: a training checkpoint or the article's ``brain.pth``.
-
-    ``dataset=None`` uses the one stored in a training checkpoint, else ``mnist`` for 784
-    inputs (the article's) and ``digits`` for 64.
-    """
-    state = read_checkpoint(path)
-    saved = state.get("config", {})
-    flags = {
-        k: saved[k]
-        for k in ("attention_uses_edge_weight", "freeze_homeostasis_in_eval")
-        if k in saved and saved.get("model") == "cortexnet"
-    }
-    model = load_article_checkpoint(path, **flags).to(resolve_device(device))
-    in_dim = model.in_dim
-    dataset = dataset or saved.get("dataset") or {784: "mnist", 64: "digits"}.get(in_dim)
-    if dataset is None:
-        raise CheckpointMismatchError(f"{path}: in_dim={in_dim} fits no dataset; pass --dataset")
-    _, test_set = load_dataset(dataset, data_dir, download=download)
-    if test_set.x.size(1) != in_dim:
-        raise CheckpointMismatchError(
-            f"{path} expects {in_dim} input features but {dataset} has {test_set.x.size(1)}"
-        )
-    test_loss, test_acc = evaluate(model, test_set, batch_size)
-    return {
-        "checkpoint": str(path),
-        "dataset": dataset,
-        "test_loss": test_loss,
-        "test_acc": test_acc,
-        "num_test": len(test_set),
-        "epoch": state.get("epoch"),
     }

@@ -14,7 +14,8 @@ from test_data import write_tiny_mnist
 from cortexgnn import CortexNet, DenseReference, load_article_checkpoint, save_article_checkpoint
 from cortexgnn.config import CheckpointMismatchError, TrainConfig
 from cortexgnn.data import load_dataset
-from cortexgnn.train import _StopFlag, evaluate, evaluate_checkpoint, train
+from cortexgnn.evaluation import evaluate, evaluate_checkpoint
+from cortexgnn.train import _StopFlag, train
 
 # digits (64 inputs), 6 columns of 8 channels; 1437 / 256 -> 6 steps per epoch
 TINY = dict(

@@ -1,0 +1,76 @@
+"""Test-set evaluation of a model in memory or of a checkpoint on disk."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import load_article_checkpoint, read_checkpoint
+from .config import CheckpointMismatchError, resolve_device
+from .data import Split, load_dataset
+
+__all__ = ["evaluate", "evaluate_checkpoint"]
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 128) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``split``, in eval mode.
+
+    Like the article, this runs the model's ``forward``, so homeostasis statistics move
+    (unless the model freezes them in eval mode). The model's train/eval mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(split), batch_size):
+        x = split.x[start : start + batch_size].to(device)  # [b, in_dim]
+        y = split.y[start : start + batch_size].to(device)  # [b]
+        logits = model(x)  # [b, num_classes]
+        total_loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(dim=1) == y).sum().item()
+    model.train(was_training)
+    return total_loss / len(split), correct / len(split)
+
+
+def evaluate_checkpoint(
+    path: str,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    download: bool = False,
+    batch_size: int = 128,
+    device: str = "auto",
+) -> dict:
+    """Test accuracy of a checkpoint: a training checkpoint or the article's ``brain.pth``.
+
+    ``dataset=None`` uses the one stored in a training checkpoint, else ``mnist`` for 784
+    inputs (the article's) and ``digits`` for 64.
+    """
+    state = read_checkpoint(path)
+    saved = state.get("config", {})
+    flags = {
+        k: saved[k]
+        for k in ("attention_uses_edge_weight", "freeze_homeostasis_in_eval")
+        if k in saved and saved.get("model") == "cortexnet"
+    }
+    model = load_article_checkpoint(path, **flags).to(resolve_device(device))
+    in_dim = model.in_dim
+    dataset = dataset or saved.get("dataset") or {784: "mnist", 64: "digits"}.get(in_dim)
+    if dataset is None:
+        raise CheckpointMismatchError(f"{path}: in_dim={in_dim} fits no dataset; pass --dataset")
+    _, test_set = load_dataset(dataset, data_dir, download=download)
+    if test_set.x.size(1) != in_dim:
+        raise CheckpointMismatchError(
+            f"{path} expects {in_dim} input features but {dataset} has {test_set.x.size(1)}"
+        )
+    test_loss, test_acc = evaluate(model, test_set, batch_size)
+    return {
+        "checkpoint": str(path),
+        "dataset": dataset,
+        "test_loss": test_loss,
+        "test_acc": test_acc,
+        "num_test": len(test_set),
+        "epoch": state.get("epoch"),
+    }
