@@ -137,7 +137,7 @@ def test_model_fast_path_matches_reference_and_conv_path():
     torch.testing.assert_close(net.eval()(x), ref.eval()(x), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("num_nodes", [20, 300])  # dense path, then the CSR kernel (or torch)
+@pytest.mark.parametrize("num_nodes", [20, 300])
 @pytest.mark.parametrize("per_node", [False, True])
 def test_conv_fast_path_equals_its_propagate_path(num_nodes, per_node):
     conv = ColumnAttentionConv(6, 4, heads=2, num_nodes=num_nodes if per_node else None)
