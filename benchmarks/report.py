@@ -15,16 +15,13 @@ import argparse
 import json
 from pathlib import Path
 
+try:
+    from benchmarks.plots import LABELS, plots
+except ImportError:  # run as a script from the benchmarks folder
+    from plots import LABELS, plots
+
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
-LABELS = {
-    "article_loop": "article per-column loop",
-    "dense_masked": "dense masked (vectorised)",
-    "pyg_batch": "PyG standard (Batch + softmax + scatter)",
-    "pyg_transformer_conv": "PyG TransformerConv",
-    "cortexgnn": "cortexgnn ColumnAttentionConv",
-    "cortexgnn_folded": "cortexgnn folded_attention",
-}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -258,68 +255,6 @@ def _bandwidth_section(bw: dict) -> list[str]:
             f"| {100 * r['fraction_of_copy']:.0f} % |"
         )
     return out + [""]
-
-
-def plots(results: dict, img_dir: Path) -> list[Path]:
-    """Write the PNG plots; returns their paths (none without matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    img_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    layer = results.get("layer_sweep")
-    if layer:
-        for key, fname, ylabel in (
-            ("forward_backward", "bench_scaling.png", "forward+backward time per call (s)"),
-            ("peak_bytes_forward_backward", "bench_memory.png", "peak extra memory (MiB)"),
-        ):
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            for impl in layer["config"]["impls"]:
-                ok = sorted((r for r in layer["rows"] if r["impl"] == impl and r["status"] == "ok"),
-                            key=lambda r: r["N"])  # fmt: skip
-                if key == "forward_backward":
-                    ys = [r[key]["median_s"] for r in ok]
-                    fit = layer["fits"][impl]["forward_backward_all_sizes"]
-                    label = LABELS.get(impl, impl) + (f" (slope {fit:.2f})" if fit else "")
-                else:
-                    ok = [r for r in ok if r[key]]
-                    ys = [r[key] / 2**20 for r in ok]
-                    label = LABELS.get(impl, impl)
-                if ok:
-                    ax.plot([r["N"] for r in ok], ys, marker="o", label=label)
-            ax.set(xscale="log", yscale="log", xlabel="columns N", ylabel=ylabel)
-            ax.set_title(f"attention layer, B={layer['config']['batch_size']}, "
-                         f"D={layer['config']['channels']}, 1 graph")  # fmt: skip
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(img_dir / fname, dpi=110)
-            plt.close(fig)
-            written.append(img_dir / fname)
-    model = results.get("model_sweep")
-    if model:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        series = {}
-        for r in model["rows"]:
-            if r["status"] == "ok":
-                series.setdefault(f"{r['impl']} ({r['mode']})", []).append(
-                    (r["N"], r["step"]["median_s"])
-                )
-        for label, pts in series.items():
-            pts.sort()
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-        ax.set(xscale="log", yscale="log", xlabel="columns N", ylabel="training step (s)")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(img_dir / "bench_model.png", dpi=110)
-        plt.close(fig)
-        written.append(img_dir / "bench_model.png")
-    return written
 
 
 def update_readme(readme: Path, table: str) -> bool:
