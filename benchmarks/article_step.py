@@ -66,6 +66,25 @@ def step_flops(batch: int, columns: int, dim: int, in_dim: int, iters: int, edge
     return parts
 
 
+def reference_flops(batch: int, columns: int, dim: int, in_dim: int, iters: int) -> dict:
+    """FLOPs of one DenseReference training step, counted like :func:`step_flops`.
+
+    Per iteration each of the ``C`` gates projects its own column (query) and *all* ``C``
+    columns (key), then scores and mixes ``C`` columns: forward
+    ``C (2 B D^2 + 2 B C D^2 + 4 B C D)``, and the backward twice that.
+    """
+    branches = 3 if in_dim != dim else 2
+    gates = columns * (2 * batch * dim * dim + 2 * batch * columns * dim * dim)
+    gates += columns * 4 * batch * columns * dim
+    parts = {
+        "columns (GEMM + weight grad)": 2 * 2 * batch * in_dim * branches * columns * dim,
+        "attention gates (fwd + bwd)": iters * 3 * gates,
+        "readout (fwd + bwd)": 3 * 2 * batch * dim * (dim + 10),
+    }
+    parts["total"] = sum(parts.values())
+    return parts
+
+
 def _profile(fn, num_threads: int, top: int = 12) -> list[dict]:
     from torch.profiler import ProfilerActivity, profile
 
@@ -143,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
             for kind, t in timing.items()
         },
         "flops": flops,
+        "flops_reference": reference_flops(
+            args.batch_size, args.num_columns, args.col_out, args.in_dim, args.message_iters
+        ),
         "gemm_flops_per_s": rate,
         "flop_floor_s": flops["total"] / rate,
         "fraction_of_flop_floor": flops["total"] / rate / net_step,

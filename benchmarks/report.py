@@ -148,6 +148,21 @@ def _article_section(art: dict) -> list[str]:
         f"{art['flop_floor_s'] * 1e3:.1f} ms and the step runs at "
         f"{100 * art['fraction_of_flop_floor']:.0f} % of it.",
     ]
+    ref = art.get("flops_reference")
+    if ref:
+        ratio = ref["total"] / art["flops"]["total"]
+        out += [
+            "",
+            f"DenseReference needs {ref['total'] / 1e9:.0f} GFLOP per step "
+            f"({ref['attention gates (fwd + bwd)'] / 1e9:.0f} in its gates, which project all "
+            f"columns for every column), {ratio:.1f}x the CortexNet count. At equal FLOP rates "
+            f"that ratio is the speed-up; the columns' GEMM alone "
+            f"({art['flops']['columns (GEMM + weight grad)'] / 1e9:.1f} GFLOP, the same in "
+            f"both) caps it at {ref['total'] / art['flops']['columns (GEMM + weight grad)']:.0f}x "
+            "even with free message passing. The measured speed-up "
+            f"({art['speedup']['train_step']:.1f}x) is above {ratio:.1f}x only as far as "
+            "DenseReference runs below CortexNet's FLOP rate.",
+        ]
     if art.get("profile"):
         out += ["", "Where the CortexNet step spends its time (torch.profiler, self time):", ""]
         out += ["| op | ms per step | share |", "|---|---|---|"]
