@@ -289,7 +289,7 @@ class ColumnAttentionConv(MessagePassing):
         """
         key_j = value_j if key_j is None else key_j
         # Per-node weights: (Q_i x_i).(K_i x_j) = (K_i^T Q_i x_i).x_j, one dot per edge and head.
-        score = (query_i * key_j).sum(-1) / math.sqrt(self.out_channels)  # [E, *, H]
+        score = torch.linalg.vecdot(query_i, key_j) / math.sqrt(self.out_channels)  # [E, *, H]
         alpha = softmax(score, index, ptr, size_i, dim=0)  # [E, *, H]
         self._alpha = alpha
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
