@@ -8,8 +8,9 @@ batch entry ``b`` and head ``h``
     \alpha_e = \frac{e^{s_e}}{\sum_{e' \in \mathrm{in}(i)} e^{s_{e'}}},\quad
     o_i = \sum_{e \in \mathrm{in}(i)} w_e\, \alpha_e\, x_j
 
-node by node: the scores of its in-edges, their softmax, then the weighted sum of the
-sources, whose rows are still in cache (no ``[E, B, F]`` temporary). It keeps
+node by node and row by row: the scores of its in-edges, their softmax, then the
+weighted sum of the sources, whose rows are still in cache, accumulated in registers
+(no ``[E, B, F]`` temporary). It keeps
 :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the node tensor, 1/16 at the article's
 sizes) for the backward, which is two passes: one over destinations (gradients of
 queries and edge weights, per-edge :math:`w\alpha` and :math:`\partial L / \partial s`
@@ -56,7 +57,7 @@ template <int64_t FC>
 std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch::Tensor ptr,
                                         torch::Tensor col, torch::Tensor w, double scale) {
   const int64_t N = q.size(0), B = q.size(1), H = q.size(2), F = FC ? FC : q.size(3);
-  auto out = torch::zeros_like(q);
+  auto out = torch::empty_like(q);  // every row is written below
   auto alpha = torch::empty({col.size(0), B, H}, q.options());
   const float* qp = q.data_ptr<float>();
   const float* xp = x.data_ptr<float>();
@@ -68,42 +69,43 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
   const float tau = static_cast<float>(scale);
   const int64_t BH = B * H;
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> m(BH), l(BH);
+    alignas(64) float fixed[FC ? FC : 1];
+    std::vector<float> dynamic(FC ? 0 : F);
+    float* acc = FC ? fixed : dynamic.data();  // one output row, kept in registers for fixed F
     for (int64_t i = begin; i < end; ++i) {
       const int64_t e0 = pp[i], e1 = pp[i + 1];
-      if (e0 == e1) continue;  // no in-edge: the output stays 0
-      const float* qi = qp + i * BH * F;
-      float* oi = op + i * BH * F;
-      // 1. scores of all in-edges (independent dot products), kept in alpha
-      for (int64_t e = e0; e < e1; ++e) {
-        const float* xj = xp + cp[e] * B * F;
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t h = 0; h < H; ++h)
-            ap[e * BH + b * H + h] = tau * dot(qi + (b * H + h) * F, xj + b * F, F);
+      if (e0 == e1) {  // no in-edge: zero output
+        std::fill(op + i * BH * F, op + (i + 1) * BH * F, 0.f);
+        continue;
       }
-      // 2. softmax over the node's in-edges, for every (b, h) at once
-      std::fill(m.begin(), m.end(), -std::numeric_limits<float>::infinity());
-      std::fill(l.begin(), l.end(), 0.f);
-      for (int64_t e = e0; e < e1; ++e)
-        for (int64_t bh = 0; bh < BH; ++bh) m[bh] = std::max(m[bh], ap[e * BH + bh]);
-      for (int64_t e = e0; e < e1; ++e)
-        for (int64_t bh = 0; bh < BH; ++bh) {
-          const float p = std::exp(ap[e * BH + bh] - m[bh]);
-          ap[e * BH + bh] = p;
-          l[bh] += p;
-        }
-      for (int64_t bh = 0; bh < BH; ++bh) l[bh] = 1.f / l[bh];
-      // 3. weighted sum of the sources (x_j read again, from cache)
-      for (int64_t e = e0; e < e1; ++e) {
-        const float* xj = xp + cp[e] * B * F;
-        const float we = wp ? wp[e] : 1.f;
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t h = 0; h < H; ++h) {
-            const int64_t bh = b * H + h;
-            const float a = ap[e * BH + bh] * l[bh];
-            ap[e * BH + bh] = a;
-            axpy(a * we, xj + b * F, oi + bh * F, F);
+      for (int64_t b = 0; b < B; ++b) {
+        for (int64_t h = 0; h < H; ++h) {
+          const int64_t bh = b * H + h;
+          const float* qv = qp + (i * BH + bh) * F;
+          // scores of all in-edges (independent dot products), their max, the softmax
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t e = e0; e < e1; ++e) {
+            const float s = tau * dot(qv, xp + (cp[e] * B + b) * F, F);
+            ap[e * BH + bh] = s;
+            mx = std::max(mx, s);
           }
+          float sum = 0.f;
+          for (int64_t e = e0; e < e1; ++e) {
+            const float p = std::exp(ap[e * BH + bh] - mx);
+            ap[e * BH + bh] = p;
+            sum += p;
+          }
+          const float inv = 1.f / sum;
+          // weighted sum of the sources, accumulated in one row and stored once
+          for (int64_t f = 0; f < F; ++f) acc[f] = 0.f;
+          for (int64_t e = e0; e < e1; ++e) {
+            const float a = ap[e * BH + bh] * inv;
+            ap[e * BH + bh] = a;
+            axpy(wp ? a * wp[e] : a, xp + (cp[e] * B + b) * F, acc, F);
+          }
+          float* ov = op + (i * BH + bh) * F;
+          for (int64_t f = 0; f < F; ++f) ov[f] = acc[f];
+        }
       }
     }
   });
@@ -121,8 +123,8 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
                                          torch::Tensor tdst, double scale) {
   const int64_t N = q.size(0), B = q.size(1), H = q.size(2), F = FC ? FC : q.size(3);
   const int64_t E = col.size(0), BH = B * H;
-  auto grad_q = torch::zeros_like(q);
-  auto grad_x = torch::zeros_like(x);
+  auto grad_q = torch::empty_like(q);  // both passes write every row
+  auto grad_x = torch::empty_like(x);
   auto grad_w = torch::zeros({E}, q.options());
   auto alpha_w = torch::empty({E, B, H}, q.options());
   auto dscore = torch::empty({E, B, H}, q.options());
@@ -143,13 +145,14 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
   float* awp = alpha_w.data_ptr<float>();
   float* dsp = dscore.data_ptr<float>();
   const float tau = static_cast<float>(scale);
-  // Pass 1, by destination: dL/ds_e = alpha_e (w_e g_i.x_j - g_i.o_i).
+  // Pass 1, by destination: dL/ds_e = alpha_e (w_e g_i.x_j - g_i.o_i); each edge streams
+  // the contiguous [B, F] block of x_j.
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> delta(BH);
     for (int64_t i = begin; i < end; ++i) {
       const float* gi = gp + i * BH * F;
-      const float* qi = qp + i * BH * F;
       float* gqi = gqp + i * BH * F;
+      std::fill(gqi, gqi + BH * F, 0.f);
       for (int64_t bh = 0; bh < BH; ++bh) delta[bh] = dot(gi + bh * F, op + (i * BH + bh) * F, F);
       for (int64_t e = pp[i]; e < pp[i + 1]; ++e) {
         const float* xj = xp + cp[e] * B * F;
@@ -171,21 +174,21 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
       }
     }
   });
-  // Pass 2, by source: dL/dx_j = sum_e (w_e alpha_e g_i + tau ds_e q_i), a gather.
+  // Pass 2, by source: dL/dx_j = sum_e (w_e alpha_e g_i + tau ds_e q_i), a gather; each
+  // edge streams the contiguous [B, H, F] blocks of g_i and q_i.
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
       float* gxj = gxp + j * B * F;
+      std::fill(gxj, gxj + B * F, 0.f);
       for (int64_t t = tpp[j]; t < tpp[j + 1]; ++t) {
         const int64_t e = tep[t], i = tdp[t];
-        const float* gi = gp + i * BH * F;
-        const float* qi = qp + i * BH * F;
         for (int64_t b = 0; b < B; ++b) {
           float* gv = gxj + b * F;
           for (int64_t h = 0; h < H; ++h) {
             const int64_t bh = b * H + h;
             const float a = awp[e * BH + bh], d = tau * dsp[e * BH + bh];
-            const float* gu = gi + bh * F;
-            const float* qu = qi + bh * F;
+            const float* gu = gp + (i * BH + bh) * F;
+            const float* qu = qp + (i * BH + bh) * F;
 #pragma omp simd
             for (int64_t f = 0; f < F; ++f) gv[f] += a * gu[f] + d * qu[f];
           }
@@ -240,7 +243,7 @@ def load_kernel():
         build_dir = os.path.join(tempfile.gettempdir(), "cortexgnn_kernels")
         os.makedirs(build_dir, exist_ok=True)
         return load_inline(
-            name="cortexgnn_csr_attention_v4",
+            name="cortexgnn_csr_attention_v7",
             cpp_sources=[_SOURCE],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"],
             extra_ldflags=["-fopenmp"],
