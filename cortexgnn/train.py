@@ -17,6 +17,7 @@ epoch, the shuffling and dropout RNG states and the run's configuration.
 from __future__ import annotations
 
 import math
+import os
 import signal
 import threading
 import time
@@ -34,6 +35,7 @@ from .config import (
     resolve_device,
 )
 from .data import load_dataset
+from .distributed import join_torchrun, sharded_step_function
 from .evaluation import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
 from .model import CortexNet
@@ -115,6 +117,8 @@ def _compile_stage(model: nn.Module) -> None:
 def train(config: TrainConfig) -> dict:
     """Run (or resume) training as configured; returns the summary (also in summary.json)."""
     device = resolve_device(config.device)
+    context = join_torchrun(device)  # None unless torchrun started several processes
+    device, is_main = (device, True) if context is None else (context.device, context.is_main)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     train_set, test_set = load_dataset(config.dataset, config.data_dir, download=config.download)
@@ -134,9 +138,14 @@ def train(config: TrainConfig) -> dict:
         check_resumable(state, config, config.resume)
         p = _restore(state, model, optimizer, scheduler, shuffle, device)
     out_dir = Path(config.out_dir)
-    log = MetricsLog(out_dir / "metrics.jsonl", resume_step=p.step if config.resume else None)
+    log = MetricsLog(
+        out_dir / "metrics.jsonl" if is_main else os.devnull,  # rank 0 writes the files
+        resume_step=p.step if config.resume else None,
+    )
     if config.compile:
         _compile_stage(model)
+    # torchrun: DDP, each rank trains on its shard of every batch (cortexgnn.distributed)
+    step_fn = model.training_step if context is None else sharded_step_function(model, context)
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -154,6 +163,8 @@ def train(config: TrainConfig) -> dict:
                   test_acc=last_acc, final=final)  # fmt: skip
 
     def save_checkpoint(shuffle_state: torch.Tensor) -> None:
+        if not is_main:
+            return
         atomic_save(
             {
                 # the article's brain.pth keys
@@ -177,7 +188,7 @@ def train(config: TrainConfig) -> dict:
             out_dir / "checkpoint.pth",
         )
 
-    bar = _progress_bar(config, total_steps, p.step)
+    bar = _progress_bar(config, total_steps, p.step) if is_main else None
     model.train()
     window, window_start = [], time.perf_counter()
     with _StopFlag() as stop:
@@ -188,7 +199,7 @@ def train(config: TrainConfig) -> dict:
                 start, cpu_start = time.perf_counter(), time.process_time()
                 batch = (train_set.x[index].to(device), train_set.y[index].to(device))
                 optimizer.zero_grad()
-                p.loss = model.training_step(batch).item()  # forward, backward, Hebbian
+                p.loss = step_fn(batch).item()  # forward, backward, Hebbian
                 optimizer.step()
                 scheduler.step()
                 p.train_s += time.perf_counter() - start
@@ -219,10 +230,11 @@ def train(config: TrainConfig) -> dict:
         run_eval(final=True)
     log.close()
     summary = _summary(config, model, p, last_acc, steps_per_epoch, device)
-    if config.plot:
+    if config.plot and is_main:
         title = f"{config.model} on {config.dataset}"
         summary["plot"] = plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png", title)
-    write_summary(summary, out_dir / "summary.json")
+    if is_main:
+        write_summary(summary, out_dir / "summary.json")
     return summary
 
 
