@@ -143,7 +143,7 @@ def _article_section(art: dict) -> list[str]:
     out += [f"| {k} | {v / 1e9:.2f} |" for k, v in art["flops"].items()]
     out += [
         "",
-        f"Square fp32 GEMM ({cfg['gemm_size']}^3) in the same run: "
+        f"Square fp32 GEMM ({cfg['gemm_size']}^3) timed in the same interleaved rounds: "
         f"{art['gemm_flops_per_s'] / 1e9:.1f} GFLOP/s, so the floor is "
         f"{art['flop_floor_s'] * 1e3:.1f} ms and the step runs at "
         f"{100 * art['fraction_of_flop_floor']:.0f} % of it.",
