@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -185,3 +187,33 @@ def test_distribute_refuses_the_dense_reference():
     reference = DenseReference(num_columns=4, in_dim=3, col_out=2, graph_k=2, graph_seed=0)
     with pytest.raises(TypeError, match="runs in one process"):
         distribute(reference)
+
+
+CLI_ARGS = ("train --dataset digits --columns 6 --col-out 8 --graph-k 2 --message-iters 2 "
+            "--dropout 0 --batch-size 64 --max-steps 6 --log-every 1 --threads 1 --seed 1 "
+            "--no-progress --no-plot --no-final-eval").split()  # fmt: skip
+
+
+def test_torchrun_two_processes_train_like_one(tmp_path):
+    from cortexgnn.cli import main
+    from cortexgnn.metrics import read_metrics
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "cortexgnn", *CLI_ARGS,
+               "--out-dir", str(tmp_path / "ddp")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert main([*CLI_ARGS, "--out-dir", str(tmp_path / "one")]) == 0
+    runs = {
+        d: torch.load(tmp_path / d / "checkpoint.pth", weights_only=False) for d in ("ddp", "one")
+    }
+    assert runs["ddp"]["step"] == runs["one"]["step"] == 6
+    for name, expected in runs["one"]["model_state_dict"].items():
+        # The first Hebbian step normalises rounding noise (see docs/robustness.md): its edge
+        # weights may differ by up to ~2 * plasticity_lr between any two reduction orders.
+        atol = 2.2 * 5e-5 if name == "edge_weight" else 1e-6
+        actual = runs["ddp"]["model_state_dict"][name]
+        torch.testing.assert_close(actual, expected, atol=atol, rtol=1e-5)
+    losses = {d: [r["loss"] for r in read_metrics(tmp_path / d / "metrics.jsonl")] for d in runs}
+    assert len(losses["one"]) == 6
+    torch.testing.assert_close(losses["ddp"], losses["one"], rtol=1e-5, atol=1e-6)
