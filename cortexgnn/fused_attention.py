@@ -277,6 +277,14 @@ def conv_fast_path(
         return None
     single = x_src.dim() == 2
     x = x_src.unsqueeze(1) if single else x_src  # [N, B, F]
-    query = conv.folded_query(x)  # [N, B, H, F]
+    if conv.num_nodes is None:
+        # Shared weights: fold Q_h^T K_h once ([H, F, F]), then one product per node, not two.
+        heads, channels = conv.heads, conv.out_channels
+        q_weight = conv.query_weight.unflatten(0, (heads, channels))  # [H, C, F]
+        k_weight = conv.key_weight.unflatten(0, (heads, channels))  # [H, C, F]
+        fold = torch.einsum("hcf,hcg->hfg", q_weight, k_weight)  # [H, F, F]
+        query = torch.einsum("nbf,hfg->nbhg", x, fold)  # [N, B, H, F]
+    else:
+        query = conv.folded_query(x)  # [N, B, H, F]
     out = folded_attention(query, x, edge_index, edge_weight, scale=conv.out_channels**-0.5)
     return out.squeeze(1) if single else out  # [N, *, H, F]
