@@ -51,7 +51,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-run-time", type=float, default=0.0, help="0: one call per round")
-    p.add_argument("--budget-s", type=float, default=20.0, help="max seconds per step")
+    p.add_argument("--budget-s", type=float, default=15.0, help="max seconds per step")
     p.add_argument("--memory-cap-gb", type=float, default=6.0)
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
