@@ -23,8 +23,10 @@ Only :mod:`cortexgnn.fused_attention` imports this module.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import tempfile
+import warnings
 
 __all__ = ["load_kernel"]
 
@@ -237,18 +239,25 @@ def load_kernel():
         The extension module with ``forward`` and ``backward``, or ``None`` when it cannot
         be built here (no compiler or ninja); callers then use the PyTorch path.
     """
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)  # its import warns that CUDA is absent: irrelevant here
     try:
-        from torch.utils.cpp_extension import load_inline
+        with warnings.catch_warnings():  # torch's loader warns about torch.jit deprecation
+            warnings.simplefilter("ignore", FutureWarning)
+            from torch.utils.cpp_extension import load_inline
 
-        build_dir = os.path.join(tempfile.gettempdir(), "cortexgnn_kernels")
-        os.makedirs(build_dir, exist_ok=True)
-        return load_inline(
-            name="cortexgnn_csr_attention_v7",
-            cpp_sources=[_SOURCE],
-            extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"],
-            extra_ldflags=["-fopenmp"],
-            build_directory=build_dir,
-            verbose=False,
-        )
+            build_dir = os.path.join(tempfile.gettempdir(), "cortexgnn_kernels")
+            os.makedirs(build_dir, exist_ok=True)
+            return load_inline(
+                name="cortexgnn_csr_attention_v7",
+                cpp_sources=[_SOURCE],
+                extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"],
+                extra_ldflags=["-fopenmp"],
+                build_directory=build_dir,
+                verbose=False,
+            )
     except Exception:  # noqa: BLE001 - any build failure means "use the fallback"
         return None
+    finally:
+        cpp_logger.setLevel(level)
