@@ -184,11 +184,23 @@ def render(result: dict) -> str:
             f"{100 * summary['test_acc_std']:.1f} % | {summary['epoch_ms_median']:.1f} "
             f"({low:.1f}-{high:.1f}) | {summary['params']:,} |"
         )
+    models = result["models"]
+    if {"column", "gat"} <= set(models):
+        column, gat = models["column"], models["gat"]
+        lines.append("")
+        lines.append(
+            f"ColumnAttentionConv minus GATConv: "
+            f"{100 * (column['test_acc_mean'] - gat['test_acc_mean']):+.1f} points of mean "
+            f"test accuracy, {100 * (column['epoch_ms_median'] / gat['epoch_ms_median'] - 1):+.1f}"
+            f" % time per epoch."
+        )
+    load = env.get("load_average_at_start")
     lines.append("")
     lines.append(
-        f"{env['cpu']}, {env['num_threads']} thread(s), shared with other jobs; torch "
-        f"{env['torch']}, PyG {env['torch_geometric']}, commit {env['git_commit'][:12]}, "
-        f"{env['date_utc']}. {args['epochs']} epochs per seed; {result['timing']}."
+        f"{env['cpu']}, {env['num_threads']} thread(s), shared with other jobs (load average "
+        f"{load[0]:.1f} at the start); torch {env['torch']}, PyG {env['torch_geometric']}, "
+        f"commit {env['git_commit']}, {env['date_utc']}. {args['epochs']} epochs per seed; "
+        f"{result['timing']}."
     )
     return "\n".join(lines)
 

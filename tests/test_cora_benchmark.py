@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from benchmarks import cora
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cora_benchmark_runs_and_writes_its_result(data_dir, tmp_path):
@@ -18,3 +21,19 @@ def test_cora_benchmark_runs_and_writes_its_result(data_dir, tmp_path):
     saved = json.loads((tmp_path / "cora.json").read_text())
     assert saved["models"]["column"]["test_acc"] == result["models"]["column"]["test_acc"]
     assert saved["args"]["seeds"] == 2 and saved["environment"]["torch"]
+
+
+def test_docs_table_is_rendered_from_the_committed_result():
+    result = json.loads((REPO_ROOT / "benchmarks" / "results" / "cora.json").read_text())
+    assert cora.render(result) in (REPO_ROOT / "docs" / "layer.md").read_text()
+
+
+def test_update_doc_replaces_only_the_marked_table(tmp_path):
+    result = json.loads((REPO_ROOT / "benchmarks" / "results" / "cora.json").read_text())
+    doc = tmp_path / "doc.md"
+    doc.write_text(f"before\n{cora.DOC_START}\nold table\n{cora.DOC_END}\nafter\n")
+    cora.update_doc(doc, result)
+    assert (
+        doc.read_text()
+        == f"before\n{cora.DOC_START}\n{cora.render(result)}\n{cora.DOC_END}\nafter\n"
+    )
