@@ -41,6 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--torch-max-nodes", type=int, default=10_000, help="skip torch above this")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--more-threads", type=int, nargs="*", default=[2],
+        help="also measure with these thread counts (kernel and copy alike)",
+    )  # fmt: skip
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--min-run-time", type=float, default=0.3)
     p.add_argument("--copy-mib", type=int, default=256, help="copy buffer size")
@@ -78,23 +82,25 @@ def main(argv: list[str] | None = None) -> dict:
                 return torch.autograd.grad(out, (query, x), grad)
 
             fns[f"{backend}/forward"], fns[f"{backend}/forward_backward"] = fwd, both
-        stats = harness.time_interleaved(
-            fns, device=device, num_threads=args.threads, rounds=args.rounds,
-            min_run_time=args.min_run_time,
-        )  # fmt: skip
-        copy_bps = 2 * src.numel() * 4 / stats["copy"]["median_s"]
-        node_bytes = n * b * d * 4
-        for name, st in stats.items():
-            if name == "copy":
-                continue
-            backend, kind = name.split("/")
-            bound = (3 if kind == "forward" else 9) * node_bytes
-            achieved = bound / st["median_s"]
-            rows.append({
-                "N": n, "backend": backend, "kind": kind, "time": st,
-                "bound_bytes": bound, "achieved_bytes_per_s": achieved,
-                "copy_bytes_per_s": copy_bps, "fraction_of_copy": achieved / copy_bps,
-            })  # fmt: skip
+        for threads in [args.threads, *args.more_threads]:
+            stats = harness.time_interleaved(
+                fns, device=device, num_threads=threads, rounds=args.rounds,
+                min_run_time=args.min_run_time,
+            )  # fmt: skip
+            copy_bps = 2 * src.numel() * 4 / stats["copy"]["median_s"]
+            node_bytes = n * b * d * 4
+            for name, st in stats.items():
+                if name == "copy":
+                    continue
+                backend, kind = name.split("/")
+                bound = (3 if kind == "forward" else 9) * node_bytes
+                achieved = bound / st["median_s"]
+                rows.append({
+                    "N": n, "threads": threads, "backend": backend, "kind": kind, "time": st,
+                    "bound_bytes": bound, "achieved_bytes_per_s": achieved,
+                    "copy_bytes_per_s": copy_bps, "fraction_of_copy": achieved / copy_bps,
+                })  # fmt: skip
+        torch.set_num_threads(args.threads)
     result = {
         "benchmark": "bandwidth",
         "config": vars(args),
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     for r in main()["rows"]:
         print(
-            f"N={r['N']:7d} {r['backend']:6s} {r['kind']:16s} "
+            f"N={r['N']:7d} {r['threads']}T {r['backend']:6s} {r['kind']:16s} "
             f"{r['time']['median_s'] * 1e3:8.1f} ms {r['achieved_bytes_per_s'] / 1e9:6.2f} GB/s "
             f"= {100 * r['fraction_of_copy']:5.1f} % of copy {r['copy_bytes_per_s'] / 1e9:.1f} GB/s"
         )

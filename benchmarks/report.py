@@ -108,7 +108,9 @@ def headline(results: dict) -> list[dict]:
     if bw:
         for r in bw["rows"]:
             if r["N"] == 10_000 and r["backend"] == "cpp" and r["kind"] == "forward_backward":
-                rows.append({"what": "attention alone N=10,000 fwd+bwd, 9*N*B*D*4 bytes / time",
+                threads = r.get("threads", bw["config"]["threads"])
+                rows.append({"what": "attention alone N=10,000 fwd+bwd, 9*N*B*D*4 bytes / time"
+                                     f" ({threads} thread{'s' if threads > 1 else ''})",
                              "value": f"{100 * r['fraction_of_copy']:.0f} % of copy bandwidth",
                              "target": ">= 20 %", "met": r["fraction_of_copy"] >= 0.2})  # fmt: skip
     return rows
@@ -261,11 +263,13 @@ def _bandwidth_section(bw: dict) -> list[str]:
         f"{cfg['channels']}. Bound: 3*N*B*D*4 bytes forward, 9*N*B*D*4 forward+backward; "
         f"copy bandwidth from a {cfg['copy_mib']} MiB `copy_` timed in the same rounds."
     )
-    out += ["", "| N | backend | pass | ms | GB/s | copy GB/s | share of copy |"]
-    out += ["|---|---|---|---|---|---|---|"]
+    out += ["", "| N | threads | backend | pass | ms | GB/s | copy GB/s | share of copy |"]
+    out += ["|---|---|---|---|---|---|---|---|"]
     for r in bw["rows"]:
+        threads = r.get("threads", cfg["threads"])
         out.append(
-            f"| {r['N']:,} | {r['backend']} | {r['kind'].replace('_', '+')} | {_ms(r['time'])} "
+            f"| {r['N']:,} | {threads} | {r['backend']} | {r['kind'].replace('_', '+')} "
+            f"| {_ms(r['time'])} "
             f"| {r['achieved_bytes_per_s'] / 1e9:.2f} | {r['copy_bytes_per_s'] / 1e9:.1f} "
             f"| {100 * r['fraction_of_copy']:.0f} % |"
         )

@@ -33,7 +33,7 @@ QUICK = {
     "model_sweep": ["--per-column-sizes", "16", "32", "--shared-sizes", "256", "1024",
                     "--in-dim", "64", "--col-out", "32", "--batch-size", "8", "--rounds", "1"],
     "bandwidth": ["--sizes", "2048", "--rounds", "2", "--min-run-time", "0.05",
-                  "--copy-mib", "32", "--torch-max-nodes", "2048"],
+                  "--copy-mib", "32", "--torch-max-nodes", "2048", "--more-threads"],
 }  # fmt: skip
 SCRIPTS = {"article_step": article_step, "layer_sweep": layer_sweep,
            "model_sweep": model_sweep, "bandwidth": bandwidth}  # fmt: skip

@@ -82,7 +82,7 @@ def test_model_sweep_and_bandwidth_tiny(tmp_path):
     assert ("shared", "CortexNet (shared weights)") in impls
     bw = bandwidth.main(
         ["--sizes", "300", "--batch-size", "2", "--channels", "8", "--rounds", "1",
-         "--min-run-time", "0.01", "--copy-mib", "1", "--backends", "torch",
+         "--min-run-time", "0.01", "--copy-mib", "1", "--backends", "torch", "--more-threads",
          "--out-dir", str(tmp_path)]
     )  # fmt: skip
     row = bw["rows"][0]
