@@ -239,7 +239,10 @@ class ColumnAttentionConv(MessagePassing):
         if self.add_self_loops:
             edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))
         # cortexgnn.fused_attention's kernels when no per-edge alpha is needed (else None).
-        fast = not (return_attention_weights or self._message_forward_hooks)  # explainers hook
+        # Explainers hook message(); torch.compile traces propagate, not the C++ kernel.
+        fast = not (
+            return_attention_weights or self._message_forward_hooks or torch.compiler.is_compiling()
+        )
         out = conv_fast_path(self, x_src, x_dst, edge_index, edge_weight) if fast else None
         if out is None:
             query, key, value = self.attention_inputs(x_src, x_dst)

@@ -311,10 +311,13 @@ def test_attention_explainer_reads_the_weights():
     torch.testing.assert_close(explanation.edge_mask[hops], expected[hops])
 
 
-@pytest.mark.parametrize("num_nodes,project_first", [(None, False), (6, False), (None, True)])
-def test_compile_without_graph_breaks(num_nodes, project_first):
+@pytest.mark.parametrize(
+    "num_nodes,project_value,project_first",
+    [(6, False, False), (None, False, False), (6, True, False), (None, True, True)],
+)
+def test_compile_without_graph_breaks(num_nodes, project_value, project_first):
     conv = ColumnAttentionConv(
-        4, 3, heads=2, num_nodes=num_nodes, project_value=True, project_first=project_first
+        4, 3, heads=2, num_nodes=num_nodes, project_value=project_value, project_first=project_first
     )
     x, edge_index, weight = torch.randn(6, 2, 4), simple_graph(6, 6, 14), torch.rand(14)
     expected = conv(x, edge_index, weight)
