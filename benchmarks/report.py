@@ -303,8 +303,13 @@ def main(argv: list[str] | None = None) -> dict:
         "everything with `python -m benchmarks.run_all` (or `cortexgnn bench`). The machine "
         "is shared: other jobs ran during these measurements, so every number is a median of "
         "interleaved rounds, with the load average at the start recorded. One thread "
-        "throughout: on 2 oversubscribed cores, 2 threads made small-op code up to 40x "
-        "slower (each op's thread barrier waits for a descheduled thread).",
+        "unless a table says otherwise: on 2 oversubscribed cores, 2 threads made small-op "
+        "code up to 40x slower (each op's thread barrier waits for a descheduled thread; "
+        "the article loop's layer step took 8.4 s at 2 threads against 0.19 s at 1 in one "
+        "test). Above the last-level cache, fresh allocations on this VM are expensive "
+        "(first-touch page faults; `THP_MEM_ALLOC_ENABLE=1` helps), which shows in the "
+        "largest sizes. No GPU was lent to this session, so there are no GPU results; the "
+        "scripts take `--device cuda` and write `*-cuda.json` beside these.",
         "",
         "## Headline",
         "",
