@@ -190,7 +190,9 @@ class ColumnAttentionConv(MessagePassing):
         Returns:
             ``query [N_dst, *, H, D]``, ``key [N_src, *, H or 1, D]`` and ``value [N_src, *,
             H or 1, C_v]``, with ``D`` the dot-product width: ``C`` for shared weights or
-            ``project_first``, ``F_src`` for per-node weights (folded query, raw key).
+            ``project_first``, ``F_src`` for per-node weights (folded query, raw key). With
+            ``project_first`` the query already carries the score's ``1/sqrt(C)`` (folded
+            into the ``C x C`` query/key product, cheaper than dividing every edge's score).
         """
         heads, channels = self.heads, self.out_channels
         value = x_src.unsqueeze(-2)  # [N, *, 1, F_src], shared by the heads
@@ -200,7 +202,7 @@ class ColumnAttentionConv(MessagePassing):
             target = value
             if x_dst is not x_src:
                 target = (x_dst @ self.value_weight.t()).unflatten(-1, (heads, channels))
-            query = fold_on_values(target, self.query_weight, self.key_weight)
+            query = fold_on_values(target, self.query_weight, self.key_weight, channels**-0.5)
             return query, value, value  # [N, *, H, C] each
         if self.num_nodes is None:
             query = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
@@ -249,6 +251,7 @@ class ColumnAttentionConv(MessagePassing):
             # A key that is the value (raw features, or project_first) is gathered once per edge.
             out = self.propagate(
                 edge_index,
+                score_divisor=1.0 if self.project_first else math.sqrt(self.out_channels),
                 query=query,
                 key=None if key is value else key,
                 value=value,
@@ -256,7 +259,10 @@ class ColumnAttentionConv(MessagePassing):
                 size=size,
             )  # [N, *, H, C_v]
         alpha, self._alpha = self._alpha, None
-        out = out.flatten(-2) if self.concat else out.mean(dim=-2)  # [N, *, H*C_v] or [N, *, C_v]
+        if self.concat:
+            out = out.flatten(-2)  # [N, *, H*C_v]
+        else:  # one head: the mean is that head, without a reduction and its backward
+            out = out.squeeze(-2) if self.heads == 1 else out.mean(dim=-2)  # [N, *, C_v]
         if self.lin_root_weight is not None:
             out = out + x_dst @ self.lin_root_weight.t()
         if self.bias is not None:
@@ -274,6 +280,7 @@ class ColumnAttentionConv(MessagePassing):
         index: Tensor,
         ptr: Tensor | None,
         size_i: int | None,
+        score_divisor: float,
     ) -> Tensor:
         """Per-edge weighted values.
 
@@ -285,6 +292,7 @@ class ColumnAttentionConv(MessagePassing):
             index: ``[E]`` target of each edge (filled in by PyG).
             ptr: CSR pointer of the targets when PyG has one, else ``None``.
             size_i: number of target nodes.
+            score_divisor: ``sqrt(C)``, or 1 when the query already carries the scale.
 
         Returns:
             ``[E, *, H, C_v]``; the softmax weights ``[E, *, H]`` are left in ``self._alpha``
@@ -292,7 +300,9 @@ class ColumnAttentionConv(MessagePassing):
         """
         key_j = value_j if key_j is None else key_j
         # Per-node weights: (Q_i x_i).(K_i x_j) = (K_i^T Q_i x_i).x_j, one dot per edge and head.
-        score = torch.linalg.vecdot(query_i, key_j) / math.sqrt(self.out_channels)  # [E, *, H]
+        score = torch.linalg.vecdot(query_i, key_j)  # [E, *, H]
+        if score_divisor != 1.0:
+            score = score / score_divisor
         alpha = softmax(score, index, ptr, size_i, dim=0)  # [E, *, H]
         self._alpha = alpha
         alpha = F.dropout(alpha, p=self.dropout, training=self.training)
