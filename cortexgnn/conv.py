@@ -236,6 +236,7 @@ class ColumnAttentionConv(MessagePassing):
             features=features,
             in_channels=self.in_channels,
             num_nodes=self.num_nodes,
+            dtype=self.query_weight.dtype,
         )
         size = (x_src.size(0), x_dst.size(0))
         if self.add_self_loops:

@@ -55,8 +55,16 @@ def as_edge_list(graph: Tensor, edge_weight: Tensor | None) -> tuple[Tensor, Ten
 
     Returns:
         ``(edge_index [2, E], edge_weight [E] or None)``.
+
+    Raises:
+        TypeError: ``graph`` is not a tensor (a Python list, say).
     """
     is_sparse_tensor = isinstance(graph, SparseTensor)
+    if not (is_sparse_tensor or isinstance(graph, Tensor)):
+        raise TypeError(
+            f"edge_index must be a tensor [2, E], an EdgeIndex or a sparse adjacency, got "
+            f"{type(graph).__name__}; convert a list with torch.tensor(edge_index)"
+        )
     if not (is_sparse_tensor or is_torch_sparse_tensor(graph)):
         return graph, edge_weight
     if edge_weight is not None:
@@ -106,6 +114,7 @@ def check_inputs(
     features: tuple[int, int],
     in_channels: int | tuple[int, int],
     num_nodes: int | None,
+    dtype: torch.dtype,
 ) -> None:
     """Refuse inputs the layer cannot use, with a ``ValueError`` naming the argument.
 
@@ -117,7 +126,13 @@ def check_inputs(
         features: the ``(F_src, F_dst)`` the layer's weights expect.
         in_channels: the layer's ``in_channels``, quoted in messages.
         num_nodes: the node count of per-node weights, or ``None``.
+        dtype: the dtype of the layer's weights; features and edge weights must have it
+            (under autocast only floating point is required of the features).
+
+    Every check reads shapes and dtypes only, except the node-range check (one
+    ``aminmax`` over ``edge_index``, skipped under ``torch.compile``).
     """
+    autocast = torch.is_autocast_enabled(x_dst.device.type)
     homogeneous = x_src is x_dst
     for name, x, expected in (("x_src", x_src, features[0]), ("x_dst", x_dst, features[1])):
         name = "x" if homogeneous else name
@@ -130,6 +145,16 @@ def check_inputs(
             raise ValueError(
                 f"{name} has {x.size(-1)} features in its last dim, but in_channels={in_channels}"
             )
+        if not x.is_floating_point():
+            raise ValueError(
+                f"{name} must be a floating-point tensor, got dtype {x.dtype}; convert it with "
+                f"{name}.to({dtype}) ({name}.float() for float32)"
+            )
+        if x.dtype != dtype and not autocast:
+            raise ValueError(
+                f"{name} has dtype {x.dtype}, but the layer's weights are {dtype}; convert "
+                f"the input ({name}.to({dtype})) or the layer (conv.to({x.dtype}))"
+            )
     if num_nodes is not None and x_dst.size(0) != num_nodes:
         raise ValueError(
             f"this layer has per-node weights for num_nodes={num_nodes} nodes, got "
@@ -139,11 +164,19 @@ def check_inputs(
     if edge_index.dim() != 2 or edge_index.size(0) != 2:
         raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
     if edge_index.dtype not in (torch.long, torch.int32):
-        raise ValueError(f"edge_index must be an integer tensor, got dtype {edge_index.dtype}")
+        raise ValueError(
+            f"edge_index must be an integer tensor of dtype torch.long (int64) or torch.int32, "
+            f"got {edge_index.dtype}; convert it with edge_index.long()"
+        )
     if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
         raise ValueError(
             f"edge_weight must have shape [E] = [{edge_index.size(1)}], got "
             f"{tuple(edge_weight.shape)}"
+        )
+    if edge_weight is not None and edge_weight.dtype != x_src.dtype:
+        raise ValueError(
+            f"edge_weight has dtype {edge_weight.dtype}, but x has {x_src.dtype}; convert it "
+            f"with edge_weight.to({x_src.dtype}) (for a sparse adjacency, adj.to(...))"
         )
     if torch.compiler.is_compiling() or edge_index.numel() == 0:
         return  # the range check reads values: keep it out of compiled graphs

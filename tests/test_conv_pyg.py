@@ -281,6 +281,73 @@ def test_constructor_errors_and_repr():
     )
 
 
+RING = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
+
+
+@pytest.mark.parametrize(
+    "x, edge_index, edge_weight, match",
+    [
+        (
+            torch.randn(4, 3, dtype=torch.float64),
+            RING,
+            None,
+            r"x has dtype torch.float64, but the layer's weights are torch.float32; .*"
+            r"x.to\(torch.float32\).*conv.to\(torch.float64\)",
+        ),
+        (
+            torch.randint(0, 5, (4, 3)),
+            RING,
+            None,
+            r"x must be a floating-point tensor, got dtype torch.int64; .*x.float\(\)",
+        ),
+        (
+            torch.randn(4, 3),
+            RING.to(torch.uint8),
+            None,
+            r"torch.long \(int64\) or torch.int32, got torch.uint8; .*edge_index.long\(\)",
+        ),
+        (
+            torch.randn(4, 3),
+            RING,
+            torch.rand(4, dtype=torch.float64),
+            r"edge_weight has dtype torch.float64, but x has torch.float32; .*"
+            r"edge_weight.to\(torch.float32\)",
+        ),
+        (
+            torch.randn(4, 3),
+            RING,
+            torch.ones(4, dtype=torch.long),
+            r"edge_weight has dtype torch.int64",
+        ),
+    ],
+)
+def test_wrong_dtypes_are_refused_with_the_fix(x, edge_index, edge_weight, match):
+    conv = ColumnAttentionConv(3, 2, heads=2, project_first=True, add_self_loops=True)
+    with pytest.raises(ValueError, match=match):
+        conv(x, edge_index, edge_weight)
+
+
+def test_bipartite_dtype_error_names_the_side():
+    conv = ColumnAttentionConv((3, 5), 2)
+    with pytest.raises(ValueError, match=r"x_dst has dtype torch.float16"):
+        conv((torch.randn(4, 3), torch.randn(4, 5).half()), RING)
+
+
+def test_matching_dtypes_and_autocast_pass_the_checks():
+    conv = ColumnAttentionConv(3, 2, heads=2, project_first=True).double()
+    out = conv(torch.randn(4, 3, dtype=torch.float64), RING, torch.rand(4, dtype=torch.float64))
+    assert out.dtype == torch.float64
+    # Under autocast a layer's input may be lower precision than its weights.
+    conv = ColumnAttentionConv(3, 2, heads=2, project_first=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv(torch.randn(4, 3).bfloat16(), RING).dtype == torch.bfloat16
+
+
+def test_edge_index_as_a_python_list_is_refused():
+    with pytest.raises(TypeError, match=r"got list; convert a list with torch.tensor"):
+        ColumnAttentionConv(3, 2)(torch.randn(4, 3), RING.tolist())
+
+
 class TwoLayer(torch.nn.Module):
     def __init__(self):
         super().__init__()
