@@ -190,7 +190,7 @@ def train(config: TrainConfig) -> dict:
 
     bar = _progress_bar(config, total_steps, p.step) if is_main else None
     model.train()
-    window, window_start = [], time.perf_counter()
+    window, window_start = [], p.train_s  # steps/s over training time only, not evaluation
     with _StopFlag() as stop:
         while p.step < total_steps and not stop.requested:
             epoch_shuffle = shuffle.get_state()
@@ -207,11 +207,11 @@ def train(config: TrainConfig) -> dict:
                 p.step, p.batch_in_epoch = p.step + 1, p.batch_in_epoch + 1
                 window.append(p.loss)
                 if p.step % config.log_every == 0 or p.step == total_steps:
-                    now = time.perf_counter()
+                    elapsed = max(p.train_s - window_start, 1e-9)
                     log.write(kind="train", step=p.step, epoch=p.epoch,
                               loss=sum(window) / len(window), lr=scheduler.get_last_lr()[0],
-                              steps_per_s=len(window) / (now - window_start))  # fmt: skip
-                    window, window_start = [], now
+                              steps_per_s=len(window) / elapsed)  # fmt: skip
+                    window, window_start = [], p.train_s
                 if p.batch_in_epoch % config.eval_every == 0:  # the article's batch_idx % 100
                     run_eval()
                 _update_bar(bar, p.loss, last_acc, config.batch_size)
