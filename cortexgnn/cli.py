@@ -66,7 +66,8 @@ _TRAIN_FLAGS = [
     ("run", "--device", {}, "auto, cpu, cuda or cuda:N"),
     ("run", "--threads", {"type": int},
      "torch CPU threads; None keeps torch's choice (1 is often faster on a busy machine)"),
-    ("run", "--compile", {"action": BOOL}, "torch.compile the column + message-passing stage"),
+    ("run", "--compile", {"action": BOOL}, "torch.compile the column + message-passing stage "
+     "(its dropout masks differ from eager mode's)"),
     ("run", "--out-dir", {}, "run directory: checkpoint.pth, metrics.jsonl, curves.png, "
      "summary.json"),
     ("run", "--resume", {"metavar": "CHECKPOINT"}, "continue the run saved in CHECKPOINT"),

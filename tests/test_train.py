@@ -170,8 +170,9 @@ def test_config_validation():
 
 @pytest.mark.slow
 def test_compile_trains_the_same_model(tmp_path):
-    eager = train(tiny(tmp_path / "eager", epochs=1))
-    compiled = train(tiny(tmp_path / "compiled", epochs=1, compile=True))
+    # no dropout: compiled code draws its random masks from another generator
+    eager = train(tiny(tmp_path / "eager", epochs=1, dropout=0.0))
+    compiled = train(tiny(tmp_path / "compiled", epochs=1, dropout=0.0, compile=True))
     assert compiled["steps"] == eager["steps"]
     a = torch.load(tmp_path / "eager" / "checkpoint.pth", weights_only=False)
     b = torch.load(tmp_path / "compiled" / "checkpoint.pth", weights_only=False)
