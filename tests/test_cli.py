@@ -90,3 +90,17 @@ def test_python_dash_m_entry_point():
         [sys.executable, "-m", "cortexgnn", "--version"], capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.startswith("cortexgnn ")
+
+
+def test_train_defaults_are_the_articles_protocol():
+    args = get_parser().parse_args(["train"])
+    protocol = {k: getattr(args, k) for k in (
+        "dataset", "model", "columns", "col_out", "graph_k", "graph_p", "message_iters",
+        "plasticity_lr", "attention", "e_i_ratio", "dropout", "epochs", "batch_size", "lr",
+        "weight_decay", "t_max_epochs", "eval_every", "download")}  # fmt: skip
+    assert protocol == dict(
+        dataset="digits", model="cortexnet", columns=64, col_out=128, graph_k=8, graph_p=0.15,
+        message_iters=4, plasticity_lr=5e-5, attention=True, e_i_ratio=0.8, dropout=0.1,
+        epochs=10, batch_size=128, lr=1e-3, weight_decay=1e-5, t_max_epochs=12.0,
+        eval_every=100, download=False,
+    )  # fmt: skip
