@@ -8,6 +8,7 @@ dense reference of the original loop.
 from .checkpoint import atomic_save, load_article_checkpoint, save_article_checkpoint
 from .columns import CorticalColumns
 from .conv import ColumnAttentionConv
+from .fused_attention import folded_attention
 from .graph import (
     dense_to_edge_index,
     edge_index_to_dense,
@@ -30,6 +31,7 @@ __all__ = [
     "atomic_save",
     "dense_to_edge_index",
     "edge_index_to_dense",
+    "folded_attention",
     "hebbian_delta",
     "hebbian_update_",
     "load_article_checkpoint",

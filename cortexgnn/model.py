@@ -6,10 +6,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .columns import EXCITATORY, INHIBITORY, PROJECTION, CorticalColumns
+from .columns import CorticalColumns
 from .conv import ColumnAttentionConv
+from .conversion import copy_cortexnet_weights, copy_reference_weights
 from .fused_attention import folded_attention
-from .graph import dense_to_edge_index, edge_index_to_dense, small_world_graph, sort_by_target
+from .graph import dense_to_edge_index, small_world_graph, sort_by_target
 from .plasticity import Homeostasis, SyncStatistics, hebbian_update_
 from .reference import DenseReference
 
@@ -285,47 +286,11 @@ class CortexNet(nn.Module):
         """
         edge_index, _ = dense_to_edge_index(ref.adj_struct)
         model = cls(**ref.hparams, edge_index=edge_index, **flags).to(ref.adj_weight.device)
-        with torch.no_grad():
-            for c, column in enumerate(ref.columns):
-                model.columns.weight[EXCITATORY, c] = column.fc_exc.weight
-                model.columns.weight[INHIBITORY, c] = column.fc_inh.weight
-                if column.use_projection:
-                    model.columns.weight[PROJECTION, c] = column.projection.weight
-                model.columns.norm_weight[c] = column.norm.weight
-                model.columns.norm_bias[c] = column.norm.bias
-            if model.conv is not None:
-                model.conv.query_weight.copy_(
-                    torch.stack([g.query.weight for g in ref.attention_gates])
-                )
-                model.conv.key_weight.copy_(
-                    torch.stack([g.key.weight for g in ref.attention_gates])
-                )
-            model.edge_weight.copy_(ref.adj_weight[edge_index[1], edge_index[0]])
-            model.homeostasis.activity_avg.copy_(ref.activity_avg)
-        model.intermediate.load_state_dict(ref.intermediate.state_dict())
-        model.top_fc.load_state_dict(ref.top_fc.state_dict())
+        copy_reference_weights(ref, model)
         return model.train(ref.training)
 
     def to_reference(self) -> DenseReference:
         """A ``DenseReference`` with the same weights, graph and buffers (off-graph weights 0)."""
         ref = DenseReference(**self.hparams).to(self.edge_weight.device)
-        with torch.no_grad():
-            for c, column in enumerate(ref.columns):
-                column.fc_exc.weight.copy_(self.columns.weight[EXCITATORY, c])
-                column.fc_inh.weight.copy_(self.columns.weight[INHIBITORY, c])
-                if column.use_projection:
-                    column.projection.weight.copy_(self.columns.weight[PROJECTION, c])
-                column.norm.weight.copy_(self.columns.norm_weight[c])
-                column.norm.bias.copy_(self.columns.norm_bias[c])
-            if self.conv is not None:
-                for c, gate in enumerate(ref.attention_gates):
-                    gate.query.weight.copy_(self.conv.query_weight[c])
-                    gate.key.weight.copy_(self.conv.key_weight[c])
-            ref.adj_struct.copy_(edge_index_to_dense(self.edge_index, self.num_columns))
-            ref.adj_weight.copy_(
-                edge_index_to_dense(self.edge_index, self.num_columns, self.edge_weight)
-            )
-            ref.activity_avg = self.homeostasis.activity_avg.clone()
-        ref.intermediate.load_state_dict(self.intermediate.state_dict())
-        ref.top_fc.load_state_dict(self.top_fc.state_dict())
+        copy_cortexnet_weights(self, ref)
         return ref.train(self.training)
