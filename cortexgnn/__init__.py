@@ -5,6 +5,14 @@ Hebbian edge plasticity, homeostasis) as batched sparse message passing, beside 
 dense reference of the original loop.
 """
 
+import warnings
+
+with warnings.catch_warnings():
+    # PyG 2.8 calls torch.jit.script at import time, which torch 2.14 deprecates; scoped so
+    # that users' own warning filters stay untouched.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+    import torch_geometric  # noqa: F401
+
 from .checkpoint import atomic_save, load_article_checkpoint, save_article_checkpoint
 from .columns import CorticalColumns
 from .conv import ColumnAttentionConv
