@@ -24,10 +24,7 @@ from cortexgnn import CortexNet, DenseReference
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = harness.new_parser(__doc__)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--num-columns", type=int, default=64)
     p.add_argument("--col-out", type=int, default=128)

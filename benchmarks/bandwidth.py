@@ -27,10 +27,7 @@ from cortexgnn.fused_attention import folded_attention
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = harness.new_parser(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1 << 15, 1 << 17])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--channels", type=int, default=128)

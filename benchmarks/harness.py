@@ -9,17 +9,26 @@ CPU, the caching allocator's peak on CUDA), describe the machine and write
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from cortexgnn.metrics import git_commit
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def new_parser(doc: str) -> argparse.ArgumentParser:
+    """An argparse parser described by the script docstring's first line, showing defaults."""
+    return argparse.ArgumentParser(
+        description=doc.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
 
 
 def synchronize(device: torch.device) -> None:
@@ -37,26 +46,6 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def environment(device: torch.device, num_threads: int) -> dict:
     """What produced a result: hardware, threads, versions, commit, load."""
     import torch_geometric
@@ -70,7 +59,7 @@ def environment(device: torch.device, num_threads: int) -> dict:
         "torch": torch.__version__,
         "torch_geometric": torch_geometric.__version__,
         "python": platform.python_version(),
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -52,10 +52,7 @@ IMPLEMENTATIONS = (
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = harness.new_parser(__doc__)
     p.add_argument("--min-log2", type=int, default=6, help="smallest N is 2**min_log2")
     p.add_argument("--max-log2", type=int, default=17, help="largest N is 2**max_log2")
     p.add_argument("--extra-sizes", type=int, nargs="*", default=[10_000], help="more N")

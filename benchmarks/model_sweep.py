@@ -37,10 +37,7 @@ from cortexgnn.plasticity import hebbian_update_
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = harness.new_parser(__doc__)
     p.add_argument("--per-column-sizes", type=int, nargs="*", default=[64, 128, 256, 512, 1024])
     p.add_argument("--shared-sizes", type=int, nargs="*", default=[1024, 4096, 16384, 100_000])
     p.add_argument("--batch-size", type=int, default=16)

@@ -40,10 +40,7 @@ SCRIPTS = {"article_step": article_step, "layer_sweep": layer_sweep,
 
 
 def get_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    p = harness.new_parser(__doc__)
     p.add_argument("--quick", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--only", nargs="*", default=list(SCRIPTS), choices=list(SCRIPTS))
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
