@@ -20,7 +20,6 @@ from .fused_attention import folded_attention
 from .graph import (
     dense_to_edge_index,
     edge_index_to_dense,
-    reverse_edge_permutation,
     small_world_graph,
     sort_by_target,
 )
@@ -43,7 +42,6 @@ __all__ = [
     "hebbian_delta",
     "hebbian_update_",
     "load_article_checkpoint",
-    "reverse_edge_permutation",
     "save_article_checkpoint",
     "small_world_graph",
     "sort_by_target",

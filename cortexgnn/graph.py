@@ -20,7 +20,6 @@ __all__ = [
     "sort_by_target",
     "dense_to_edge_index",
     "edge_index_to_dense",
-    "reverse_edge_permutation",
 ]
 
 
@@ -126,32 +125,3 @@ def edge_index_to_dense(
     adj = edge_weight.new_zeros(num_nodes, num_nodes)  # [N, N]
     adj.index_put_((edge_index[1], edge_index[0]), edge_weight, accumulate=True)
     return adj
-
-
-def reverse_edge_permutation(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
-    """For a symmetric graph, the index of each edge's reverse.
-
-    ``rev[e]`` is the position of edge ``(i, j)`` for edge ``e = (j, i)``. A backward pass
-    of "gather from sources" can then be a gather over reverse edges instead of a scatter.
-
-    Args:
-        edge_index: ``[2, E]`` symmetric edge set without duplicates.
-        num_nodes: number of nodes; defaults to ``edge_index.max() + 1``.
-
-    Returns:
-        ``[E]`` long tensor.
-
-    Raises:
-        ValueError: if some edge has no reverse.
-    """
-    if num_nodes is None:
-        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
-    forward_key = edge_index[1] * num_nodes + edge_index[0]  # [E]
-    reverse_key = edge_index[0] * num_nodes + edge_index[1]  # [E]
-    order = forward_key.argsort()
-    pos = torch.searchsorted(forward_key[order], reverse_key)  # [E]
-    pos = pos.clamp(max=max(forward_key.numel() - 1, 0))
-    found = forward_key[order][pos] == reverse_key if forward_key.numel() else reverse_key
-    if not bool(found.all()):
-        raise ValueError("edge_index is not symmetric: some edge (j, i) has no reverse (i, j)")
-    return order[pos]

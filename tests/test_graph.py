@@ -9,7 +9,6 @@ import torch
 from cortexgnn import (
     dense_to_edge_index,
     edge_index_to_dense,
-    reverse_edge_permutation,
     small_world_graph,
     sort_by_target,
 )
@@ -65,11 +64,7 @@ def test_dense_round_trip_keeps_orientation():
         dense_to_edge_index(torch.zeros(2, 3))
 
 
-def test_sort_by_target_and_reverse_permutation():
+def test_sort_by_target():
     edge_index = small_world_graph(30, 6, 0.2, seed=0)
     shuffled = edge_index[:, torch.randperm(edge_index.size(1))]
     assert torch.equal(sort_by_target(shuffled, 30), edge_index)
-    rev = reverse_edge_permutation(edge_index)
-    assert torch.equal(edge_index[:, rev], edge_index.flip(0))
-    with pytest.raises(ValueError, match="not symmetric"):
-        reverse_edge_permutation(torch.tensor([[0], [1]]))
