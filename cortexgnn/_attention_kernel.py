@@ -6,14 +6,18 @@ batch entry ``b`` and head ``h``
 .. math::
     s_e = \tau\, \tilde q_{i} \cdot x_{j},\quad
     \alpha_e = \frac{e^{s_e}}{\sum_{e' \in \mathrm{in}(i)} e^{s_{e'}}},\quad
-    o_i = \sum_{e \in \mathrm{in}(i)} w_e\, \alpha_e\, x_j
+    o_i = \sum_{e \in \mathrm{in}(i)} w_e\, m_e\, \alpha_e\, x_j
 
-node by node and row by row: the scores of its in-edges, their softmax, then the
-weighted sum of the sources, whose rows are still in cache, accumulated in registers
-(no ``[E, B, F]`` temporary). It keeps
+node by node: the scores of its in-edges, their softmax, then the weighted sum of the
+sources, whose rows are still in cache, accumulated in one scratch row (no ``[E, B, F]``
+temporary). Wide heads go head by head (the row stays in registers); many narrow heads
+(``project_first`` with 8 channels, say) go edge by edge, all heads of a source at once. The value row :math:`x_j` is shared by the heads
+(``x [N, B, 1, F]``) or one per head (``x [N, B, H, F]``, keys equal to values, as with
+``project_first``); :math:`w_e` are optional edge weights and :math:`m_e` an optional
+attention-dropout multiplier per coefficient (``[E, B, H]``). It keeps
 :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the node tensor, 1/16 at the article's
 sizes) for the backward, which is two passes: one over destinations (gradients of
-queries and edge weights, per-edge :math:`w\alpha` and :math:`\partial L / \partial s`
+queries and edge weights, per-edge :math:`w m \alpha` and :math:`\partial L / \partial s`
 kept as ``[E, B, H]`` scratch) and one over sources through the transposed CSR (gradient
 of ``x``, a gather: no atomics). Inputs must be contiguous float32 on the CPU.
 
@@ -53,12 +57,17 @@ inline void axpy(float a, const float* x, float* y, int64_t n) {
 
 }  // namespace
 
-// q [N, B, H, F], x [N, B, F], ptr [N + 1], col [E], w [E] or empty. FC: F known at
-// compile time (fully unrolled inner loops) or 0 for any F.
+// q [N, B, H, F]; x [N, B, HX, F] with HX = 1 (one value row shared by the heads) or
+// HX = H (a row per head); ptr [N + 1], col [E]; w [E] or empty; m [E, B, H] or empty
+// (attention dropout: 0 or 1 / (1 - p) per coefficient). FC: F known at compile time
+// (fully unrolled inner loops) or 0 for any F. The coefficient of edge e is
+// alpha_e * w_e * m_e; alpha (returned for the backward) is the softmax alone.
 template <int64_t FC>
 std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch::Tensor ptr,
-                                        torch::Tensor col, torch::Tensor w, double scale) {
+                                        torch::Tensor col, torch::Tensor w, torch::Tensor m,
+                                        double scale) {
   const int64_t N = q.size(0), B = q.size(1), H = q.size(2), F = FC ? FC : q.size(3);
+  const int64_t HX = x.size(2), hx_step = HX == 1 ? 0 : F;  // head offset inside a value row
   auto out = torch::empty_like(q);  // every row is written below
   auto alpha = torch::empty({col.size(0), B, H}, q.options());
   const float* qp = q.data_ptr<float>();
@@ -66,14 +75,17 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
   const int64_t* pp = ptr.data_ptr<int64_t>();
   const int64_t* cp = col.data_ptr<int64_t>();
   const float* wp = w.numel() ? w.data_ptr<float>() : nullptr;
+  const float* mp = m.numel() ? m.data_ptr<float>() : nullptr;
   float* op = out.data_ptr<float>();
   float* ap = alpha.data_ptr<float>();
   const float tau = static_cast<float>(scale);
-  const int64_t BH = B * H;
+  const int64_t BH = B * H, XR = HX * F;  // XR: floats per (node, batch) value block
+  // Wide heads (F >= 32, or one head) go head by head with the output row in registers
+  // (fixed F); many narrow heads go edge-major, every head of a source block at once.
+  const bool head_major = H == 1 || F >= 32;
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     alignas(64) float fixed[FC ? FC : 1];
-    std::vector<float> dynamic(FC ? 0 : F);
-    float* acc = FC ? fixed : dynamic.data();  // one output row, kept in registers for fixed F
+    std::vector<float> acc(H * F), mx(H), inv(H);  // one node's output rows and softmax stats
     for (int64_t i = begin; i < end; ++i) {
       const int64_t e0 = pp[i], e1 = pp[i + 1];
       if (e0 == e1) {  // no in-edge: zero output
@@ -81,33 +93,74 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
         continue;
       }
       for (int64_t b = 0; b < B; ++b) {
-        for (int64_t h = 0; h < H; ++h) {
-          const int64_t bh = b * H + h;
-          const float* qv = qp + (i * BH + bh) * F;
-          // scores of all in-edges (independent dot products), their max, the softmax
-          float mx = -std::numeric_limits<float>::infinity();
-          for (int64_t e = e0; e < e1; ++e) {
-            const float s = tau * dot(qv, xp + (cp[e] * B + b) * F, F);
-            ap[e * BH + bh] = s;
-            mx = std::max(mx, s);
+        const float* qi = qp + (i * B + b) * H * F;  // [H, F]
+        const float* xb = xp + b * XR;  // + cp[e] * B * XR: source block [HX, F]
+        float* ob = op + (i * B + b) * H * F;
+        const int64_t bh0 = b * H;
+        if (head_major) {
+          for (int64_t h = 0; h < H; ++h) {
+            const float* qv = qi + h * F;
+            const float* xh = xb + h * hx_step;
+            float* row = FC ? fixed : acc.data();
+            float m = -std::numeric_limits<float>::infinity(), sum = 0.f;
+            for (int64_t e = e0; e < e1; ++e) {
+              const float s = tau * dot(qv, xh + cp[e] * B * XR, F);
+              ap[e * BH + bh0 + h] = s;
+              m = std::max(m, s);
+            }
+            for (int64_t e = e0; e < e1; ++e) {
+              const float p = std::exp(ap[e * BH + bh0 + h] - m);
+              ap[e * BH + bh0 + h] = p;
+              sum += p;
+            }
+            const float norm = 1.f / sum;
+            for (int64_t f = 0; f < F; ++f) row[f] = 0.f;
+            for (int64_t e = e0; e < e1; ++e) {
+              const float a = ap[e * BH + bh0 + h] * norm;
+              ap[e * BH + bh0 + h] = a;
+              float c = wp ? a * wp[e] : a;
+              if (mp) c *= mp[e * BH + bh0 + h];
+              axpy(c, xh + cp[e] * B * XR, row, F);
+            }
+            for (int64_t f = 0; f < F; ++f) ob[h * F + f] = row[f];
           }
-          float sum = 0.f;
-          for (int64_t e = e0; e < e1; ++e) {
-            const float p = std::exp(ap[e * BH + bh] - mx);
-            ap[e * BH + bh] = p;
-            sum += p;
-          }
-          const float inv = 1.f / sum;
-          // weighted sum of the sources, accumulated in one row and stored once
-          for (int64_t f = 0; f < F; ++f) acc[f] = 0.f;
-          for (int64_t e = e0; e < e1; ++e) {
-            const float a = ap[e * BH + bh] * inv;
-            ap[e * BH + bh] = a;
-            axpy(wp ? a * wp[e] : a, xp + (cp[e] * B + b) * F, acc, F);
-          }
-          float* ov = op + (i * BH + bh) * F;
-          for (int64_t f = 0; f < F; ++f) ov[f] = acc[f];
+          continue;
         }
+        // Edge-major: each source block is read once per pass for all heads. Scores
+        // (independent dot products) and their running max first...
+        std::fill(mx.begin(), mx.end(), -std::numeric_limits<float>::infinity());
+        for (int64_t e = e0; e < e1; ++e) {
+          const float* xj = xb + cp[e] * B * XR;
+          float* se = ap + e * BH + bh0;
+          for (int64_t h = 0; h < H; ++h) {
+            se[h] = tau * dot(qi + h * F, xj + h * hx_step, F);
+            mx[h] = std::max(mx[h], se[h]);
+          }
+        }
+        // ...then exponentials and their sums per head...
+        std::fill(inv.begin(), inv.end(), 0.f);
+        for (int64_t e = e0; e < e1; ++e) {
+          float* se = ap + e * BH + bh0;
+          for (int64_t h = 0; h < H; ++h) {
+            se[h] = std::exp(se[h] - mx[h]);
+            inv[h] += se[h];
+          }
+        }
+        for (int64_t h = 0; h < H; ++h) inv[h] = 1.f / inv[h];
+        // ...then the weighted sum of the sources (still in cache), stored once.
+        std::fill(acc.begin(), acc.end(), 0.f);
+        for (int64_t e = e0; e < e1; ++e) {
+          const float* xj = xb + cp[e] * B * XR;
+          float* se = ap + e * BH + bh0;
+          const float* me = mp ? mp + e * BH + bh0 : nullptr;
+          const float we = wp ? wp[e] : 1.f;
+          for (int64_t h = 0; h < H; ++h) {
+            const float a = se[h] * inv[h];
+            se[h] = a;
+            axpy(me ? a * we * me[h] : a * we, xj + h * hx_step, acc.data() + h * F, F);
+          }
+        }
+        std::copy(acc.begin(), acc.end(), ob);
       }
     }
   });
@@ -121,14 +174,15 @@ template <int64_t FC>
 std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q,
                                          torch::Tensor x, torch::Tensor out, torch::Tensor alpha,
                                          torch::Tensor ptr, torch::Tensor col, torch::Tensor w,
-                                         torch::Tensor tptr, torch::Tensor tedge,
+                                         torch::Tensor m, torch::Tensor tptr, torch::Tensor tedge,
                                          torch::Tensor tdst, double scale) {
   const int64_t N = q.size(0), B = q.size(1), H = q.size(2), F = FC ? FC : q.size(3);
-  const int64_t E = col.size(0), BH = B * H;
+  const int64_t HX = x.size(2), hx_step = HX == 1 ? 0 : F;
+  const int64_t E = col.size(0), BH = B * H, XR = HX * F;
   auto grad_q = torch::empty_like(q);  // both passes write every row
   auto grad_x = torch::empty_like(x);
   auto grad_w = torch::zeros({E}, q.options());
-  auto alpha_w = torch::empty({E, B, H}, q.options());
+  auto coef = torch::empty({E, B, H}, q.options());
   auto dscore = torch::empty({E, B, H}, q.options());
   const float* gp = grad_out.data_ptr<float>();
   const float* qp = q.data_ptr<float>();
@@ -138,17 +192,18 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
   const int64_t* pp = ptr.data_ptr<int64_t>();
   const int64_t* cp = col.data_ptr<int64_t>();
   const float* wp = w.numel() ? w.data_ptr<float>() : nullptr;
+  const float* mp = m.numel() ? m.data_ptr<float>() : nullptr;
   const int64_t* tpp = tptr.data_ptr<int64_t>();
   const int64_t* tep = tedge.data_ptr<int64_t>();
   const int64_t* tdp = tdst.data_ptr<int64_t>();
   float* gqp = grad_q.data_ptr<float>();
   float* gxp = grad_x.data_ptr<float>();
   float* gwp = grad_w.data_ptr<float>();
-  float* awp = alpha_w.data_ptr<float>();
+  float* cfp = coef.data_ptr<float>();
   float* dsp = dscore.data_ptr<float>();
   const float tau = static_cast<float>(scale);
-  // Pass 1, by destination: dL/ds_e = alpha_e (w_e g_i.x_j - g_i.o_i); each edge streams
-  // the contiguous [B, F] block of x_j.
+  // Pass 1, by destination: with c_e = w_e m_e, dL/ds_e = alpha_e (c_e g_i.x_j - g_i.o_i)
+  // (g_i.o_i = sum_e alpha_e c_e g_i.x_j); each edge streams the [B, HX, F] block of x_j.
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> delta(BH);
     for (int64_t i = begin; i < end; ++i) {
@@ -157,38 +212,40 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
       std::fill(gqi, gqi + BH * F, 0.f);
       for (int64_t bh = 0; bh < BH; ++bh) delta[bh] = dot(gi + bh * F, op + (i * BH + bh) * F, F);
       for (int64_t e = pp[i]; e < pp[i + 1]; ++e) {
-        const float* xj = xp + cp[e] * B * F;
+        const float* xj = xp + cp[e] * B * XR;
         const float we = wp ? wp[e] : 1.f;
         float gw = 0.f;
         for (int64_t b = 0; b < B; ++b)  // independent dot products first
           for (int64_t h = 0; h < H; ++h) {
             const int64_t bh = b * H + h;
             const float a = alp[e * BH + bh];
-            const float gd = dot(gi + bh * F, xj + b * F, F);
-            dsp[e * BH + bh] = a * (we * gd - delta[bh]);
-            awp[e * BH + bh] = a * we;
-            gw += a * gd;
+            const float ma = mp ? a * mp[e * BH + bh] : a;
+            const float gd = dot(gi + bh * F, xj + b * XR + h * hx_step, F);
+            dsp[e * BH + bh] = ma * we * gd - a * delta[bh];
+            cfp[e * BH + bh] = ma * we;
+            gw += ma * gd;
           }
         gwp[e] = gw;
         for (int64_t b = 0; b < B; ++b)  // then the query gradient, from cache
           for (int64_t h = 0; h < H; ++h)
-            axpy(tau * dsp[e * BH + b * H + h], xj + b * F, gqi + (b * H + h) * F, F);
+            axpy(tau * dsp[e * BH + b * H + h], xj + b * XR + h * hx_step, gqi + (b * H + h) * F,
+                 F);
       }
     }
   });
-  // Pass 2, by source: dL/dx_j = sum_e (w_e alpha_e g_i + tau ds_e q_i), a gather; each
-  // edge streams the contiguous [B, H, F] blocks of g_i and q_i.
+  // Pass 2, by source: dL/dx_j = sum_e (w_e m_e alpha_e g_i + tau ds_e q_i), a gather;
+  // each edge streams the contiguous [B, H, F] blocks of g_i and q_i.
   at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
-      float* gxj = gxp + j * B * F;
-      std::fill(gxj, gxj + B * F, 0.f);
+      float* gxj = gxp + j * B * XR;
+      std::fill(gxj, gxj + B * XR, 0.f);
       for (int64_t t = tpp[j]; t < tpp[j + 1]; ++t) {
         const int64_t e = tep[t], i = tdp[t];
         for (int64_t b = 0; b < B; ++b) {
-          float* gv = gxj + b * F;
           for (int64_t h = 0; h < H; ++h) {
+            float* gv = gxj + b * XR + h * hx_step;
             const int64_t bh = b * H + h;
-            const float a = awp[e * BH + bh], d = tau * dsp[e * BH + bh];
+            const float a = cfp[e * BH + bh], d = tau * dsp[e * BH + bh];
             const float* gu = gp + (i * BH + bh) * F;
             const float* qu = qp + (i * BH + bh) * F;
 #pragma omp simd
@@ -202,21 +259,25 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
 }
 
 std::vector<torch::Tensor> forward(torch::Tensor q, torch::Tensor x, torch::Tensor ptr,
-                                   torch::Tensor col, torch::Tensor w, double scale) {
+                                   torch::Tensor col, torch::Tensor w, torch::Tensor m,
+                                   double scale) {
   switch (q.size(3)) {
-    case 64: return forward_impl<64>(q, x, ptr, col, w, scale);
-    case 128: return forward_impl<128>(q, x, ptr, col, w, scale);
-    default: return forward_impl<0>(q, x, ptr, col, w, scale);
+    case 8: return forward_impl<8>(q, x, ptr, col, w, m, scale);
+    case 64: return forward_impl<64>(q, x, ptr, col, w, m, scale);
+    case 128: return forward_impl<128>(q, x, ptr, col, w, m, scale);
+    default: return forward_impl<0>(q, x, ptr, col, w, m, scale);
   }
 }
 
 std::vector<torch::Tensor> backward(torch::Tensor grad_out, torch::Tensor q, torch::Tensor x,
                                     torch::Tensor out, torch::Tensor alpha, torch::Tensor ptr,
-                                    torch::Tensor col, torch::Tensor w, torch::Tensor tptr,
-                                    torch::Tensor tedge, torch::Tensor tdst, double scale) {
+                                    torch::Tensor col, torch::Tensor w, torch::Tensor m,
+                                    torch::Tensor tptr, torch::Tensor tedge, torch::Tensor tdst,
+                                    double scale) {
 #define CORTEX_BACKWARD(FC) \
-  backward_impl<FC>(grad_out, q, x, out, alpha, ptr, col, w, tptr, tedge, tdst, scale)
+  backward_impl<FC>(grad_out, q, x, out, alpha, ptr, col, w, m, tptr, tedge, tdst, scale)
   switch (q.size(3)) {
+    case 8: return CORTEX_BACKWARD(8);
     case 64: return CORTEX_BACKWARD(64);
     case 128: return CORTEX_BACKWARD(128);
     default: return CORTEX_BACKWARD(0);
@@ -250,7 +311,7 @@ def load_kernel():
             build_dir = os.path.join(tempfile.gettempdir(), "cortexgnn_kernels")
             os.makedirs(build_dir, exist_ok=True)
             return load_inline(
-                name="cortexgnn_csr_attention_v7",
+                name="cortexgnn_csr_attention_v10",
                 cpp_sources=[_SOURCE],
                 extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffp-contract=fast"],
                 extra_ldflags=["-fopenmp"],

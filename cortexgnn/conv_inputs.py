@@ -14,6 +14,8 @@ from torch import Tensor
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import add_self_loops, is_torch_sparse_tensor, remove_self_loops
 
+from .tensor_cache import TensorCache
+
 __all__ = ["as_edge_list", "check_inputs", "split_node_features", "with_self_loops"]
 
 
@@ -99,10 +101,21 @@ def with_self_loops(
         num_nodes: nodes that get a loop (``min(N_src, N_dst)`` for a bipartite graph).
 
     Returns:
-        ``(edge_index [2, E'], edge_weight [E'] or None)``, loops appended last.
+        ``(edge_index [2, E'], edge_weight [E'] or None)``, loops appended last. Without
+        edge weights the result is cached per ``edge_index`` tensor (one new tensor, the
+        same on every call), so the attention kernel's CSR of it is cached too.
     """
-    edge_index, edge_weight = remove_self_loops(edge_index, edge_weight)
-    return add_self_loops(edge_index, edge_weight, fill_value=1.0, num_nodes=num_nodes)
+
+    def build() -> tuple[Tensor, Tensor | None]:
+        index, weight = remove_self_loops(edge_index, edge_weight)
+        return add_self_loops(index, weight, fill_value=1.0, num_nodes=num_nodes)
+
+    if edge_weight is not None or torch.compiler.is_compiling():
+        return build()
+    return _LOOPED.get(edge_index, num_nodes, build)
+
+
+_LOOPED: TensorCache[tuple[Tensor, None]] = TensorCache()
 
 
 def check_inputs(

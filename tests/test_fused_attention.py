@@ -17,20 +17,25 @@ needs_kernel = pytest.mark.skipif(load_kernel() is None, reason="C++ kernel cann
 
 
 def dense_oracle(query, x, edge_index, edge_weight=None, scale=1.0):
-    """Loop over target nodes and their in-edge list, written without PyG or the module."""
+    """Loop over target nodes and their in-edge list, written without PyG or the module.
+
+    ``x`` is ``[N, B, F]`` (one value row for all heads) or ``[N, B, H, F]`` (per head).
+    """
     num_nodes, batch, heads, _ = query.shape
+    if x.dim() == 3:
+        x = x.unsqueeze(2).expand(-1, -1, heads, -1)
     out = torch.zeros_like(query)
     source, target = edge_index
     for i in range(num_nodes):
         edges = (target == i).nonzero().flatten()
         if edges.numel() == 0:
             continue
-        x_j = x[source[edges]]  # [k, B, F]
-        scores = torch.einsum("bhf,kbf->kbh", query[i], x_j) * scale  # [k, B, H]
+        x_j = x[source[edges]]  # [k, B, H, F]
+        scores = torch.einsum("bhf,kbhf->kbh", query[i], x_j) * scale  # [k, B, H]
         alpha = scores.softmax(dim=0)
         if edge_weight is not None:
             alpha = alpha * edge_weight[edges].view(-1, 1, 1)
-        out[i] = torch.einsum("kbh,kbf->bhf", alpha, x_j)
+        out[i] = torch.einsum("kbh,kbhf->bhf", alpha, x_j)
     return out
 
 
@@ -74,6 +79,61 @@ def test_gradients_match_the_pytorch_path(backend):
         grads[name] = torch.autograd.grad((out * grad_out).sum(), leaves)
     for got, want in zip(grads[backend], grads["torch"], strict=True):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_values_per_head_match_the_loop_oracle(backend):
+    query, _, edge_index, weight = random_graph_case()
+    x = torch.randn(*query.shape, dtype=query.dtype)  # [N, B, H, F]: keys = values per head
+    if backend == "cpp":
+        query, x, weight = query.float(), x.float(), weight.float()
+    out = folded_attention(query, x, edge_index, weight, scale=0.7, backend=backend)
+    tol = 1e-5 if backend == "cpp" else 1e-10
+    torch.testing.assert_close(
+        out, dense_oracle(query, x, edge_index, weight, 0.7), atol=tol, rtol=tol
+    )
+
+
+@pytest.mark.parametrize("per_head", [False, True])
+@needs_kernel
+def test_dropout_and_per_head_gradients_match_the_pytorch_path(per_head):
+    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    if per_head:
+        x = torch.randn_like(query)
+    grad_out = torch.randn_like(query)
+    outs, grads = {}, {}
+    for name in ("torch", "cpp"):
+        leaves = [t.clone().requires_grad_() for t in (query, x, weight)]
+        torch.manual_seed(7)  # one mask for both backends: drawn before dispatch
+        out = folded_attention(
+            *leaves[:2], edge_index, leaves[2], scale=0.3, dropout=0.4, backend=name
+        )
+        outs[name] = out
+        grads[name] = torch.autograd.grad((out * grad_out).sum(), leaves)
+    torch.testing.assert_close(outs["cpp"], outs["torch"], atol=1e-5, rtol=1e-4)
+    for got, want in zip(grads["cpp"], grads["torch"], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_dropout_zeroes_and_rescales_coefficients():
+    query, x, edge_index, _ = random_graph_case(isolated=False)
+    ones = torch.ones_like(x)  # every value 1: the output is the sum of the kept coefficients
+    kept = folded_attention(query, ones, edge_index, scale=0.5, dropout=0.5, backend="torch")
+    plain = folded_attention(query, ones, edge_index, scale=0.5, backend="torch")
+    torch.testing.assert_close(plain, torch.ones_like(plain))  # softmax sums to 1
+    assert not torch.allclose(kept, plain)
+    # Over many draws the inverted-dropout sum is unbiased: E[sum m alpha] = 1.
+    draws = torch.stack(
+        [
+            folded_attention(query, ones, edge_index, scale=0.5, dropout=0.5, backend="torch")
+            for _ in range(400)
+        ]
+    )
+    assert (draws.mean(0) - 1).abs().max() < 0.15
+    with pytest.raises(ValueError, match="dense"):
+        folded_attention(query, x, edge_index, scale=1.0, dropout=0.5, backend="dense")
+    with pytest.raises(ValueError, match="dropout"):
+        folded_attention(query, x, edge_index, scale=1.0, dropout=1.0)
 
 
 def test_dense_path_gradcheck_in_float64():
@@ -154,12 +214,38 @@ def test_conv_fast_path_equals_its_propagate_path(num_nodes, per_node):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def test_conv_fast_path_steps_aside_for_dropout_and_value_projection():
+@pytest.mark.parametrize("per_node", [False, True])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_project_first_fast_path_equals_its_propagate_path(per_node, batch):
+    conv = ColumnAttentionConv(
+        6, 4, heads=2, project_first=True, num_nodes=30 if per_node else None,
+        add_self_loops=True, bias=True,
+    )  # fmt: skip
+    edge_index = small_world_graph(30, 4, 0.2, seed=1)
+    x = torch.randn(30, *batch, 6, requires_grad=True)
+    weight = torch.rand(edge_index.size(1))
+    assert conv_fast_path(conv, x, x, edge_index, weight) is not None
+    fast = conv(x, edge_index, weight)
+    slow, _ = conv(x, edge_index, weight, return_attention_weights=True)  # propagate path
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    leaves = (x, *conv.parameters())
+    grads = [torch.autograd.grad(out.square().sum(), leaves) for out in (fast, slow)]
+    for got, want in zip(*grads, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_conv_fast_path_takes_dropout_and_steps_aside_for_a_separate_value():
     x = torch.randn(8, 2, 5)
     edge_index = small_world_graph(8, 4, 0.0)
-    assert conv_fast_path(ColumnAttentionConv(5, 5, dropout=0.5), x, x, edge_index, None) is None
-    evaluating = ColumnAttentionConv(5, 5, dropout=0.5).eval()
-    assert conv_fast_path(evaluating, x, x, edge_index, None) is not None
-    projected = ColumnAttentionConv(5, 5, project_value=True)
+    training = ColumnAttentionConv(5, 5, dropout=0.5, project_first=True)
+    first = conv_fast_path(training, x, x, edge_index, None)
+    assert first is not None
+    assert not torch.equal(first, conv_fast_path(training, x, x, edge_index, None))  # new masks
+    evaluating = training.eval()
+    torch.testing.assert_close(
+        conv_fast_path(evaluating, x, x, edge_index, None),
+        conv_fast_path(evaluating, x, x, edge_index, None),
+    )
+    projected = ColumnAttentionConv(5, 5, project_value=True)  # key x, value V x: two tensors
     assert conv_fast_path(projected, x, x, edge_index, None) is None
     assert conv_fast_path(ColumnAttentionConv(5, 5), x, x.clone(), edge_index, None) is None
