@@ -165,10 +165,29 @@ def test_graph_layouts_give_equal_results():
     sorted_index = EdgeIndex(edge_index, sparse_size=(6, 6)).sort_by("col")[0]
     adj_t = to_torch_coo_tensor(edge_index.flip(0), size=(6, 6))  # [target, source]
     layouts = [sorted_index, adj_t, adj_t.to_sparse_csr(), to_torch_csr_tensor(edge_index.flip(0))]
-    if WITH_TORCH_SPARSE:  # pragma: no cover - torch_sparse is optional
-        layouts.append(SparseTensor.from_edge_index(edge_index.flip(0), sparse_sizes=(6, 6)))
     for graph in layouts:
         torch.testing.assert_close(conv(x, graph), expected)
+
+
+@pytest.mark.skipif(not WITH_TORCH_SPARSE, reason="torch_sparse is not installed (optional)")
+def test_sparse_tensor_layout_equals_the_edge_list():
+    conv = ColumnAttentionConv(4, 3, **FULL)
+    x = torch.randn(6, 2, 4)
+    edge_index, weight = simple_graph(6, 6, 15), torch.rand(15)
+    adj_t = SparseTensor.from_edge_index(edge_index.flip(0), sparse_sizes=(6, 6))  # 0/1
+    torch.testing.assert_close(conv(x, adj_t), conv(x, edge_index))
+    weighted = SparseTensor.from_edge_index(edge_index.flip(0), weight, sparse_sizes=(6, 6))
+    out, (attended, alpha) = conv(x, weighted, return_attention_weights=True)
+    torch.testing.assert_close(out, conv(x, edge_index, weight))  # values are edge weights
+    assert attended.shape == (2, alpha.size(0))  # returned as an edge list
+    # bipartite: 5 sources, 3 targets (adjacency transposed: [targets, sources])
+    bipartite = ColumnAttentionConv((4, 2), 3, heads=2, project_value=True)
+    x_src, x_dst = torch.randn(5, 4), torch.randn(3, 2)
+    bi_edges = simple_graph(5, 3, 9)
+    bi_adj = SparseTensor.from_edge_index(bi_edges.flip(0), sparse_sizes=(3, 5))
+    torch.testing.assert_close(
+        bipartite((x_src, x_dst), bi_adj), bipartite((x_src, x_dst), bi_edges)
+    )
 
 
 def test_sparse_adjacency_values_are_edge_weights():
