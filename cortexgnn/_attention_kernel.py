@@ -11,15 +11,17 @@ batch entry ``b`` and head ``h``
 node by node: the scores of its in-edges, their softmax, then the weighted sum of the
 sources, whose rows are still in cache, accumulated in one scratch row (no ``[E, B, F]``
 temporary). Wide heads go head by head (the row stays in registers); many narrow heads
-(``project_first`` with 8 channels, say) go edge by edge, all heads of a source at once. The value row :math:`x_j` is shared by the heads
-(``x [N, B, 1, F]``) or one per head (``x [N, B, H, F]``, keys equal to values, as with
-``project_first``); :math:`w_e` are optional edge weights and :math:`m_e` an optional
-attention-dropout multiplier per coefficient (``[E, B, H]``). It keeps
-:math:`\alpha` (``[E, B, H]``: ``k H / F`` of the node tensor, 1/16 at the article's
-sizes) for the backward, which is two passes: one over destinations (gradients of
-queries and edge weights, per-edge :math:`w m \alpha` and :math:`\partial L / \partial s`
-kept as ``[E, B, H]`` scratch) and one over sources through the transposed CSR (gradient
-of ``x``, a gather: no atomics). Inputs must be contiguous float32 on the CPU.
+(``project_first`` with 8 channels, say) go edge by edge, all heads of a source at once.
+The value row :math:`x_j` is shared by the heads (``x [N, B, 1, F]``) or one per head
+(``x [N, B, H, F]``, keys equal to values, as with ``project_first``); :math:`w_e` are
+optional edge weights and :math:`m_e` an optional attention-dropout multiplier per
+coefficient (``[E, B, H]``). It keeps :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the
+node tensor, 1/16 at the article's sizes) for the backward, which is two passes: one over
+destinations (gradients of queries and edge weights, per-edge :math:`w m \alpha` and
+:math:`\partial L / \partial s` kept as ``[E, B, H]`` scratch) and one over sources
+through the transposed CSR (gradient of ``x``, a gather: no atomics). Inputs must be
+contiguous float32 on the CPU. ``CORTEXGNN_NO_KERNEL=1`` in the environment switches
+the kernel off (the PyTorch paths run instead).
 
 Only :mod:`cortexgnn.fused_attention` imports this module.
 """
@@ -298,8 +300,11 @@ def load_kernel():
 
     Returns:
         The extension module with ``forward`` and ``backward``, or ``None`` when it cannot
-        be built here (no compiler or ninja); callers then use the PyTorch path.
+        be built here (no compiler or ninja) or the environment sets
+        ``CORTEXGNN_NO_KERNEL=1``; callers then use the PyTorch paths.
     """
+    if os.environ.get("CORTEXGNN_NO_KERNEL") == "1":  # read once: the result is cached
+        return None
     cpp_logger = logging.getLogger("torch.utils.cpp_extension")
     level = cpp_logger.level
     cpp_logger.setLevel(logging.ERROR)  # its import warns that CUDA is absent: irrelevant here

@@ -1,4 +1,7 @@
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -249,3 +252,24 @@ def test_conv_fast_path_takes_dropout_and_steps_aside_for_a_separate_value():
     projected = ColumnAttentionConv(5, 5, project_value=True)  # key x, value V x: two tensors
     assert conv_fast_path(projected, x, x, edge_index, None) is None
     assert conv_fast_path(ColumnAttentionConv(5, 5), x, x.clone(), edge_index, None) is None
+
+
+def test_kernel_can_be_switched_off_by_environment(tmp_path):
+    """``CORTEXGNN_NO_KERNEL=1``: the PyTorch path runs, with the kernel's results."""
+    script = (
+        "import torch\n"
+        "from cortexgnn._attention_kernel import load_kernel\n"
+        "from cortexgnn import ColumnAttentionConv\n"
+        "from cortexgnn.graph import small_world_graph\n"
+        "assert load_kernel() is None\n"
+        "torch.manual_seed(0)\n"
+        "conv = ColumnAttentionConv(6, 4, heads=2, project_first=True, num_nodes=300)\n"
+        "out = conv(torch.ones(300, 6), small_world_graph(300, 4, 0.2, seed=0))\n"
+        "torch.save(out, 'out.pt')\n"
+    )
+    env = {**os.environ, "CORTEXGNN_NO_KERNEL": "1"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, cwd=tmp_path)
+    torch.manual_seed(0)
+    conv = ColumnAttentionConv(6, 4, heads=2, project_first=True, num_nodes=300)
+    out = conv(torch.ones(300, 6), small_world_graph(300, 4, 0.2, seed=0))
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), out, atol=1e-5, rtol=1e-5)
