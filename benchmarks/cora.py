@@ -36,10 +36,17 @@ from torch_geometric.nn import GATConv
 
 try:
     from benchmarks import harness
+    from benchmarks.cora_report import plot, render, update_doc
 except ImportError:  # run as a script from the benchmarks folder
     import harness
+    from cora_report import plot, render, update_doc
 
 from cortexgnn import ColumnAttentionConv
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # tqdm comes with the train extra; without it, no progress bar
+    tqdm = None
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("column", "gat")
@@ -66,7 +73,11 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--update-doc", default=None, help="a Markdown file with Cora markers")
+    parser.add_argument("--plot", default=None, help="write the figure here (docs/img/cora.png)")
     parser.add_argument("--from-json", default=None, help="render a saved result, run nothing")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar"
+    )
     return parser
 
 
@@ -128,8 +139,11 @@ def accuracies(model, data) -> tuple[float, float]:
     )
 
 
-def run_seed(seed: int, data, args) -> dict[str, dict]:
-    """Train every model for one seed in lockstep; per model: test accuracy and epoch times."""
+def run_seed(seed: int, data, args, bar=None) -> dict[str, dict]:
+    """Train every model for one seed in lockstep; per model: test accuracy and epoch times.
+
+    ``bar`` (a tqdm bar, optional) advances by one per epoch of all models.
+    """
     num_classes = int(data.y.max()) + 1
     state = {}
     for kind in args.models:
@@ -146,6 +160,8 @@ def run_seed(seed: int, data, args) -> dict[str, dict]:
             val, test = accuracies(s["model"], data)
             if val > s["best_val"]:
                 s["best_val"], s["test"] = val, test
+        if bar is not None:
+            bar.update()
     return {
         kind: dict(test_acc=s["test"], val_acc=s["best_val"], epoch_times=s["times"])
         for kind, s in state.items()
@@ -192,69 +208,14 @@ def summarise(runs: list[dict], warmup: int) -> dict:
     )
 
 
-LABELS = {"column": "ColumnAttentionConv (project_first)", "gat": "GATConv"}
-DOC_START, DOC_END = "<!-- cora-table:start -->", "<!-- cora-table:end -->"
-
-
-def render(result: dict) -> str:
-    """The Markdown table of a result (what ``docs/layer.md`` shows between its markers)."""
-    env, args = result["environment"], result["args"]
-    lines = [
-        f"| layer | test accuracy, {args['seeds']} seeds | ms per training epoch, median "
-        "(IQR) | parameters |",
-        "|---|---|---|---|",
-    ]
-    for kind, summary in result["models"].items():
-        low, high = summary["epoch_ms_iqr"]
-        lines.append(
-            f"| {LABELS[kind]} | {100 * summary['test_acc_mean']:.1f} ± "
-            f"{100 * summary['test_acc_std']:.1f} % | {summary['epoch_ms_median']:.1f} "
-            f"({low:.1f}-{high:.1f}) | {summary['params']:,} |"
-        )
-    models = result["models"]
-    if {"column", "gat"} <= set(models):
-        column, gat = models["column"], models["gat"]
-        lines.append("")
-        lines.append(
-            f"ColumnAttentionConv minus GATConv: "
-            f"{100 * (column['test_acc_mean'] - gat['test_acc_mean']):+.1f} points of mean "
-            f"test accuracy, {100 * (column['epoch_ms_median'] / gat['epoch_ms_median'] - 1):+.1f}"
-            f" % time per epoch."
-        )
-        layers = result.get("attention_layers")
-        if layers:
-            column_ms, gat_ms = layers["column"]["median_ms"], layers["gat"]["median_ms"]
-            lines.append("")
-            lines.append(
-                f"The two attention layers alone (forward + backward, training mode, median of "
-                f"interleaved rounds): ColumnAttentionConv {column_ms:.1f} ms, GATConv "
-                f"{gat_ms:.1f} ms ({100 * (column_ms / gat_ms - 1):+.1f} %)."
-            )
-    load = env.get("load_average_at_start")
-    lines.append("")
-    lines.append(
-        f"{env['cpu']}, {env['num_threads']} thread(s), shared with other jobs (load average "
-        f"{load[0]:.1f} at the start); torch {env['torch']}, PyG {env['torch_geometric']}, "
-        f"commit {env['git_commit']}, {env['date_utc']}. {args['epochs']} epochs per seed; "
-        f"{result['timing']}."
-    )
-    return "\n".join(lines)
-
-
-def update_doc(path: Path, result: dict) -> None:
-    """Replace the text between the Cora table markers of ``path`` by ``render(result)``."""
-    text = path.read_text()
-    head, rest = text.split(DOC_START, 1)
-    _, tail = rest.split(DOC_END, 1)
-    path.write_text(f"{head}{DOC_START}\n{render(result)}\n{DOC_END}{tail}")
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
         if args.update_doc:
             update_doc(Path(args.update_doc), result)
+        if args.plot:
+            plot(result, Path(args.plot))
         print(render(result))
         return result
     torch.set_num_threads(args.threads)
@@ -262,9 +223,14 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="cortexgnn-cora-") as cache:
         data = load_cora(Path(args.data_dir), Path(cache))
     per_model: dict[str, list[dict]] = {kind: [] for kind in args.models}
+    bar = None
+    if tqdm is not None and args.progress:
+        bar = tqdm(total=args.seeds * args.epochs, unit="epoch", desc="Cora", mininterval=1.0)
     for seed in range(args.seeds):
-        for kind, run in run_seed(seed, data, args).items():
+        for kind, run in run_seed(seed, data, args, bar).items():
             per_model[kind].append(run)
+    if bar is not None:
+        bar.close()
     warmup = min(5, args.epochs - 1)
     num_classes = int(data.y.max()) + 1
     result = dict(
@@ -292,6 +258,8 @@ def main(argv: list[str] | None = None) -> dict:
         harness.write_result("cora", result, args.out_dir)
     if args.update_doc:
         update_doc(Path(args.update_doc), result)
+    if args.plot:
+        plot(result, Path(args.plot))
     return result
 
 

@@ -12,7 +12,13 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
 from .conv_folding import fold_on_values, fold_query
-from .conv_inputs import as_edge_list, check_inputs, split_node_features, with_self_loops
+from .conv_inputs import (
+    as_edge_list,
+    check_arguments,
+    check_inputs,
+    split_node_features,
+    with_self_loops,
+)
 from .fused_attention import conv_fast_path
 
 __all__ = ["ColumnAttentionConv"]
@@ -94,25 +100,9 @@ class ColumnAttentionConv(MessagePassing):
         project_first: bool = False,
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
-        src_channels, dst_channels = (
-            in_channels if isinstance(in_channels, tuple) else (in_channels, in_channels)
+        src_channels, dst_channels = check_arguments(
+            in_channels, out_channels, heads, num_nodes, dropout, project_first
         )
-        if min(src_channels, dst_channels) < -1 or 0 in (src_channels, dst_channels):
-            raise ValueError(f"in_channels must be >= 1 or -1 (lazy), got {in_channels}")
-        if out_channels < 1 or heads < 1:
-            raise ValueError(
-                f"in_channels, out_channels and heads must be >= 1, got {in_channels}, "
-                f"{out_channels}, {heads}"
-            )
-        if num_nodes is not None and num_nodes < 1:
-            raise ValueError(f"num_nodes must be >= 1 or None (shared weights), got {num_nodes}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        if project_first and src_channels != dst_channels:
-            raise ValueError(
-                f"project_first projects sources and targets with one V, so it needs equal "
-                f"source and target features, got in_channels={in_channels}"
-            )
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.heads = heads
@@ -223,21 +213,14 @@ class ColumnAttentionConv(MessagePassing):
         edge_index, edge_weight = as_edge_list(edge_index, edge_weight)
         if self._is_lazy:
             self._materialize(x_src.size(-1), x_dst.size(-1))
-        features = (
-            (self.value_weight.size(-1),) * 2
-            if self.project_first
-            else (self.key_weight.size(-1), self.query_weight.size(-1))
-        )
+        src_weight, dst_weight = self.key_weight, self.query_weight  # [*, out, F_src / F_dst]
+        if self.project_first:  # one V projects both sides
+            src_weight = dst_weight = self.value_weight
         check_inputs(
-            x_src,
-            x_dst,
-            edge_index,
-            edge_weight,
-            features=features,
-            in_channels=self.in_channels,
-            num_nodes=self.num_nodes,
+            x_src, x_dst, edge_index, edge_weight, in_channels=self.in_channels,
+            features=(src_weight.size(-1), dst_weight.size(-1)), num_nodes=self.num_nodes,
             dtype=self.query_weight.dtype,
-        )
+        )  # fmt: skip
         size = (x_src.size(0), x_dst.size(0))
         if self.add_self_loops:
             edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))

@@ -16,7 +16,53 @@ from torch_geometric.utils import add_self_loops, is_torch_sparse_tensor, remove
 
 from .tensor_cache import TensorCache
 
-__all__ = ["as_edge_list", "check_inputs", "split_node_features", "with_self_loops"]
+__all__ = [
+    "as_edge_list",
+    "check_arguments",
+    "check_inputs",
+    "split_node_features",
+    "with_self_loops",
+]
+
+
+def check_arguments(
+    in_channels: int | tuple[int, int],
+    out_channels: int,
+    heads: int,
+    num_nodes: int | None,
+    dropout: float,
+    project_first: bool,
+) -> tuple[int, int]:
+    """Refuse constructor arguments the layer cannot use; returns ``(F_src, F_dst)``.
+
+    Args:
+        in_channels: ``F``, ``(F_src, F_dst)``, ``-1`` in either place for a lazy size.
+        out_channels: ``C``, at least 1.
+        heads: ``H``, at least 1.
+        num_nodes: at least 1, or ``None`` for shared weights.
+        dropout: in ``[0, 1)``.
+        project_first: needs ``F_src == F_dst`` (one ``V`` projects both sides).
+    """
+    src_channels, dst_channels = (
+        in_channels if isinstance(in_channels, tuple) else (in_channels, in_channels)
+    )
+    if min(src_channels, dst_channels) < -1 or 0 in (src_channels, dst_channels):
+        raise ValueError(f"in_channels must be >= 1 or -1 (lazy), got {in_channels}")
+    if out_channels < 1 or heads < 1:
+        raise ValueError(
+            f"in_channels, out_channels and heads must be >= 1, got {in_channels}, "
+            f"{out_channels}, {heads}"
+        )
+    if num_nodes is not None and num_nodes < 1:
+        raise ValueError(f"num_nodes must be >= 1 or None (shared weights), got {num_nodes}")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
+    if project_first and src_channels != dst_channels:
+        raise ValueError(
+            f"project_first projects sources and targets with one V, so it needs equal "
+            f"source and target features, got in_channels={in_channels}"
+        )
+    return src_channels, dst_channels
 
 
 def split_node_features(x: Tensor | tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, bool]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from benchmarks import cora
+from benchmarks import cora, cora_report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_cora_benchmark_runs_and_writes_its_result(data_dir, tmp_path):
-    argv = ["--data-dir", str(data_dir), "--seeds", "2", "--epochs", "3", "--out-dir"]
-    result = cora.main([*argv, str(tmp_path)])
+    argv = ["--data-dir", str(data_dir), "--seeds", "2", "--epochs", "3", "--no-progress"]
+    figure = tmp_path / "cora.png"
+    result = cora.main([*argv, "--out-dir", str(tmp_path), "--plot", str(figure)])
     assert set(result["models"]) == {"column", "gat"}
     for summary in result["models"].values():
         assert len(summary["test_acc"]) == 2
@@ -20,23 +21,24 @@ def test_cora_benchmark_runs_and_writes_its_result(data_dir, tmp_path):
         assert summary["epoch_ms_median"] > 0 and summary["params"] > 0
     layers = result["attention_layers"]
     assert set(layers) == {"column", "gat"} and all(t["median_ms"] > 0 for t in layers.values())
-    assert "attention layers alone" in cora.render(result)
+    assert "attention layers alone" in cora_report.render(result)
     saved = json.loads((tmp_path / "cora.json").read_text())
     assert saved["models"]["column"]["test_acc"] == result["models"]["column"]["test_acc"]
     assert saved["args"]["seeds"] == 2 and saved["environment"]["torch"]
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 
 def test_docs_table_is_rendered_from_the_committed_result():
     result = json.loads((REPO_ROOT / "benchmarks" / "results" / "cora.json").read_text())
-    assert cora.render(result) in (REPO_ROOT / "docs" / "layer.md").read_text()
+    assert cora_report.render(result) in (REPO_ROOT / "docs" / "layer.md").read_text()
 
 
 def test_update_doc_replaces_only_the_marked_table(tmp_path):
     result = json.loads((REPO_ROOT / "benchmarks" / "results" / "cora.json").read_text())
     doc = tmp_path / "doc.md"
-    doc.write_text(f"before\n{cora.DOC_START}\nold table\n{cora.DOC_END}\nafter\n")
-    cora.update_doc(doc, result)
+    doc.write_text(f"before\n{cora_report.DOC_START}\nold table\n{cora_report.DOC_END}\nafter\n")
+    cora_report.update_doc(doc, result)
     assert (
         doc.read_text()
-        == f"before\n{cora.DOC_START}\n{cora.render(result)}\n{cora.DOC_END}\nafter\n"
+        == f"before\n{cora_report.DOC_START}\n{cora_report.render(result)}\n{cora_report.DOC_END}\nafter\n"
     )
