@@ -72,7 +72,9 @@ def get_parser() -> argparse.ArgumentParser:
         "--out-dir", default=None, help="results folder (default benchmarks/results)"
     )
     parser.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--update-doc", default=None, help="a Markdown file with Cora markers")
+    parser.add_argument(
+        "--update-doc", nargs="*", default=[], help="Markdown files with Cora table markers"
+    )
     parser.add_argument("--plot", default=None, help="write the figure here (docs/img/cora.png)")
     parser.add_argument("--from-json", default=None, help="render a saved result, run nothing")
     parser.add_argument(
@@ -208,14 +210,19 @@ def summarise(runs: list[dict], warmup: int) -> dict:
     )
 
 
+def publish(result: dict, args) -> None:
+    """Write the table into every ``--update-doc`` file and the figure to ``--plot``."""
+    for doc in args.update_doc:
+        update_doc(Path(doc), result)
+    if args.plot:
+        plot(result, Path(args.plot))
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.from_json:
         result = json.loads(Path(args.from_json).read_text())
-        if args.update_doc:
-            update_doc(Path(args.update_doc), result)
-        if args.plot:
-            plot(result, Path(args.plot))
+        publish(result, args)
         print(render(result))
         return result
     torch.set_num_threads(args.threads)
@@ -256,10 +263,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.save:
         harness.write_result("cora", result, args.out_dir)
-    if args.update_doc:
-        update_doc(Path(args.update_doc), result)
-    if args.plot:
-        plot(result, Path(args.plot))
+    publish(result, args)
     return result
 
 

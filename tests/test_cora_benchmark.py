@@ -28,17 +28,16 @@ def test_cora_benchmark_runs_and_writes_its_result(data_dir, tmp_path):
     assert figure.read_bytes().startswith(b"\x89PNG")
 
 
-def test_docs_table_is_rendered_from_the_committed_result():
+def test_docs_and_readme_tables_are_rendered_from_the_committed_result():
     result = json.loads((REPO_ROOT / "benchmarks" / "results" / "cora.json").read_text())
-    assert cora_report.render(result) in (REPO_ROOT / "docs" / "layer.md").read_text()
+    for doc in ("docs/layer.md", "README.md"):
+        assert cora_report.render(result) in (REPO_ROOT / doc).read_text(), doc
 
 
 def test_update_doc_replaces_only_the_marked_table(tmp_path):
     result = json.loads((REPO_ROOT / "benchmarks" / "results" / "cora.json").read_text())
+    start, end = cora_report.DOC_START, cora_report.DOC_END
     doc = tmp_path / "doc.md"
-    doc.write_text(f"before\n{cora_report.DOC_START}\nold table\n{cora_report.DOC_END}\nafter\n")
+    doc.write_text(f"before\n{start}\nold table\n{end}\nafter\n")
     cora_report.update_doc(doc, result)
-    assert (
-        doc.read_text()
-        == f"before\n{cora_report.DOC_START}\n{cora_report.render(result)}\n{cora_report.DOC_END}\nafter\n"
-    )
+    assert doc.read_text() == f"before\n{start}\n{cora_report.render(result)}\n{end}\nafter\n"
