@@ -14,20 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch_geometric.explain import Explainer
-from torch_geometric.explain.algorithm import AttentionExplainer
+from random_graphs import simple_graph
 from torch_geometric.utils import scatter
 
 from cortexgnn import ColumnAttentionConv
 
 FULL = dict(heads=2, project_value=True, root_weight=True, bias=True, add_self_loops=True)
-
-
-def simple_graph(num_src: int, num_dst: int, num_edges: int) -> torch.Tensor:
-    """Random ``[2, E]`` edge list without loops or duplicates (the dense oracle needs that)."""
-    src, dst = torch.meshgrid(torch.arange(num_src), torch.arange(num_dst), indexing="ij")
-    pairs = torch.stack([src.flatten(), dst.flatten()])[:, src.flatten() != dst.flatten()]
-    return pairs[:, torch.randperm(pairs.size(1))[:num_edges]]
 
 
 def dense_oracle(conv, x_src, x_dst, edge_index, edge_weight=None):
@@ -254,61 +246,6 @@ def test_constructor_errors_and_repr():
         "ColumnAttentionConv((5, 3), 4, heads=2, shared, project_value=True, root_weight=True, "
         "add_self_loops=True, bias=True, concat=False)"
     )
-
-
-class TwoLayer(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = ColumnAttentionConv(4, 3, heads=2, add_self_loops=True)  # raw values
-        self.conv2 = ColumnAttentionConv(8, 2, project_value=True)
-
-    def forward(self, x, edge_index):
-        return self.conv2(self.conv1(x, edge_index).relu(), edge_index)
-
-
-def test_attention_explainer_reads_the_weights():
-    model = TwoLayer()
-    x, edge_index = torch.randn(8, 4), simple_graph(8, 8, 20)
-    explainer = Explainer(
-        model,
-        AttentionExplainer(reduce="max"),
-        explanation_type="model",
-        edge_mask_type="object",
-        model_config=dict(mode="multiclass_classification", task_level="node", return_type="raw"),
-    )
-    explanation = explainer(x, edge_index, index=3)
-    _, (_, alpha1) = model.conv1(x, edge_index, return_attention_weights=True)
-    hidden = model.conv1(x, edge_index).relu()
-    _, (_, alpha2) = model.conv2(hidden, edge_index, return_attention_weights=True)
-    expected = torch.maximum(alpha1[:20].max(-1).values, alpha2.squeeze(-1))
-    hops = explanation.edge_mask > 0  # only edges within two hops of node 3 are kept
-    assert hops.any() and (explanation.edge_mask <= 1).all()
-    torch.testing.assert_close(explanation.edge_mask[hops], expected[hops])
-
-
-@pytest.mark.parametrize(
-    "num_nodes,project_value,project_first",
-    [(6, False, False), (None, False, False), (6, True, False), (None, True, True)],
-)
-def test_compile_without_graph_breaks(num_nodes, project_value, project_first):
-    conv = ColumnAttentionConv(
-        4, 3, heads=2, num_nodes=num_nodes, project_value=project_value, project_first=project_first
-    )
-    x, edge_index, weight = torch.randn(6, 2, 4), simple_graph(6, 6, 14), torch.rand(14)
-    expected = conv(x, edge_index, weight)
-    explanation = torch._dynamo.explain(conv)(x, edge_index, weight)
-    assert explanation.graph_break_count == 0
-    compiled = torch.compile(conv, fullgraph=True)
-    torch.testing.assert_close(compiled(x, edge_index, weight), expected)
-
-
-def test_compile_fullgraph_with_self_loops():
-    # Replacing self loops keeps a data-dependent subset of edges: torch._dynamo.explain
-    # counts breaks there (as for GATConv's default), but a fullgraph compile succeeds.
-    conv = ColumnAttentionConv(4, 3, heads=2, project_first=True, add_self_loops=True, bias=True)
-    x, edge_index = torch.randn(6, 4), torch.tensor([[0, 1, 1, 2, 5], [1, 1, 2, 3, 0]])
-    compiled = torch.compile(conv, fullgraph=True)
-    torch.testing.assert_close(compiled(x, edge_index), conv(x, edge_index))
 
 
 def test_docs_layer_snippets_run():
