@@ -71,6 +71,9 @@ class ColumnAttentionConv(MessagePassing):
             per-head ``C x C`` query/key: :math:`s_{ij}^h = (Q^h v_i^h)^\top (K^h v_j^h) /
             \sqrt{C}`. One ``F``-wide projection instead of three, as in GATConv (implies
             ``project_value``; needs ``F_src == F_dst``).
+        fused: run the attention through :mod:`cortexgnn.fused_attention` (one fused pass
+            per target node on a CPU) wherever it applies; ``False`` always takes PyG's
+            ``propagate`` (equal results to float tolerance, other dropout masks).
 
     Shapes:
         - **input:** node features ``x`` ``[N, F]``, or ``[N, B, F]`` for a batch of ``B``
@@ -98,6 +101,7 @@ class ColumnAttentionConv(MessagePassing):
         bias: bool = False,
         add_self_loops: bool = False,
         project_first: bool = False,
+        fused: bool = True,
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
         src_channels, dst_channels = check_arguments(
@@ -113,6 +117,7 @@ class ColumnAttentionConv(MessagePassing):
         self.project_value = project_value or project_first
         self.root_weight = root_weight
         self.add_self_loops = add_self_loops
+        self.fused = fused
         out_size = self._output_channels(src_channels)  # -1 while a lazy F_src is unknown
         # Weights are stored like nn.Linear's, [out, in], with a leading node dim when per-node.
         lead = () if num_nodes is None else (num_nodes,)
@@ -226,7 +231,7 @@ class ColumnAttentionConv(MessagePassing):
             edge_index, edge_weight = with_self_loops(edge_index, edge_weight, min(size))
         # cortexgnn.fused_attention's kernels when no per-edge alpha is needed (else None).
         # Explainers hook message(); torch.compile traces propagate, not the C++ kernel.
-        fast = not (
+        fast = self.fused and not (
             return_attention_weights or self._message_forward_hooks or torch.compiler.is_compiling()
         )
         out = conv_fast_path(self, x_src, x_dst, edge_index, edge_weight) if fast else None
@@ -302,6 +307,7 @@ class ColumnAttentionConv(MessagePassing):
         extras = "".join(f", {name}=True" for name in switches if getattr(self, name))
         extras += ", bias=True" if self.bias is not None else ""
         extras += "" if self.concat else ", concat=False"
+        extras += "" if self.fused else ", fused=False"
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
             f"heads={self.heads}, {weights}{extras})"

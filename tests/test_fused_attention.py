@@ -273,3 +273,20 @@ def test_kernel_can_be_switched_off_by_environment(tmp_path):
     conv = ColumnAttentionConv(6, 4, heads=2, project_first=True, num_nodes=300)
     out = conv(torch.ones(300, 6), small_world_graph(300, 4, 0.2, seed=0))
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), out, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_false_always_takes_propagate(monkeypatch):
+    conv = ColumnAttentionConv(6, 4, heads=2, project_first=True, add_self_loops=True)
+    x, edge_index = torch.randn(30, 3, 6), small_world_graph(30, 4, 0.2, seed=2)
+    fused = conv(x, edge_index)
+    conv.fused = False
+    assert repr(conv).endswith(", fused=False)")
+
+    def refuse(*args):
+        raise AssertionError("fused=False must not reach the fast path")
+
+    monkeypatch.setattr("cortexgnn.conv.conv_fast_path", refuse)
+    torch.testing.assert_close(conv(x, edge_index), fused, atol=1e-5, rtol=1e-5)
+    conv.fused = True
+    with pytest.raises(AssertionError, match="must not reach"):
+        conv(x, edge_index)
