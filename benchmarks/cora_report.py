@@ -16,6 +16,11 @@ LABELS = {
     "column_pyg": "ColumnAttentionConv (project_first, fused=False)",
     "gat": "GATConv",
 }
+PLOT_LABELS = {
+    "column": "ColumnAttentionConv\n(fused kernel)",
+    "column_pyg": "ColumnAttentionConv\n(fused=False)",
+    "gat": "GATConv",
+}
 DOC_START, DOC_END = "<!-- cora-table:start -->", "<!-- cora-table:end -->"
 
 
@@ -106,7 +111,7 @@ def plot(result: dict, path: Path) -> Path | None:
             f"{result['environment']['num_threads']} CPU thread(s), models in lockstep",
         ),
     )
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, (key, factor, ylabel, title) in zip(axes, panels, strict=True):
         for pos, summary in enumerate(models.values()):
             values = torch.tensor(summary[key], dtype=torch.float64) * factor
@@ -114,8 +119,7 @@ def plot(result: dict, path: Path) -> Path | None:
             ax.scatter(pos + jitter, values, s=18, alpha=0.7, color=f"C{pos}")
             std = float(values.std()) if len(values) > 1 else 0.0
             ax.errorbar(pos + 0.22, float(values.mean()), yerr=std, fmt="o", color="k", capsize=4)
-        ticks = [LABELS[kind].replace(" (", "\n(", 1) for kind in models]
-        ax.set_xticks(range(len(models)), ticks, fontsize=8)
+        ax.set_xticks(range(len(models)), [PLOT_LABELS[kind] for kind in models], fontsize=8)
         ax.set_xlim(-0.5, len(models) - 0.5)
         ax.set(ylabel=ylabel, title=title)
         ax.title.set_fontsize(9)
