@@ -2,7 +2,7 @@
 
 ``render`` is the Markdown that ``docs/layer.md`` shows between its Cora markers and
 ``plot`` the figure beside it (``docs/img/cora.png``): per-seed test accuracy and the
-distribution of epoch times of both layers, so spread and overlap are visible at a glance.
+epoch times of every layer, so spread and overlap are visible at a glance.
 """
 
 from __future__ import annotations
