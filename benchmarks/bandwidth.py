@@ -3,7 +3,7 @@
 The attention part of the layer, given the folded per-node queries ``[N, B, 1, D]``,
 must read the queries and the node features and write the output: at least
 ``3 * N * B * D * 4`` bytes forward and ``9 * N * B * D * 4`` forward+backward (fp32). This
-script times :func:`cortexgnn.fused_attention.folded_attention` on a Watts-Strogatz graph,
+script times :func:`cortexgnn.ops.attention.folded_attention` on a Watts-Strogatz graph,
 divides those byte counts by the measured time, and compares the result with a copy
 bandwidth (``dst.copy_(src)`` far above the last-level cache, read + write) measured in
 the same interleaved rounds.
@@ -23,7 +23,7 @@ except ImportError:  # run as a script from the benchmarks folder
     import harness
 
 from cortexgnn import small_world_graph
-from cortexgnn.fused_attention import folded_attention
+from cortexgnn.ops.attention import folded_attention
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from cortexgnn.metrics import git_commit
+from cortexgnn.train.metrics import git_commit
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

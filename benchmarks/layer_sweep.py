@@ -12,7 +12,7 @@ forward+backward (gradients of ``x`` and the weights), with peak memory, for:
   pick today (it also projects values and adds a skip: more work, not the same maths),
 - ``cortexgnn``: :class:`cortexgnn.ColumnAttentionConv` on ``[N, B, D]``,
 - ``cortexgnn_folded``: the folded query ``x Q^T K`` plus
-  :func:`cortexgnn.fused_attention.folded_attention` called directly.
+  :func:`cortexgnn.ops.attention.folded_attention` called directly.
 
 An implementation that passes ``--budget-s`` per call, or whose estimated memory passes
 ``--memory-cap-gb``, is recorded as over budget and skipped for larger ``N``. Time
@@ -39,7 +39,7 @@ except ImportError:  # run as a script from the benchmarks folder
     import harness
 
 from cortexgnn import ColumnAttentionConv, edge_index_to_dense, small_world_graph
-from cortexgnn.fused_attention import folded_attention
+from cortexgnn.ops.attention import folded_attention
 
 IMPLEMENTATIONS = (
     "article_loop",

@@ -14,17 +14,17 @@ with warnings.catch_warnings():
     import torch_geometric  # noqa: F401
 
 from .checkpoint import atomic_save, load_article_checkpoint, save_article_checkpoint
-from .columns import CorticalColumns
-from .conv import ColumnAttentionConv
-from .fused_attention import folded_attention
 from .graph import (
     dense_to_edge_index,
     edge_index_to_dense,
     small_world_graph,
     sort_by_target,
 )
-from .model import CortexNet, weighted_neighbour_sum
-from .plasticity import Homeostasis, hebbian_delta, hebbian_update_
+from .nn.columns import CorticalColumns
+from .nn.conv import ColumnAttentionConv
+from .nn.model import CortexNet, weighted_neighbour_sum
+from .nn.plasticity import Homeostasis, hebbian_delta, hebbian_update_
+from .ops.attention import folded_attention
 from .reference import DenseReference
 
 __version__ = "0.1.0"

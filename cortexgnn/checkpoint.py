@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .model import CortexNet
+from .nn.model import CortexNet
 from .reference import DenseReference
 
 __all__ = [

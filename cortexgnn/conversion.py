@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .columns import EXCITATORY, INHIBITORY, PROJECTION
 from .graph import edge_index_to_dense
+from .nn.columns import EXCITATORY, INHIBITORY, PROJECTION
 
 if TYPE_CHECKING:
-    from .model import CortexNet
+    from .nn.model import CortexNet
     from .reference import DenseReference
 
 __all__ = ["copy_reference_weights", "copy_cortexnet_weights"]

@@ -126,7 +126,7 @@ def test_peak_memory_sees_a_large_allocation():
 
 
 def test_cli_bench_quick_runs_one_script(tmp_path, capsys):
-    from cortexgnn.cli import main
+    from cortexgnn.train.cli import main
 
     assert main(["bench", "--quick", "--only", "bandwidth", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "bandwidth-cpu.json").is_file()

@@ -11,7 +11,7 @@ import torch
 from test_data import write_tiny_mnist
 
 from cortexgnn import DenseReference, save_article_checkpoint
-from cortexgnn.cli import _typed_train_flags, get_parser, main
+from cortexgnn.train.cli import _typed_train_flags, get_parser, main
 
 TINY = ["--columns", "6", "--graph-k", "2", "--col-out", "8", "--batch-size", "256",
         "--epochs", "1", "--eval-every", "100", "--no-progress", "--no-plot"]  # fmt: skip

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cortexgnn.data import DATASETS, DatasetNotFoundError, default_data_dir, load_dataset
+from cortexgnn.train.data import DATASETS, DatasetNotFoundError, default_data_dir, load_dataset
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 from cortexgnn import CortexNet, DenseReference
-from cortexgnn.distributed import (
+from cortexgnn.train.distributed import (
     DistributedContext,
     all_reduce_mean,
     distribute,
@@ -60,7 +60,7 @@ def _state(model: CortexNet) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    from cortexgnn.distributed import join_torchrun, sharded_step_function
+    from cortexgnn.train.distributed import join_torchrun, sharded_step_function
 
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE),
@@ -195,8 +195,8 @@ CLI_ARGS = ("train --dataset digits --columns 6 --col-out 8 --graph-k 2 --messag
 
 
 def test_torchrun_two_processes_train_like_one(tmp_path):
-    from cortexgnn.cli import main
-    from cortexgnn.metrics import read_metrics
+    from cortexgnn.train.cli import main
+    from cortexgnn.train.metrics import read_metrics
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc_per_node", "2", "-m", "cortexgnn", *CLI_ARGS,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cortexgnn import ColumnAttentionConv, CortexNet, DenseReference
-from cortexgnn._attention_kernel import load_kernel
-from cortexgnn.fused_attention import (
+from cortexgnn.ops.kernel import load_kernel
+from cortexgnn.ops.attention import (
     AttentionGraph,
     attention_graph,
     conv_fast_path,
@@ -258,7 +258,7 @@ def test_kernel_can_be_switched_off_by_environment(tmp_path):
     """``CORTEXGNN_NO_KERNEL=1``: the PyTorch path runs, with the kernel's results."""
     script = (
         "import torch\n"
-        "from cortexgnn._attention_kernel import load_kernel\n"
+        "from cortexgnn.ops.kernel import load_kernel\n"
         "from cortexgnn import ColumnAttentionConv\n"
         "from cortexgnn.graph import small_world_graph\n"
         "assert load_kernel() is None\n"
@@ -285,7 +285,7 @@ def test_fused_false_always_takes_propagate(monkeypatch):
     def refuse(*args):
         raise AssertionError("fused=False must not reach the fast path")
 
-    monkeypatch.setattr("cortexgnn.conv.conv_fast_path", refuse)
+    monkeypatch.setattr("cortexgnn.nn.conv.conv_fast_path", refuse)
     torch.testing.assert_close(conv(x, edge_index), fused, atol=1e-5, rtol=1e-5)
     conv.fused = True
     with pytest.raises(AssertionError, match="must not reach"):

@@ -269,7 +269,7 @@ IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-
 
 
 def test_dataset_unknown_name_lists_the_choices():
-    from cortexgnn.data import load_dataset
+    from cortexgnn.train.data import load_dataset
 
     with pytest.raises(ValueError, match="choose one of digits, mnist, fashion-mnist"):
         load_dataset("fashion", "unused")
@@ -277,7 +277,7 @@ def test_dataset_unknown_name_lists_the_choices():
 
 @pytest.mark.parametrize("present", [(), IDX_FILES[2:], IDX_FILES])
 def test_dataset_missing_partial_or_corrupt_directory(tmp_path, present):
-    from cortexgnn.data import DatasetNotFoundError, load_dataset
+    from cortexgnn.train.data import DatasetNotFoundError, load_dataset
 
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)

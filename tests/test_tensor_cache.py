@@ -2,8 +2,8 @@ import gc
 
 import torch
 
-from cortexgnn.conv_inputs import with_self_loops
-from cortexgnn.tensor_cache import TensorCache
+from cortexgnn.nn.conv_inputs import with_self_loops
+from cortexgnn.ops.tensor_cache import TensorCache
 
 
 def test_builds_once_per_tensor_key_and_version():

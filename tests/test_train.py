@@ -12,10 +12,10 @@ import torch
 from test_data import write_tiny_mnist
 
 from cortexgnn import CortexNet, DenseReference, load_article_checkpoint, save_article_checkpoint
-from cortexgnn.config import CheckpointMismatchError, TrainConfig
-from cortexgnn.data import load_dataset
-from cortexgnn.evaluation import evaluate, evaluate_checkpoint
-from cortexgnn.train import _StopFlag, train
+from cortexgnn.train.config import CheckpointMismatchError, TrainConfig
+from cortexgnn.train.data import load_dataset
+from cortexgnn.train.evaluate import evaluate, evaluate_checkpoint
+from cortexgnn.train.loop import _StopFlag, train
 
 # digits (64 inputs), 6 columns of 8 channels; 1437 / 256 -> 6 steps per epoch
 TINY = dict(

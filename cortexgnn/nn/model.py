@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..conversion import copy_cortexnet_weights, copy_reference_weights
+from ..graph import dense_to_edge_index, small_world_graph, sort_by_target
+from ..ops.attention import folded_attention
+from ..reference import DenseReference
 from .columns import CorticalColumns
 from .conv import ColumnAttentionConv
-from .conversion import copy_cortexnet_weights, copy_reference_weights
-from .fused_attention import folded_attention
-from .graph import dense_to_edge_index, small_world_graph, sort_by_target
 from .plasticity import Homeostasis, SyncStatistics, hebbian_update_
-from .reference import DenseReference
 
 __all__ = ["CortexNet", "weighted_neighbour_sum"]
 

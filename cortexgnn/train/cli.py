@@ -11,12 +11,12 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from . import __version__
-from .checkpoint import read_checkpoint
+from .. import __version__
+from ..checkpoint import read_checkpoint
 from .config import MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
-from .evaluation import evaluate_checkpoint
-from .train import train
+from .evaluate import evaluate_checkpoint
+from .loop import train
 
 __all__ = [
     "add_bench_parser",
@@ -198,7 +198,7 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_bench(args: argparse.Namespace) -> int:
     """Import ``benchmarks.run_all`` from the checkout beside this package and run it."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / "benchmarks" / "run_all.py").is_file():
         raise FileNotFoundError(f"no benchmarks/ folder beside the package in {root}: "
                                 "`cortexgnn bench` needs a source checkout")  # fmt: skip

@@ -40,7 +40,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch_geometric.utils import softmax
 
-from ._attention_kernel import load_kernel
+from .kernel import load_kernel
 from .tensor_cache import TensorCache
 
 __all__ = ["DENSE_MAX_NODES", "AttentionGraph", "attention_graph", "folded_attention"]

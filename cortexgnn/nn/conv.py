@@ -11,6 +11,7 @@ from torch.nn.parameter import UninitializedParameter, is_lazy
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import softmax
 
+from ..ops.attention import conv_fast_path
 from .conv_folding import fold_on_values, fold_query
 from .conv_inputs import (
     as_edge_list,
@@ -19,7 +20,6 @@ from .conv_inputs import (
     split_node_features,
     with_self_loops,
 )
-from .fused_attention import conv_fast_path
 
 __all__ = ["ColumnAttentionConv"]
 

@@ -14,7 +14,7 @@ from torch import Tensor
 from torch_geometric.typing import SparseTensor
 from torch_geometric.utils import add_self_loops, is_torch_sparse_tensor, remove_self_loops
 
-from .tensor_cache import TensorCache
+from ..ops.tensor_cache import TensorCache
 
 __all__ = [
     "as_edge_list",

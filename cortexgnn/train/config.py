@@ -13,9 +13,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..nn.model import CortexNet
+from ..reference import DenseReference
 from .data import DATASETS
-from .model import CortexNet
-from .reference import DenseReference
 
 __all__ = [
     "CheckpointMismatchError",

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_article_checkpoint, read_checkpoint
+from ..checkpoint import load_article_checkpoint, read_checkpoint
 from .config import CheckpointMismatchError, resolve_device
 from .data import Split, load_dataset
 

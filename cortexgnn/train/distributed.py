@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .model import CortexNet
+from ..nn.model import CortexNet
 
 __all__ = [
     "DistributedContext",

@@ -27,7 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import atomic_save, read_checkpoint
+from ..checkpoint import atomic_save, read_checkpoint
+from ..nn.model import CortexNet
 from .config import (
     TrainConfig,
     build_model,
@@ -36,9 +37,8 @@ from .config import (
 )
 from .data import load_dataset
 from .distributed import join_torchrun, sharded_step_function
-from .evaluation import evaluate
+from .evaluate import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
-from .model import CortexNet
 
 __all__ = ["train"]
 

@@ -1,0 +1,1 @@
+"""The column network's layers and model."""

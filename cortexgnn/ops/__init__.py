@@ -1,0 +1,1 @@
+"""Attention kernels as plain functions on tensors, below the layer."""

@@ -1,0 +1,1 @@
+"""The application: training, evaluation, checkpoints of runs, metrics and the command line."""
