@@ -32,8 +32,8 @@ except ImportError:  # run as a script from the benchmarks folder
     import harness
 
 from cortexgnn import CortexNet, CorticalColumns, DenseReference, Homeostasis, small_world_graph
-from cortexgnn.ops.attention import folded_attention
 from cortexgnn.nn.plasticity import hebbian_update_
+from cortexgnn.ops.attention import folded_attention
 
 
 def get_parser() -> argparse.ArgumentParser:

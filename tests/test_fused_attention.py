@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from cortexgnn import ColumnAttentionConv, CortexNet, DenseReference
-from cortexgnn.ops.kernel import load_kernel
+from cortexgnn.graph import small_world_graph
 from cortexgnn.ops.attention import (
     AttentionGraph,
     attention_graph,
     conv_fast_path,
     folded_attention,
 )
-from cortexgnn.graph import small_world_graph
+from cortexgnn.ops.kernel import load_kernel
 
 needs_kernel = pytest.mark.skipif(load_kernel() is None, reason="C++ kernel cannot be built here")
 
