@@ -27,7 +27,7 @@ def test_article_example_prints_its_sequence(capsys):
     expected = (
         ["transmit"] * 4 + ["release"] + ["recover"] * 2
     )  # the article's console output, sweeps 1..7
-    for sweep, action in zip(sweeps, expected):
+    for sweep, action in zip(sweeps, expected, strict=True):
         assert sweep == [("ПЕРВЫЙ", action), ("ВТОРОЙ", "receive"), ("ВТОРОЙ", action)]
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 21

@@ -1,10 +1,10 @@
 """Action codes of a neuron's step and the article's event log rebuilt from them.
 
 :class:`Action` numbers the five branches of a step (accumulate 0 ... recover 4); these are
-the codes ``NeuronNetwork.run`` records per neuron and sweep. :func:`event_log` turns recorded codes back into the sequence the
-article's loop printed: each neuron's action in insertion order, each followed by one
-``receive`` per link of that neuron (the loop calls ``dendrites`` on every receiver in
-every sweep, whatever the amount).
+the codes ``NeuronNetwork.run`` records per neuron and sweep. :func:`event_log` turns
+recorded codes back into the sequence the article's loop printed: each neuron's action in
+insertion order, each followed by one ``receive`` per link of that neuron (the loop calls
+``dendrites`` on every receiver in every sweep, whatever the amount).
 """
 
 from __future__ import annotations

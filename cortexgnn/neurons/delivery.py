@@ -1,12 +1,12 @@
-"""The transmitter delivery of one sweep as a PyG message-passing step.
+r"""The transmitter delivery of one sweep as a PyG message-passing step.
 
 Every sweep each neuron ``j`` hands each of its ``k_j`` receivers the same share of what it
 sends, so a receiver ``i`` gets
 
 .. math::
-    \\mathbf{d}_i \\mathrel{+}= \\sum_{j \\to i} \\frac{1}{k_j} \\mathbf{s}_j ,
+    \mathbf{d}_i \mathrel{+}= \sum_{j \to i} \frac{1}{k_j} \mathbf{s}_j ,
 
-with :math:`\\mathbf{s}_j` the sender's pair (``[N, *, 2]`` flattened to ``[N, F]``). The
+with :math:`\mathbf{s}_j` the sender's pair (``[N, *, 2]`` flattened to ``[N, F]``). The
 share ``1 / k_j`` is the edge weight, so the sum is one sparse-dense product over the
 receiver-by-sender adjacency (PyG's fused ``message_and_aggregate``); ``message`` states
 the same thing edge by edge for PyG's unfused path.

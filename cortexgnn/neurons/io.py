@@ -72,7 +72,9 @@ def load_network(path: str | Path, *, device: torch.device | str | None = None) 
             f"(format tag {payload.get('format') if isinstance(payload, dict) else None!r})"
         )
     if payload.get("version") != VERSION:
-        raise ValueError(f"{path} has format version {payload.get('version')}, this reads {VERSION}")
+        raise ValueError(
+            f"{path} has format version {payload.get('version')}, this reads {VERSION}"
+        )
     if payload.get("dtype") not in _DTYPES:
         raise ValueError(f"{path} stores an unknown dtype {payload.get('dtype')!r}")
     values = {name: payload[name] for name in PARAMETERS + STATE if name in payload}

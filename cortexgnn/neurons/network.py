@@ -1,27 +1,27 @@
-"""The seed-001 neuron network as tensors: every neuron, every copy, one sweep per ``step``.
+r"""The seed-001 neuron network as tensors: every neuron, every copy, one sweep per ``step``.
 
 Nodes first: counters are ``[N, *]`` and transmitter pairs ``[N, *, 2]`` (``[excitatory,
 inhibitory]``), where ``*`` is ``batch_shape``, empty for one network or ``(B,)`` for ``B``
 independent copies on the same links. One sweep of the article's loop, for neuron ``i``
-with parameters threshold :math:`\\theta`, returnability :math:`\\rho`, speed, recovery and
-reproductivity :math:`\\mathbf{r}`:
+with parameters threshold :math:`\theta`, returnability :math:`\rho`, speed, recovery and
+reproductivity :math:`\mathbf{r}`:
 
 .. math::
-    \\mathbf{a}_i &\\leftarrow \\mathbf{a}_i + \\mathbf{r}_i \\\\
-    \\text{branch}_i &= \\begin{cases}
-        \\text{recover}    & str_i > 0 \\\\
-        \\text{release}    & sta_i = 1 \\\\
-        \\text{transmit}   & sta_i > 0 \\\\
-        \\text{activate}   & \\ell_{i,0} + \\ell_{i,1} > \\theta_i \\\\
-        \\text{accumulate} & \\text{otherwise}
-    \\end{cases}
+    \mathbf{a}_i &\leftarrow \mathbf{a}_i + \mathbf{r}_i \\
+    \text{branch}_i &= \begin{cases}
+        \text{recover}    & str_i > 0 \\
+        \text{release}    & sta_i = 1 \\
+        \text{transmit}   & sta_i > 0 \\
+        \text{activate}   & \ell_{i,0} + \ell_{i,1} > \theta_i \\
+        \text{accumulate} & \text{otherwise}
+    \end{cases}
 
-(first match wins), then recover: ``str -= 1``; release: :math:`\\mathbf{s}_i \\mathrel{+}=
-\\mathbf{a}_i`, :math:`\\mathbf{a}_i \\leftarrow \\rho_i \\mathbf{a}_i`, ``sta = 0``,
-``str = recovery``; transmit: ``sta -= 1``; activate: :math:`\\mathbf{c}_i \\leftarrow 0`,
-``sta = speed``; accumulate: :math:`\\mathbf{c}_i \\mathrel{+}= \\mathbf{d}_i`,
-:math:`\\mathbf{d}_i \\leftarrow 0`. Then the neuron sends: :math:`\\mathbf{s}_i \\leftarrow
-0.1\\,\\mathbf{s}_i` and each of its :math:`k_i` receivers gets :math:`\\mathbf{s}_i / k_i`
+(first match wins), then recover: ``str -= 1``; release: :math:`\mathbf{s}_i \mathrel{+}=
+\mathbf{a}_i`, :math:`\mathbf{a}_i \leftarrow \rho_i \mathbf{a}_i`, ``sta = 0``,
+``str = recovery``; transmit: ``sta -= 1``; activate: :math:`\mathbf{c}_i \leftarrow 0`,
+``sta = speed``; accumulate: :math:`\mathbf{c}_i \mathrel{+}= \mathbf{d}_i`,
+:math:`\mathbf{d}_i \leftarrow 0`. Then the neuron sends: :math:`\mathbf{s}_i \leftarrow
+0.1\,\mathbf{s}_i` and each of its :math:`k_i` receivers gets :math:`\mathbf{s}_i / k_i`
 (the scaled synapse, the article's ``tm`` quirk). At the end ``last_state = current_state``.
 
 Why one vectorised pass is exact: a neuron's branch reads only its own counters and
@@ -246,7 +246,9 @@ class NeuronNetwork:
         else:
             early = j < i  # [E] senders earlier in the order reach i before i steps
         self._adjacency = {
-            part: delivery_adjacency(self.edge_index[:, mask], self.edge_weight[mask], self.num_nodes)
+            part: delivery_adjacency(
+                self.edge_index[:, mask], self.edge_weight[mask], self.num_nodes
+            )
             for part, mask in (("early", early), ("late", ~early))
             if bool(mask.any())
         }
@@ -489,7 +491,9 @@ class NeuronNetwork:
                 rows[name].append(value if nodes is None else value[nodes])
             if progress is not None:
                 progress(t + 1)
-        return {name: torch.stack(values) if values else torch.empty(0) for name, values in rows.items()}
+        return {
+            name: torch.stack(values) if values else torch.empty(0) for name, values in rows.items()
+        }
 
     # ------------------------------------------------------------------ inspection
 
