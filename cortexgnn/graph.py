@@ -15,11 +15,22 @@ import networkx as nx
 import torch
 from torch import Tensor
 
+from . import _import_pyg
+
+_import_pyg()
+
+from torch_geometric import EdgeIndex  # noqa: E402
+from torch_geometric.typing import SparseTensor  # noqa: E402
+from torch_geometric.utils import is_torch_sparse_tensor  # noqa: E402
+
 __all__ = [
-    "small_world_graph",
-    "sort_by_target",
+    "as_edge_list",
+    "as_plain_tensor",
+    "check_edge_index",
     "dense_to_edge_index",
     "edge_index_to_dense",
+    "small_world_graph",
+    "sort_by_target",
 ]
 
 
@@ -125,3 +136,101 @@ def edge_index_to_dense(
     adj = edge_weight.new_zeros(num_nodes, num_nodes)  # [N, N]
     adj.index_put_((edge_index[1], edge_index[0]), edge_weight, accumulate=True)
     return adj
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int | tuple[int, int]) -> Tensor:
+    """The one graph validator: refuse an edge list a layer or model cannot use.
+
+    Every graph that enters cortexgnn passes here: the layer's ``forward``, the model's
+    constructor, ``forward`` and ``load_state_dict``. Errors are ``TypeError`` /
+    ``ValueError`` naming the problem and the fix.
+
+    Args:
+        edge_index: ``[2, E]`` integer tensor (int64 or int32) or an ``EdgeIndex``; row 0
+            sources, row 1 targets.
+        num_nodes: ``N``, or ``(N_src, N_dst)`` for a bipartite graph.
+
+    Returns:
+        ``edge_index`` as int64 (an int32 input is converted; an ``EdgeIndex`` stays one).
+    """
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(
+            f"edge_index must be a torch.Tensor [2, E], got {type(edge_index).__name__}: "
+            f"wrap it with torch.as_tensor(..., dtype=torch.long)"
+        )
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(
+            f"edge_index must have shape [2, E] (row 0 sources, row 1 targets), got "
+            f"{tuple(edge_index.shape)}; an [E, 2] edge list needs .t()"
+        )
+    if edge_index.dtype not in (torch.long, torch.int32):
+        raise ValueError(
+            f"edge_index must be an integer tensor of dtype torch.long (int64) or torch.int32, "
+            f"got {edge_index.dtype}; convert it with edge_index.long()"
+        )
+    if edge_index.dtype != torch.long:
+        edge_index = edge_index.long()
+    if torch.compiler.is_compiling() or edge_index.numel() == 0:
+        return edge_index  # the range check reads values: keep it out of compiled graphs
+    num_src, num_dst = num_nodes if isinstance(num_nodes, tuple) else (num_nodes, num_nodes)
+    lows, highs = (bound.tolist() for bound in torch.aminmax(as_plain_tensor(edge_index), dim=1))
+    for low, high, count, side in zip(
+        lows, highs, (num_src, num_dst), ("source", "target"), strict=True
+    ):
+        if low < 0 or high >= count:
+            raise ValueError(
+                f"edge_index refers to {side} nodes {low}..{high}, but the graph has {count} "
+                f"{side} nodes (valid: 0..{count - 1}): relabel the graph, or give every node "
+                f"features (x has one row per node, nodes first)"
+            )
+    return edge_index
+
+
+def as_plain_tensor(edge_index: Tensor) -> Tensor:
+    """The index data of an ``EdgeIndex`` as a plain tensor (other tensors pass through).
+
+    Code below the layer (the CSR builder, the C++ kernel, caches keyed on storage) reads
+    raw memory, which an ``EdgeIndex`` wrapper does not own.
+    """
+    return edge_index.as_tensor() if isinstance(edge_index, EdgeIndex) else edge_index
+
+
+def as_edge_list(graph: Tensor, edge_weight: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """An ``[2, E]`` edge list (row 0 source, row 1 target) and its weights, from any layout.
+
+    ``edge_index`` and ``EdgeIndex`` pass through unchanged (an ``EdgeIndex`` sorted by
+    target keeps its CSR pointer, which PyG's softmax then uses). A sparse adjacency is read
+    PyG's way, as the transposed adjacency ``adj_t[target, source]``; its values become the
+    edge weights, so a 0/1 adjacency equals the plain edge list.
+
+    Args:
+        graph: ``edge_index [2, E]``, ``EdgeIndex``, ``torch.sparse`` COO/CSR/CSC
+            ``[N_dst, N_src]`` or ``SparseTensor``.
+        edge_weight: ``[E]`` or ``None``; must be ``None`` for a sparse adjacency.
+
+    Returns:
+        ``(edge_index [2, E], edge_weight [E] or None)``.
+    """
+    is_sparse_tensor = isinstance(graph, SparseTensor)
+    if not (is_sparse_tensor or isinstance(graph, Tensor)):
+        raise TypeError(
+            f"edge_index must be a tensor [2, E], an EdgeIndex or a sparse adjacency, got "
+            f"{type(graph).__name__}; convert a list with torch.tensor(edge_index)"
+        )
+    if not (is_sparse_tensor or is_torch_sparse_tensor(graph)):
+        return graph, edge_weight
+    if edge_weight is not None:
+        raise ValueError(
+            "edge_weight must be None when the graph is a sparse adjacency: its values are "
+            "the edge weights"
+        )
+    if is_sparse_tensor:
+        target, source, values = graph.coo()
+    else:
+        coo = graph.coalesce() if graph.layout == torch.sparse_coo else graph.to_sparse_coo()
+        coo = coo.coalesce()
+        target, source = coo.indices()
+        values = coo.values()
+    if values is not None and values.dim() != 1:
+        raise ValueError(f"a sparse adjacency must hold scalar values, got {values.dim()}-d")
+    return torch.stack([source, target]), values

@@ -1,10 +1,15 @@
-"""``DenseReference``: the article's ``BrainNetwork``, loop for loop, as the baseline.
+"""``DenseReference``: the article's ``BrainNetwork``, loop for loop, and weight transfer.
 
 This module keeps the original computation on purpose: one module per column, a Python
 loop over columns inside every message-passing iteration, a dense ``[C, C]`` adjacency and
 a ``-1e9`` mask. It is the oracle that :class:`cortexgnn.CortexNet` is tested against and
 the baseline the benchmarks time. Its ``state_dict`` keys and shapes match the article's
 model, so an article checkpoint loads into it with ``strict=True``.
+
+Weights move between the two layouts through one table, :func:`_shared_tensors`: the
+article keeps one module per column and a dense ``[C, C]`` adjacency; ``CortexNet`` stacks
+column weights into ``[branch, C, D, F]``, query/key into ``[C, D, D]`` and keeps edge
+weights as ``[E]`` (the dense ``adj_weight`` read at ``adj[target, source]``).
 """
 
 from __future__ import annotations
@@ -15,9 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .graph import edge_index_to_dense, small_world_graph
+from .graph import dense_to_edge_index, edge_index_to_dense, small_world_graph
+from .nn.columns import EXCITATORY, INHIBITORY, PROJECTION
+from .nn.config import ARTICLE_FIELDS, ModelConfig
+from .nn.model import CortexNet
 
-__all__ = ["DenseReference"]
+__all__ = ["DenseReference", "copy_cortexnet_weights", "copy_reference_weights"]
 
 
 class _Column(nn.Module):
@@ -65,46 +73,35 @@ class DenseReference(nn.Module):
     """The article's model as written: per-column modules and loops, dense adjacency.
 
     Args:
-        num_columns: number of columns ``C``.
-        in_dim: input size.
-        col_out: column output size ``D``.
-        top_out: number of classes.
-        graph_k: Watts-Strogatz ring degree.
-        graph_p: Watts-Strogatz rewiring probability.
-        message_iters: message-passing iterations.
-        plasticity_lr: Hebbian rate.
-        use_attention: attention (True) or adjacency-weighted (False) messages.
-        e_i_ratio: inhibition strength in each column.
-        dropout: dropout probability.
-        graph_seed: seed of the small-world graph (``None``: unseeded, as in the article).
+        config: the article's hyper-parameters (the first eleven :class:`ModelConfig`
+            fields) and ``graph_seed``; the fix flags belong to ``CortexNet`` only.
+        **settings: :class:`ModelConfig` fields that override ``config``.
 
     Shapes:
         - **input:** ``[B, in_dim]``.
         - **output:** logits ``[B, top_out]``.
     """
 
-    def __init__(
-        self,
-        num_columns: int = 64,
-        in_dim: int = 784,
-        col_out: int = 128,
-        top_out: int = 10,
-        graph_k: int = 8,
-        graph_p: float = 0.15,
-        message_iters: int = 4,
-        plasticity_lr: float = 5e-5,
-        use_attention: bool = True,
-        e_i_ratio: float = 0.8,
-        dropout: float = 0.1,
-        graph_seed: int | None = None,
-    ) -> None:
+    def __init__(self, config: ModelConfig | None = None, **settings) -> None:
         super().__init__()
-        self.hparams = dict(
-            num_columns=num_columns, in_dim=in_dim, col_out=col_out, top_out=top_out,
-            graph_k=graph_k, graph_p=graph_p, message_iters=message_iters,
-            plasticity_lr=plasticity_lr, use_attention=use_attention, e_i_ratio=e_i_ratio,
-            dropout=dropout,
-        )  # fmt: skip
+        config = (config or ModelConfig()).replace(**settings)
+        extras = {
+            name: value
+            for name, value in config.to_dict().items()
+            if name not in (*ARTICLE_FIELDS, "graph_seed") and value != getattr(ModelConfig, name)
+        }
+        if extras:
+            raise ValueError(
+                f"DenseReference runs the article's model as written and has none of the "
+                f"settings {extras}: build a CortexNet for them"
+            )
+        self.config = config
+        num_columns, in_dim, col_out = config.num_columns, config.in_dim, config.col_out
+        message_iters, plasticity_lr = config.message_iters, config.plasticity_lr
+        use_attention, e_i_ratio, dropout = config.use_attention, config.e_i_ratio, config.dropout
+        graph_k, graph_p, top_out = config.graph_k, config.graph_p, config.top_out
+        graph_seed = config.graph_seed
+        self.hparams = config.article_hparams()
         self.num_columns = num_columns
         self.message_iters = message_iters
         self.plasticity_lr = plasticity_lr
@@ -125,6 +122,33 @@ class DenseReference(nn.Module):
             nn.Linear(col_out, col_out), nn.ReLU(), nn.Dropout(dropout), nn.LayerNorm(col_out)
         )
         self.top_fc = nn.Linear(col_out, top_out)
+
+    def to_cortexnet(self, **settings) -> CortexNet:
+        """A ``CortexNet`` with the same weights, graph and buffers.
+
+        ``settings`` override fields of this model's config (e.g. a fix flag). Entries of
+        the dense ``adj_weight`` outside the graph are dropped: they never influence an
+        output.
+        """
+        model = CortexNet(self.config.replace(**settings), edge_index=self.edge_index())
+        copy_reference_weights(self, model.to(self.adj_weight.device))
+        return model.train(self.training)
+
+    @classmethod
+    def from_cortexnet(cls, model: CortexNet) -> DenseReference:
+        """A ``DenseReference`` with the weights, graph and buffers of ``model``.
+
+        Off-graph ``adj_weight`` entries are 0. The reference runs the article's model: the
+        config's fix flags do not carry over (``graph_seed`` is irrelevant: the graph is
+        copied).
+        """
+        ref = cls(**model.config.article_hparams()).to(model.edge_weight.device)
+        copy_cortexnet_weights(model, ref)
+        return ref.train(model.training)
+
+    def edge_index(self) -> Tensor:
+        """The graph as ``edge_index [2, E]`` (sorted by target), read from ``adj_struct``."""
+        return dense_to_edge_index(self.adj_struct)[0]
 
     def _homeostatic_scaling(self, h: Tensor) -> Tensor:
         with torch.no_grad():
@@ -174,3 +198,65 @@ class DenseReference(nn.Module):
         loss.backward()
         self._hebb_update(pre.detach(), post.detach())
         return loss
+
+
+def _shared_tensors(ref: DenseReference, model: CortexNet):
+    """The weight table: ``(article tensor, CortexNet tensor)`` pairs of equal shape.
+
+    The right-hand sides are views into ``CortexNet``'s stacked weights, so copying into
+    either side writes the real parameter. Edge weights and the homeostasis buffer differ
+    in layout (dense vs. per edge) and are handled by the two copy functions.
+    """
+    columns = model.columns
+    for c, column in enumerate(ref.columns):
+        yield column.fc_exc.weight, columns.weight[EXCITATORY, c]
+        yield column.fc_inh.weight, columns.weight[INHIBITORY, c]
+        if column.use_projection:
+            yield column.projection.weight, columns.weight[PROJECTION, c]
+        yield column.norm.weight, columns.norm_weight[c]
+        yield column.norm.bias, columns.norm_bias[c]
+    if model.conv is not None:
+        for c, gate in enumerate(ref.attention_gates):
+            yield gate.query.weight, model.conv.query_weight[c]
+            yield gate.key.weight, model.conv.key_weight[c]
+    for head in ("intermediate", "top_fc"):
+        yield from zip(
+            getattr(ref, head).state_dict().values(),
+            getattr(model, head).state_dict().values(),
+            strict=True,
+        )
+
+
+def _check_pair(ref: DenseReference, model: CortexNet) -> None:
+    if model.homeostasis is None or ref.hparams != model.hparams:
+        raise ValueError(
+            "weights move only between a DenseReference and a CortexNet of the same "
+            "hyper-parameters, with homeostasis (the reference always has it)"
+        )
+
+
+@torch.no_grad()
+def copy_reference_weights(ref: DenseReference, model: CortexNet) -> None:
+    """Copy every weight and buffer of ``ref`` into ``model`` (same graph), in place.
+
+    Entries of ``ref.adj_weight`` outside the graph are dropped: they never influence an
+    output.
+    """
+    _check_pair(ref, model)
+    for article, ours in _shared_tensors(ref, model):
+        ours.copy_(article)
+    source, target = model.edge_index
+    model.edge_weight.copy_(ref.adj_weight[target, source])
+    model.homeostasis.activity_avg.copy_(ref.activity_avg)
+
+
+@torch.no_grad()
+def copy_cortexnet_weights(model: CortexNet, ref: DenseReference) -> None:
+    """Copy every weight and buffer of ``model`` into ``ref``; off-graph ``adj_weight`` is 0."""
+    _check_pair(ref, model)
+    for article, ours in _shared_tensors(ref, model):
+        article.copy_(ours)
+    num_nodes = model.num_columns
+    ref.adj_struct.copy_(edge_index_to_dense(model.edge_index, num_nodes))
+    ref.adj_weight.copy_(edge_index_to_dense(model.edge_index, num_nodes, model.edge_weight))
+    ref.activity_avg = model.homeostasis.activity_avg.clone()

@@ -46,7 +46,6 @@ from .tensor_cache import TensorCache
 __all__ = ["DENSE_MAX_NODES", "AttentionGraph", "attention_graph", "folded_attention"]
 
 DENSE_MAX_NODES = 256  # without the kernel, dense [N, N] scores beat scatter up to here
-_MASKED = -1e30  # finite "minus infinity": a row without edges stays NaN-free
 BACKENDS = ("auto", "dense", "cpp", "torch")
 
 
@@ -118,11 +117,11 @@ _GRAPH_CACHE: TensorCache[AttentionGraph] = TensorCache()
 
 
 def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
-    """:meth:`AttentionGraph.from_edge_index`, cached per ``edge_index`` tensor.
+    """:meth:`AttentionGraph.from_edge_index`, cached on the content of ``edge_index``.
 
-    A model calls its layer with the same ``edge_index`` buffer every iteration and every
-    step; the cache keys on that tensor object (and its in-place version counter), so the
-    sort and transpose run once.
+    A model calls its layer with the same ``edge_index`` every iteration and every step, so
+    the sort and transpose run once; an edited graph is rebuilt (see
+    :class:`~cortexgnn.ops.tensor_cache.TensorCache`).
     """
     return _GRAPH_CACHE.get(
         edge_index, num_nodes, lambda: AttentionGraph.from_edge_index(edge_index, num_nodes)
@@ -134,19 +133,24 @@ def _dense(query: Tensor, x: Tensor, graph: AttentionGraph, weight: Tensor | Non
     if count is None:
         count = torch.zeros(graph.num_nodes, graph.num_nodes, device=x.device)  # [N, N]
         count.index_put_((graph.dst, graph.col), count.new_ones(graph.col.numel()), accumulate=True)
-    bias = torch.where(count > 0, count.log(), _MASKED).to(x.dtype)  # [N, N]: log multiplicity
+    has_edge = count > 0  # [N, N]
+    has_in_edge = has_edge.any(-1, keepdim=True)  # [N, 1]
+    # log multiplicity on edges, -inf elsewhere; rows without in-edges get 0 (a uniform
+    # softmax, zeroed below), so no row is all -inf and nothing turns NaN in any dtype.
+    bias = torch.where(has_edge, count.log(), float("-inf"))  # [N, N]
+    bias = torch.where(has_in_edge, bias, 0.0).to(x.dtype)
     q = query.permute(1, 2, 0, 3)  # [B, H, N, F]
     v = x.permute(1, 2, 0, 3)  # [B, H or 1, N, F]
     scores = torch.matmul(q, v.transpose(-1, -2)).mul_(scale).add_(bias)  # [B, H, N, N]
     alpha = torch.softmax(scores, dim=-1)  # [B, H, N, N]
     if weight is not None:
         # Dense sum of the weights of parallel edges, divided by their multiplicity.
-        summed = count.new_zeros(count.shape, dtype=weight.dtype).index_put(
+        summed = torch.zeros_like(count, dtype=weight.dtype).index_put(
             (graph.dst, graph.col), weight, accumulate=True
         )  # [N, N]
-        alpha = alpha * (summed / count.clamp(min=1))
+        alpha = alpha * (summed / count.clamp(min=1)).to(alpha.dtype)
     elif graph.has_isolated:
-        alpha = alpha * (count.sum(-1, keepdim=True) > 0)  # zero rows without in-edges
+        alpha = alpha * has_in_edge.to(alpha.dtype)  # zero rows without in-edges
     return torch.matmul(alpha, v).permute(2, 0, 1, 3)  # [N, B, H, F]
 
 
@@ -159,7 +163,7 @@ def _torch_sparse(
     if mask is not None:
         alpha = alpha * mask
     if weight is not None:
-        alpha = alpha * weight.view(-1, 1, 1)
+        alpha = alpha * weight.to(alpha.dtype).view(-1, 1, 1)
     messages = alpha.unsqueeze(-1) * x_j  # [E, B, H, F]
     return torch.zeros_like(query).index_add_(0, graph.dst, messages)  # [N, B, H, F]
 
@@ -199,7 +203,7 @@ def _cpp_applies(query: Tensor, x: Tensor, weight: Tensor | None) -> bool:
 def folded_attention(
     query: Tensor,
     x: Tensor,
-    edge_index: Tensor,
+    graph: AttentionGraph,
     edge_weight: Tensor | None = None,
     *,
     scale: float,
@@ -215,9 +219,10 @@ def folded_attention(
         query: ``[N, B, H, F]`` folded queries :math:`\tilde q`.
         x: ``[N, B, F]`` node features (keys and values) shared by the heads, or
             ``[N, B, H, F]`` one row per head.
-        edge_index: ``[2, E]`` edges ``(source j, target i)``; parallel edges count
-            separately in the softmax, as in a sparse implementation.
-        edge_weight: ``[E]`` weights :math:`w_e` multiplying the coefficients, or ``None``.
+        graph: the edges ``(source j, target i)`` prepared by :func:`attention_graph`;
+            parallel edges count separately in the softmax, as in a sparse implementation.
+        edge_weight: ``[E]`` weights, in the order of the ``edge_index`` the graph was
+            built from, :math:`w_e` multiplying the coefficients, or ``None``.
         scale: score scale :math:`\tau` (``1 / sqrt(channels)`` for scaled dot products).
         dropout: attention dropout probability :math:`p` (pass 0 outside training).
         backend: ``"auto"``, ``"dense"``, ``"cpp"`` or ``"torch"`` (see the module
@@ -247,7 +252,11 @@ def folded_attention(
     if backend == "dense" and dropout > 0:
         raise ValueError("backend='dense' has no attention dropout: use 'cpp' or 'torch'")
     num_nodes = x.size(0)
-    graph = attention_graph(edge_index, num_nodes)
+    if not isinstance(graph, AttentionGraph) or graph.num_nodes != num_nodes:
+        raise ValueError(
+            f"graph must be an AttentionGraph over the {num_nodes} nodes of x (build it with "
+            f"attention_graph(edge_index, num_nodes)), got {graph!r:.80}"
+        )
     weight = None if edge_weight is None else edge_weight[graph.order]  # [E] in CSR order
     mask = None
     if dropout > 0:  # [E, B, H] in CSR order: 0 or 1 / (1 - p)
@@ -270,51 +279,3 @@ def folded_attention(
     if load_kernel() is None:
         raise RuntimeError("the C++ attention kernel could not be built here (compiler? ninja?)")
     return _CSRAttention.apply(query, x, weight, mask, graph, scale)
-
-
-def conv_fast_path(
-    conv, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, edge_weight: Tensor | None
-) -> Tensor | None:
-    """``ColumnAttentionConv``'s attention through :func:`folded_attention`, when it applies.
-
-    It applies when keys and values are one tensor (the default raw values with the key
-    folded into the query, or ``project_first``), source and target nodes are the same,
-    and no explainer or propagate hook needs PyG's per-edge ``alpha``; ``None`` otherwise
-    (a separate value projection, bipartite input), and the layer takes its ``propagate``
-    path. Attention dropout draws its mask here, so in training the two paths see other
-    random masks for one seed.
-
-    Args:
-        conv: a :class:`cortexgnn.ColumnAttentionConv`.
-        x_src: ``[N, *, F]`` source features.
-        x_dst: ``[N, *, F]`` target features (the same tensor as ``x_src``).
-        edge_index: ``[2, E]`` (self loops already added if the layer adds them).
-        edge_weight: ``[E]`` or ``None``.
-
-    Returns:
-        ``[N, *, H, F]`` (``[N, *, H, C]`` with ``project_first``) or ``None``.
-    """
-    if x_src is not x_dst or x_src.dim() not in (2, 3) or conv.explain:
-        return None
-    if conv.value_weight is not None and not conv.project_first:
-        return None
-    if conv._propagate_forward_pre_hooks or conv._propagate_forward_hooks:
-        return None
-    single = x_src.dim() == 2
-    x = x_src.unsqueeze(1) if single else x_src  # [N, B, F]
-    scale = conv.out_channels**-0.5
-    if conv.project_first:
-        query, _, x = conv.attention_inputs(x, x)  # [N, B, H, C] each, query pre-scaled
-        scale = 1.0
-    elif conv.num_nodes is None:
-        # Shared weights: fold Q_h^T K_h once ([H, F, F]), then one product per node, not two.
-        heads, channels = conv.heads, conv.out_channels
-        q_weight = conv.query_weight.unflatten(0, (heads, channels))  # [H, C, F]
-        k_weight = conv.key_weight.unflatten(0, (heads, channels))  # [H, C, F]
-        fold = torch.einsum("hcf,hcg->hfg", q_weight, k_weight)  # [H, F, F]
-        query = torch.einsum("nbf,hfg->nbhg", x, fold)  # [N, B, H, F]
-    else:
-        query = conv.folded_query(x)  # [N, B, H, F]
-    dropout = conv.dropout if conv.training else 0.0
-    out = folded_attention(query, x, edge_index, edge_weight, scale=scale, dropout=dropout)
-    return out.squeeze(1) if single else out  # [N, *, H, F or C]

@@ -1,18 +1,22 @@
-"""Memoise what is derived from a tensor (a CSR, a self-looped copy) by its identity.
+"""Memoise what is derived from a graph tensor (a CSR, a self-looped copy), keyed on content.
 
-A model calls its layers with the same ``edge_index`` buffer on every step, so sorting it
-into a CSR or adding self loops once per tensor, not once per call, saves that work on
-every forward. An entry is keyed on the tensor object and its in-place version counter,
-and dies with the tensor (a weak reference), so a new or edited graph is never served
-a stale result.
+A model calls its layer with the same ``edge_index`` on every iteration and every step, so
+sorting it into a CSR once, not once per call, saves that work on every forward. An entry
+is found by the tensor's storage address, shape and device, and served only while the
+tensor still holds the values it was built from: every lookup compares the tensor with a
+snapshot taken at build time (one ``[2, E]`` comparison, ``O(E)`` and far cheaper than the
+attention that follows). So an edit of any kind (in place, through ``.data``, through a
+NumPy view) or a new tensor at a recycled address is never served a stale result, and no
+version counter is read (inference tensors have none).
 """
 
 from __future__ import annotations
 
-import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
+import torch
 from torch import Tensor
 
 __all__ = ["TensorCache"]
@@ -21,21 +25,38 @@ Value = TypeVar("Value")
 
 
 class TensorCache(Generic[Value]):
-    """``get(tensor, key, build)``: ``build()`` once per live tensor, version and ``key``."""
+    """``get(tensor, key, build)``: ``build()`` once per tensor content and ``key``.
 
-    def __init__(self) -> None:
-        self._entries: dict[tuple[int, Hashable], tuple[weakref.ref, int, Value]] = {}
+    Args:
+        max_entries: entries kept, least recently used dropped first.
+    """
+
+    def __init__(self, max_entries: int = 8) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, tuple[Tensor, Value]] = OrderedDict()
 
     def get(self, tensor: Tensor, key: Hashable, build: Callable[[], Value]) -> Value:
         """The cached value for ``(tensor, key)``, built by ``build()`` on a miss."""
-        slot = (id(tensor), key)
+        if type(tensor) is not Tensor:
+            raise TypeError(
+                f"TensorCache keys on plain tensors, got {type(tensor).__name__}: unwrap it "
+                f"first (cortexgnn.graph.as_plain_tensor for an EdgeIndex)"
+            )
+        tensor = tensor.detach()
+        slot = (tensor.data_ptr(), tuple(tensor.shape), tensor.dtype, tensor.device, key)
         hit = self._entries.get(slot)
-        if hit is not None and hit[0]() is tensor and hit[1] == tensor._version:
-            return hit[2]
-        value = build()
-        entries = self._entries  # the callback must not keep the cache object alive
-        ref = weakref.ref(tensor, lambda _: entries.pop(slot, None))
-        self._entries[slot] = (ref, tensor._version, value)
+        if hit is not None and torch.equal(hit[0], tensor):
+            self._entries.move_to_end(slot)
+            return hit[1]
+        # Built outside inference mode, so that what is cached under torch.inference_mode()
+        # is an ordinary tensor that autograd may later save for a backward pass.
+        with torch.inference_mode(False):
+            value = build()
+            snapshot = tensor.clone()
+        self._entries[slot] = (snapshot, value)
+        self._entries.move_to_end(slot)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
         return value
 
     def __len__(self) -> int:
