@@ -288,3 +288,36 @@ def test_links_to_unknown_neurons():
 def test_repr():
     net = NeuronNetwork(torch.tensor([[0], [1]]), 2, copy_synapse=True)
     assert repr(net) == "NeuronNetwork(num_nodes=2, num_edges=1, batch_shape=(), copy_synapse=True)"
+
+
+def test_cached_delivery_follows_a_synapse_changed_from_outside():
+    ref = random_reference(21, num_nodes=10, num_links=30)
+    vec = NeuronNetwork.from_reference(ref)
+    neurons = list(ref.neurons)
+    for t in range(20):
+        if t == 8:  # edit a synapse in place, on both sides
+            neurons[3].synapse[0] += 5.0
+            vec.synapse[3, 0] += 5.0
+        if t == 12:  # replace the tensor
+            neurons[5].synapse = [1.0, -1.0]
+            synapse = vec.synapse.clone()
+            synapse[5] = torch.tensor([1.0, -1.0], dtype=torch.float64)
+            vec.synapse = synapse
+        ref.sweep()
+        vec.step()
+        assert_same_state(ref, vec)
+
+
+def test_many_releases_take_the_full_product_few_take_the_release_links():
+    # all neurons release together at sweep 5 (full product), one alone later (its links)
+    links = torch.tensor([[0, 1, 2, 3, 3, 1], [1, 2, 3, 0, 1, 3]])
+    sta = torch.tensor([5, 5, 5, 5])
+    ref_twin = NeuronNetwork(links, 4, sta=sta, threshold=0.05, speed=2, recovery=1)
+    ref = ref_twin.to_reference()
+    vec = NeuronNetwork.from_reference(ref)
+    releases = 0
+    for _ in range(40):
+        ref.sweep()
+        releases += int((vec.step().actions == Action.RELEASE).sum())
+        assert_same_state(ref, vec)
+    assert releases > 4

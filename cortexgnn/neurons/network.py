@@ -50,6 +50,7 @@ PARAMETERS = ("threshold", "returnability", "speed", "recovery", "reproductivity
 STATE = ("sta", "str", "dendrite", "synapse", "accumulated", "current_state", "last_state")
 PAIRS = ("reproductivity", "dendrite", "synapse", "accumulated", "current_state", "last_state")
 COUNTERS = ("speed", "recovery", "sta", "str")
+COUNTER_DTYPE = torch.int32  # sweeps counted; half the traffic of int64
 DEFAULTS = {
     "threshold": 10.0,
     "returnability": 0.1,
@@ -68,6 +69,16 @@ SYNAPSE_DECAY = 0.1  # the article's ``synapse * 0.1`` in the main loop
 Stimulus = Tensor | Callable[[int], Tensor | None] | None
 
 
+def _any(mask: Tensor) -> bool:
+    """``bool(mask.any())``; a byte max is one vectorised pass, ``any`` is not (torch 2.x CPU)."""
+    return mask.numel() > 0 and bool(mask.view(torch.uint8).max())
+
+
+def _all(mask: Tensor) -> bool:
+    """``bool(mask.all())`` through a byte min, as :func:`_any`."""
+    return mask.numel() == 0 or bool(mask.view(torch.uint8).min())
+
+
 class Sweep(NamedTuple):
     """What one sweep did, per neuron and copy.
 
@@ -76,7 +87,9 @@ class Sweep(NamedTuple):
         releases: ``[N, *, 2]`` transmitters moved from ``accumulated`` into the synapse
             (zero unless the neuron released).
         sent: ``[N, *, 2]`` what the neuron handed out over all its links this sweep (zero
-            for a neuron without links).
+            for a neuron without links). Without ``copy_synapse`` and when every neuron has
+            a link this is the live ``synapse`` tensor: clone it to keep it past the next
+            sweep (``run`` does).
     """
 
     actions: Tensor
@@ -223,7 +236,7 @@ class NeuronNetwork:
                 num_nodes,
                 self.batch_shape,
                 pair=name in PAIRS,
-                dtype=torch.long if name in COUNTERS else dtype,
+                dtype=COUNTER_DTYPE if name in COUNTERS else dtype,
                 device=self.device,
             )
             if name in STATE:  # state is owned and contiguous; parameters may stay views
@@ -234,24 +247,33 @@ class NeuronNetwork:
         self._build_delivery()
 
     def _build_delivery(self) -> None:
-        """Edge weights ``1 / k_j`` and the before/after-turn adjacencies of a sweep."""
+        """Edge weights ``1 / k_j`` and the before/after-turn parts of the links."""
         j, i = self.edge_index
         degree = out_degree(self.edge_index, self.num_nodes)  # [N]
         self.edge_weight = degree.to(self.dtype).reciprocal()[j]  # [E] the article's 1/amount
         ones = (1,) * (len(self.batch_shape) + 1)
+        self._all_linked = bool((degree > 0).all())
         self._has_links = (degree > 0).to(self.dtype).reshape(-1, *ones)  # [N, *1, 1]
         self.delivery = TransmitterDelivery()
         if self.synchronous_delivery:
             early = torch.zeros_like(j, dtype=torch.bool)  # [E] nothing lands before a turn
         else:
             early = j < i  # [E] senders earlier in the order reach i before i steps
-        self._adjacency = {
-            part: delivery_adjacency(
-                self.edge_index[:, mask], self.edge_weight[mask], self.num_nodes
-            )
-            for part, mask in (("early", early), ("late", ~early))
-            if bool(mask.any())
-        }
+        self._parts: dict[str, dict[str, Tensor]] = {}
+        for part, mask in (("early", early), ("late", ~early)):
+            if not bool(mask.any()):
+                continue
+            edge_index, edge_weight = self.edge_index[:, mask], self.edge_weight[mask]
+            ptr = torch.zeros(self.num_nodes + 1, dtype=torch.long, device=self.device)
+            torch.cumsum(out_degree(edge_index, self.num_nodes), 0, out=ptr[1:])
+            self._parts[part] = {
+                "adj_t": delivery_adjacency(edge_index, edge_weight, self.num_nodes),
+                "edge_index": edge_index,  # [2, E_part] sorted by sender (link order)
+                "edge_weight": edge_weight,  # [E_part]
+                "ptr": ptr,  # [N + 1] each sender's slice of the part's links
+            }
+        self._delivered: dict[str, Tensor] | None = None  # what each part delivered last sweep
+        self._synapse_seen: tuple[Tensor, int] | None = None
 
     # ------------------------------------------------------------------ construction
 
@@ -360,6 +382,9 @@ class NeuronNetwork:
     def step(self, stimulus: Tensor | None = None, stimulus_nodes: Tensor | None = None) -> Sweep:
         """Advance every neuron of every copy by one sweep of the article's loop.
 
+        The state tensors are updated in place (``last_state`` is ``current_state`` after
+        a sweep, like the article's lists).
+
         Args:
             stimulus: transmitters added to dendrites before any neuron steps (the
                 article's controller): ``[N, *, 2]``, or ``[S, *, 2]`` with
@@ -369,61 +394,132 @@ class NeuronNetwork:
         Returns:
             The sweep's actions, releases and sent pairs (:class:`Sweep`).
         """
-        # every branch reproduces first: a_i += r_i
-        accumulated = self.accumulated + self.reproductivity  # [N, *, 2]
+        # State tensors are updated in place: a fresh [N, *, 2] tensor per operation would
+        # cost page faults worth more than the arithmetic (see docs/neurons.md, speed).
+        seen = self._synapse_seen  # is the cached delivery still that of this synapse?
+        cached = (
+            self._delivered is not None
+            and seen is not None
+            and seen[0] is self.synapse
+            and seen[1] == self.synapse._version
+        )
+        accumulated = self.accumulated.add_(self.reproductivity)  # [N, *, 2] a_i += r_i first
         recover = self.str > 0  # [N, *]
         release = ~recover & (self.sta == 1)  # [N, *]
         transmit = ~recover & ~release & (self.sta > 0)  # [N, *]
         waiting = ~(recover | release | transmit)  # [N, *]
-        activate = waiting & (self.last_state.sum(-1) > self.threshold)  # [N, *]
+        summed = self.last_state[..., 0] + self.last_state[..., 1]  # [N, *] l_0 + l_1
+        activate = waiting & (summed > self.threshold)  # [N, *]
         accumulate = waiting & ~activate  # [N, *]
-        actions = (
-            recover * int(Action.RECOVER)
-            + release * int(Action.RELEASE)
-            + transmit * int(Action.TRANSMIT)
-            + activate * int(Action.ACTIVATE)
-        ).to(torch.int8)  # [N, *] accumulate is 0
+        actions = torch.zeros(recover.shape, dtype=torch.int8, device=self.device)  # [N, *]
+        happened = {}
+        for action, mask in (
+            (Action.RECOVER, recover),
+            (Action.RELEASE, release),
+            (Action.TRANSMIT, transmit),
+            (Action.ACTIVATE, activate),
+        ):
+            happened[action] = _any(mask)
+            if happened[action]:
+                actions.masked_fill_(mask, int(action))  # accumulate stays 0
 
-        self.str = torch.where(recover, self.str - 1, torch.where(release, self.recovery, self.str))
-        self.sta = torch.where(
-            release,
-            0,
-            torch.where(transmit, self.sta - 1, torch.where(activate, self.speed, self.sta)),
-        )  # [N, *]
-        release2 = release.unsqueeze(-1)  # [N, *, 1]
-        releases = torch.where(release2, accumulated, 0.0)  # [N, *, 2]
-        synapse = self.synapse + releases  # [N, *, 2] adding zero elsewhere is exact
-        self.accumulated = torch.where(
-            release2, accumulated * self.returnability.unsqueeze(-1), accumulated
-        )  # [N, *, 2]
+        # counters never go below 0, so a releasing neuron has str 0 and sta 1, and an
+        # activating one sta 0: each branch's assignment is an exact integer increment
+        counter = self.str.dtype
+        if happened[Action.RECOVER]:
+            self.str.sub_(recover.to(counter))  # str -= 1
+        if happened[Action.RELEASE]:
+            self.str.add_(release.to(counter) * self.recovery)  # str = recovery
+        if happened[Action.RELEASE] or happened[Action.TRANSMIT]:
+            self.sta.sub_((release | transmit).to(counter))  # sta = 0 / sta -= 1
+        if happened[Action.ACTIVATE]:
+            self.sta.add_(activate.to(counter) * self.speed)  # sta = speed
+
+        synapse = self.synapse  # [N, *, 2]
+        if happened[Action.RELEASE]:
+            releases = torch.where(release.unsqueeze(-1), accumulated, 0.0)  # [N, *, 2]
+            synapse.add_(releases)  # adding zero elsewhere is exact
+            kept = torch.where(release, self.returnability, 1.0)  # [N, *] rho or 1 (exact)
+            accumulated.mul_(kept.unsqueeze(-1))
+        else:
+            releases = accumulated.new_zeros(()).expand_as(accumulated)  # [N, *, 2] no memory
 
         # the loop scales the synapse, then hands the same (scaled) list to the receivers
-        decayed = synapse * SYNAPSE_DECAY  # [N, *, 2]
-        handed = synapse if self.copy_synapse else decayed  # [N, *, 2]
-        early = self._deliver("early", handed)  # [N, *, 2] or None
-        late = self._deliver("late", handed)  # [N, *, 2] or None
-        self.synapse = decayed
-        sent = handed * self._has_links  # [N, *, 2] a neuron without links sends nothing
+        if self.copy_synapse:
+            handed = synapse.clone()  # [N, *, 2] the fix: tm as a copy before scaling
+            synapse.mul_(SYNAPSE_DECAY)
+        else:
+            handed = synapse.mul_(SYNAPSE_DECAY)  # [N, *, 2] the live synapse, as in the loop
+        early, late = self._deliver(
+            handed, releases if happened[Action.RELEASE] else None, release, cached
+        )
+        self._synapse_seen = (synapse, synapse._version)
+        sent = handed if self._all_linked else handed * self._has_links  # [N, *, 2]
 
         dendrite = self.dendrite  # [N, *, 2]
         if stimulus is not None:
-            dendrite = self._add_stimulus(dendrite, stimulus, stimulus_nodes)
+            self._add_stimulus(dendrite, stimulus, stimulus_nodes)
         if early is not None:
-            dendrite = dendrite + early  # what reached i before its turn
-        accumulate2 = accumulate.unsqueeze(-1)  # [N, *, 1]
-        current = torch.where(accumulate2, self.current_state + dendrite, self.current_state)
-        self.current_state = torch.where(activate.unsqueeze(-1), 0.0, current)  # [N, *, 2]
-        dendrite = torch.where(accumulate2, 0.0, dendrite)  # [N, *, 2]
-        self.dendrite = dendrite + late if late is not None else dendrite
-        self.last_state = self.current_state  # the same tensor, as in the article
+            dendrite.add_(early)  # what reached i before its turn
+        current = self.current_state  # [N, *, 2]
+        if _all(accumulate):  # the common case, without masks
+            current.add_(dendrite)
+            dendrite.copy_(late) if late is not None else dendrite.zero_()
+        else:
+            if _any(accumulate):
+                accumulate2 = accumulate.unsqueeze(-1)  # [N, *, 1]
+                current.add_(torch.where(accumulate2, dendrite, 0.0))  # c += d (c + 0 exact)
+                dendrite.masked_fill_(accumulate2, 0.0)
+            if late is not None:
+                dendrite.add_(late)  # what reached i after its turn
+        if happened[Action.ACTIVATE]:
+            current.masked_fill_(activate.unsqueeze(-1), 0.0)
+        self.last_state = current  # the same tensor from now on, as in the article
         return Sweep(actions, releases, sent)
 
-    def _deliver(self, part: str, handed: Tensor) -> Tensor | None:
-        adj_t = self._adjacency.get(part)
-        if adj_t is None:
-            return None
-        x = handed.reshape(self.num_nodes, -1)  # [N, F] F = prod(*) * 2
-        return self.delivery(x, adj_t).reshape(handed.shape)  # [N, *, 2]
+    def _deliver(
+        self, handed: Tensor, releases: Tensor | None, release: Tensor, cached: bool
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """What the early and late links deliver this sweep, ``[N, *, 2]`` each or ``None``.
+
+        Delivery is linear and the synapse only decays between releases: with ``S_t`` the
+        synapse before scaling, ``S_t = 0.1 S_{t-1} + R_t``, so the delivery ``A h_t``
+        satisfies ``A h_t = 0.1 A h_{t-1} + c A R_t`` (``c`` 0.1, or 1 with
+        ``copy_synapse``). A sweep with few releases therefore costs one scaling plus a
+        message-passing step over the releasing senders' links only; the full product
+        runs when nothing is cached (first sweep, synapse changed from outside) or when
+        many neurons release.
+        """
+        links_of_releasing: dict[str, Tensor] = {}
+        if cached and releases is not None:
+            senders = release.reshape(self.num_nodes, -1).any(1).nonzero().flatten()  # [S]
+            for part, links in self._parts.items():
+                ptr = links["ptr"]
+                counts = ptr[senders + 1] - ptr[senders]  # [S]
+                total = int(counts.sum())
+                if total * 4 > links["edge_weight"].numel():
+                    cached = False  # many releases: the full product is cheaper
+                    break
+                start = ptr[senders] - (torch.cumsum(counts, 0) - counts)  # [S]
+                links_of_releasing[part] = torch.repeat_interleave(start, counts) + torch.arange(
+                    total, device=self.device
+                )  # [E_S] positions of the releasing senders' links in this part
+        delivered = {}
+        for part, links in self._parts.items():
+            if not cached:
+                x = handed.reshape(self.num_nodes, -1)  # [N, F] F = prod(*) * 2
+                delivered[part] = self.delivery(x, links["adj_t"]).reshape(handed.shape)
+                continue
+            value = self._delivered[part].mul_(SYNAPSE_DECAY)  # [N, *, 2] private cache
+            edges = links_of_releasing.get(part)
+            if edges is not None and edges.numel() > 0:
+                factor = 1.0 if self.copy_synapse else SYNAPSE_DECAY
+                x = (releases * factor).reshape(self.num_nodes, -1)  # [N, F]
+                edge_index, edge_weight = links["edge_index"][:, edges], links["edge_weight"][edges]
+                value.add_(self.delivery(x, edge_index, edge_weight).reshape(handed.shape))
+            delivered[part] = value
+        self._delivered = delivered
+        return delivered.get("early"), delivered.get("late")
 
     def _add_stimulus(
         self, dendrite: Tensor, stimulus: Tensor, stimulus_nodes: Tensor | None
@@ -433,7 +529,7 @@ class NeuronNetwork:
                 stimulus, "stimulus", self.num_nodes, self.batch_shape,
                 pair=True, dtype=self.dtype, device=self.device,
             )  # fmt: skip
-            return dendrite + values
+            return dendrite.add_(values)
         nodes = torch.as_tensor(stimulus_nodes, device=self.device).long().reshape(-1)
         if nodes.numel() and (int(nodes.min()) < 0 or int(nodes.max()) >= self.num_nodes):
             raise ValueError(f"stimulus_nodes must lie in [0, {self.num_nodes})")
@@ -441,7 +537,7 @@ class NeuronNetwork:
             stimulus, "stimulus", nodes.numel(), self.batch_shape,
             pair=True, dtype=self.dtype, device=self.device,
         )  # fmt: skip
-        return dendrite.index_add(0, nodes, values)
+        return dendrite.index_add_(0, nodes, values)
 
     def run(
         self,
@@ -488,7 +584,11 @@ class NeuronNetwork:
             sweep = self.step(stim, stimulus_nodes)
             for name in record:
                 value = getattr(sweep, name) if name in Sweep._fields else getattr(self, name)
-                rows[name].append(value if nodes is None else value[nodes])
+                if nodes is not None:
+                    value = value[nodes]  # a copy
+                elif name in STATE or name == "sent":
+                    value = value.clone()  # the live state changes in place next sweep
+                rows[name].append(value)
             if progress is not None:
                 progress(t + 1)
         return {
