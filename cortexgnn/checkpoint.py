@@ -1,27 +1,44 @@
-"""Checkpoints: atomic writes, and the article's ``brain.pth`` format <-> ``CortexNet``.
+"""Checkpoints: atomic writes, safe reads, and the article's ``brain.pth`` <-> ``CortexNet``.
 
 The article saves ``{"epoch", "model_state_dict", "optimizer_state_dict", "loss",
 "hyperparams"}`` with ``BrainNetwork``'s state dict (the keys of
-:class:`cortexgnn.DenseReference`). Files written here use the same dict; the model state
-is in the article's keys when written by :func:`save_article_checkpoint`, or in
-``CortexNet``'s own keys for training checkpoints; :func:`load_article_checkpoint` reads both.
+:class:`cortexgnn.DenseReference`). Files written here use the same dict plus
+``"model_config"`` (every :class:`~cortexgnn.nn.config.ModelConfig` field, fix flags
+included); the model state is in the article's keys when written by
+:func:`save_article_checkpoint`, or in ``CortexNet``'s own keys for training checkpoints;
+:func:`load_article_checkpoint` reads both, and files without ``"model_config"`` (the
+article's own).
+
+Reading a file never runs code from it: every read is ``torch.load(weights_only=True)``,
+which rebuilds tensors and plain values (dicts, lists, tuples, numbers, strings, ``None``)
+and refuses any other Python object. cortexgnn's checkpoints hold nothing else (model,
+optimizer and scheduler states, RNG states as tensors, configs as dicts) with one exception,
+the one allow-listed global: ``torch.torch_version.TorchVersion``, the type of
+``torch.__version__``, which training checkpoints store in their ``"environment"`` (a
+``str`` subclass defined by torch: rebuilding it runs no code from the file). A file that
+names any other global is refused with :class:`UnsafeCheckpointError`.
 """
 
 from __future__ import annotations
 
-import inspect
+import contextlib
 import os
+import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 
+from .nn.config import ARTICLE_FIELDS, ModelConfig
 from .nn.model import CortexNet
 from .reference import DenseReference
 
 __all__ = [
+    "UnsafeCheckpointError",
     "atomic_save",
     "read_checkpoint",
     "save_article_checkpoint",
@@ -29,6 +46,14 @@ __all__ = [
 ]
 
 REQUIRED_KEYS = ("model_state_dict", "hyperparams")
+
+
+#: Globals ``torch.load(weights_only=True)`` may rebuild beyond tensors and plain values.
+SAFE_GLOBALS = (TorchVersion,)  # torch.__version__ in the training loop's "environment"
+
+
+class UnsafeCheckpointError(ValueError):
+    """The file holds Python objects that only running code from it could rebuild."""
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -73,12 +98,39 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
-    """Load a checkpoint dict, with errors that say what is wrong with the file."""
+    """Load a checkpoint dict without running code from it, with errors that say what is wrong.
+
+    Args:
+        path: a ``.pth`` file written by cortexgnn or by the article's ``train.py``.
+        map_location: as in :func:`torch.load`.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        UnsafeCheckpointError: the file holds Python objects (it names them): loading it
+            would run code from the file, which cortexgnn never does.
+        ValueError: the file is truncated or corrupt, or not a ``brain.pth``-style dict.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: check the path")
+    # safe_globals (torch >= 2.5) scopes the allow-list to this call; older torch refuses it
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    allowed = safe_globals(list(SAFE_GLOBALS)) if safe_globals else contextlib.nullcontext()
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with allowed:
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        unsafe = _unsafe_globals(path, err)
+        if unsafe:
+            raise UnsafeCheckpointError(
+                f"{path} was refused: it contains Python objects ({', '.join(unsafe)}) that "
+                f"only running code from the file could rebuild. cortexgnn checkpoints hold "
+                f"only tensors and plain values (dicts, lists, numbers, strings), so this file "
+                f"was not written by cortexgnn or has been altered; it was not loaded"
+            ) from None  # torch's message suggests weights_only=False: not advice to repeat
+        raise ValueError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
+        ) from err
     except Exception as err:  # torch raises several types for truncated/corrupt files
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
@@ -92,29 +144,69 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
     return state
 
 
-def _check_hyperparams(hparams: dict, path: Path) -> dict:
+def _unsafe_globals(path: Path, err: pickle.UnpicklingError) -> list[str]:
+    """The Python globals a refused file names (read from the pickle, never executed).
+
+    ``torch.serialization.get_unsafe_globals_in_checkpoint`` scans a zip checkpoint's
+    opcodes; the legacy format is named in the refusal message instead. An empty list
+    means the pickle is broken rather than unsafe.
+    """
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # noqa: BLE001 - legacy or corrupt file: fall back to the message
+        found = []
+    if not found:
+        found = re.findall(r"unsupported global:?\s*(?:GLOBAL\s+)?([\w.]+)", str(err), re.I)
+    allowed = {f"{kind.__module__}.{kind.__qualname__}" for kind in SAFE_GLOBALS}
+    return sorted(set(found) - allowed)
+
+
+def _stored_config(state: dict, path: Path, settings: dict) -> ModelConfig:
+    """The file's ``ModelConfig`` (``model_config``, else ``hyperparams``), then ``settings``."""
+    hparams = state["hyperparams"]
     if not isinstance(hparams, dict):
         raise ValueError(
-            f"{path}: 'hyperparams' must be a dict of the model's constructor arguments, got "
+            f"{path}: 'hyperparams' must be a dict of the model's settings, got "
             f"{type(hparams).__name__}"
         )
-    known = set(inspect.signature(DenseReference).parameters)
-    unknown = sorted(set(hparams) - known)
-    if unknown:
+    stored = state.get("model_config")
+    if stored is None:
+        unknown = sorted(set(hparams) - set(ARTICLE_FIELDS) - {"graph_seed"})
+        if unknown:
+            raise ValueError(
+                f"{path}: hyperparams {unknown} are not settings of the article's model "
+                f"(known: {sorted(ARTICLE_FIELDS)})"
+            )
+        stored = hparams
+    elif not isinstance(stored, dict):
         raise ValueError(
-            f"{path}: hyperparams {unknown} are not arguments of the article's model "
-            f"(known: {sorted(known)})"
+            f"{path}: 'model_config' must be a dict of ModelConfig fields, got "
+            f"{type(stored).__name__}"
         )
-    return dict(hparams)
+    try:
+        config = ModelConfig.from_dict(dict(stored))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its stored settings do not make a ModelConfig: {err}") from err
+    disagree = {
+        key: (value, getattr(config, key))
+        for key, value in hparams.items()
+        if key in ARTICLE_FIELDS and value != getattr(config, key)
+    }
+    if disagree:
+        raise ValueError(
+            f"{path}: 'hyperparams' and 'model_config' disagree on {sorted(disagree)} "
+            f"(hyperparams, model_config: {disagree}): an edited file?"
+        )
+    return config.replace(**settings)
 
 
 def _load_strict(model: nn.Module, state_dict: dict, path: Path) -> None:
     try:
         model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, ValueError) as err:  # ValueError: the graph check
         raise ValueError(
-            f"{path}: the weights do not fit a model built from the file's hyperparams "
-            f"(another architecture, or edited hyperparams?): {err}"
+            f"{path}: the weights do not fit a model built from the file's settings "
+            f"(another architecture, an edited file?): {err}"
         ) from err
 
 
@@ -128,32 +220,42 @@ def save_article_checkpoint(
 ) -> Path:
     """Write ``model`` as the article's ``brain.pth`` (``BrainNetwork`` keys), atomically.
 
-    An optimizer state only makes sense for the module it came from; it is stored as given.
+    Besides the article's keys the file stores ``"model_config"``: every setting of
+    ``model``, fix flags included, so :func:`load_article_checkpoint` rebuilds the same
+    model. An optimizer state only makes sense for the module it came from; it is stored as
+    given.
     """
-    ref = model.to_reference() if isinstance(model, CortexNet) else model
+    ref = DenseReference.from_cortexnet(model) if isinstance(model, CortexNet) else model
     state = {
         "epoch": epoch,
         "model_state_dict": ref.state_dict(),
         "optimizer_state_dict": optimizer_state_dict or {},
         "loss": loss,
-        "hyperparams": dict(ref.hparams),
+        "hyperparams": model.config.article_hparams(),
+        "model_config": model.config.to_dict(),
     }
     return atomic_save(state, path)
 
 
 def load_article_checkpoint(
-    path: str | os.PathLike, *, map_location: Any = "cpu", **flags
+    path: str | os.PathLike, *, map_location: Any = "cpu", **settings
 ) -> CortexNet:
     """A ``CortexNet`` from a ``brain.pth`` file, in the article's keys or ``CortexNet``'s.
 
     Args:
         path: ``.pth`` file holding at least ``model_state_dict`` and ``hyperparams``.
         map_location: as in :func:`torch.load`.
-        **flags: ``CortexNet`` keyword-only options (they are not stored in the file).
+        **settings: :class:`~cortexgnn.nn.config.ModelConfig` fields that override the
+            file's (its ``model_config``, else its ``hyperparams`` with defaults for the rest).
+
+    Raises:
+        UnsafeCheckpointError: the file holds Python objects (see :func:`read_checkpoint`).
+        ValueError: the file is unreadable, or its settings and weights do not make a model
+            (an out-of-range graph, say); the message names the file.
     """
     path = Path(path)
     state = read_checkpoint(path, map_location)
-    hparams = _check_hyperparams(state["hyperparams"], path)
+    config = _stored_config(state, path, settings)
     weights = state["model_state_dict"]
     if not isinstance(weights, dict):
         raise ValueError(
@@ -164,16 +266,16 @@ def load_article_checkpoint(
             f"{path}: model_state_dict has neither 'adj_struct' (the article's BrainNetwork) "
             f"nor 'edge_index' (CortexNet): it holds another architecture's weights"
         )
+    article = {name: value for name, value in config.to_dict().items() if name in ARTICLE_FIELDS}
     try:
         if "adj_struct" in weights:  # the article's BrainNetwork layout
-            model = DenseReference(**hparams)
+            model = DenseReference(**article, graph_seed=config.graph_seed)
         else:
-            model = CortexNet(**hparams, edge_index=weights["edge_index"], **flags)
+            model = CortexNet(config, edge_index=weights["edge_index"])
     except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{path}: its hyperparams {hparams} (with flags {flags}) do not build a model: {err}"
-        ) from err
+        raise ValueError(f"{path}: its settings {config} do not build a model: {err}") from err
     _load_strict(model, weights, path)
     if isinstance(model, DenseReference):
-        return CortexNet.from_reference(model, **flags).eval()
+        fixes = {k: v for k, v in config.to_dict().items() if k not in article}
+        return model.to_cortexnet(**fixes).eval()
     return model.eval()

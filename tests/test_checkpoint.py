@@ -8,10 +8,13 @@ import torch
 from cortexgnn import (
     CortexNet,
     DenseReference,
+    ModelConfig,
     atomic_save,
     load_article_checkpoint,
     save_article_checkpoint,
 )
+
+SMALL = dict(num_columns=8, in_dim=12, col_out=8, graph_k=4, graph_seed=2)
 
 
 def article_file(tmp_path, ref, **hparams):
@@ -41,14 +44,17 @@ def test_article_checkpoint_loads_into_cortexnet(tmp_path):
 def test_round_trip_through_article_format(tmp_path):
     net = CortexNet(num_columns=8, in_dim=12, col_out=8, graph_k=4, graph_seed=2).eval()
     path = save_article_checkpoint(tmp_path / "out" / "brain.pth", net, epoch=3, loss=0.5)
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     assert set(state) == {
         "epoch",
         "model_state_dict",
         "optimizer_state_dict",
         "loss",
         "hyperparams",
+        "model_config",
     }
+    assert state["model_config"] == net.config.to_dict()
+    assert state["hyperparams"] == net.config.article_hparams()
     assert "columns.7.fc_exc.weight" in state["model_state_dict"]
     ref = DenseReference(**state["hyperparams"])
     ref.load_state_dict(state["model_state_dict"], strict=True)  # the article's own loader
@@ -90,3 +96,49 @@ def test_atomic_save_leaves_no_temporary_files(tmp_path):
     atomic_save({"a": 2}, tmp_path / "x.pth")
     assert [p.name for p in tmp_path.iterdir()] == ["x.pth"]
     assert torch.load(tmp_path / "x.pth")["a"] == 2
+
+
+def test_fix_flags_survive_the_round_trip(tmp_path):
+    net = CortexNet(**SMALL, attention_uses_edge_weight=True,
+                    freeze_homeostasis_in_eval=True).eval()  # fmt: skip
+    with torch.no_grad():
+        net.edge_weight.normal_()  # the flag gates attention by these: make them matter
+    path = save_article_checkpoint(tmp_path / "brain.pth", net)
+    back = load_article_checkpoint(path)
+    assert back.config == net.config
+    x = torch.rand(3, 12)
+    assert torch.equal(back(x), net(x))
+    flagless = load_article_checkpoint(path, attention_uses_edge_weight=False)
+    assert not flagless.config.attention_uses_edge_weight  # settings override the file
+    assert not torch.allclose(flagless(x), net(x))
+
+
+def test_native_layout_restores_the_config_from_model_config(tmp_path):
+    net = CortexNet(**SMALL, attention_uses_edge_weight=True, homeostasis_min_divisor=0.5)
+    path = atomic_save(
+        {"model_state_dict": net.state_dict(), "hyperparams": net.hparams,
+         "model_config": net.config.to_dict()},
+        tmp_path / "native.pth",
+    )  # fmt: skip
+    assert load_article_checkpoint(path).config == net.config
+
+
+def test_file_without_model_config_gets_the_article_defaults(tmp_path):
+    config = ModelConfig(**{k: v for k, v in SMALL.items() if k != "graph_seed"})
+    ref = DenseReference(config).eval()
+    net = load_article_checkpoint(article_file(tmp_path, ref, **config.article_hparams()))
+    assert net.config.article_hparams() == config.article_hparams()
+    assert not net.config.attention_uses_edge_weight
+
+
+def test_inconsistent_or_unknown_stored_settings_are_refused(tmp_path):
+    net = CortexNet(**SMALL)
+    state = {"model_state_dict": net.state_dict(), "hyperparams": net.hparams,
+             "model_config": {**net.config.to_dict(), "col_out": 16}}  # fmt: skip
+    path = atomic_save(state, tmp_path / "edited.pth")
+    with pytest.raises(ValueError, match="edited.pth.*disagree on \\['col_out'\\]"):
+        load_article_checkpoint(path)
+    state["model_config"] = {**net.config.to_dict(), "bogus": 1}
+    path = atomic_save(state, tmp_path / "unknown.pth")
+    with pytest.raises(ValueError, match="unknown.pth.*bogus"):
+        load_article_checkpoint(path)
