@@ -20,7 +20,7 @@ try:
 except ImportError:  # run as a script from the benchmarks folder
     import harness
 
-from cortexgnn import CortexNet, DenseReference
+from cortexgnn import DenseReference
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         message_iters=args.message_iters, graph_k=min(8, args.num_columns - 1),
     )  # fmt: skip
     ref = DenseReference(**hparams, graph_seed=0).to(device)
-    net = CortexNet.from_reference(ref).to(device)
+    net = ref.to_cortexnet().to(device)
     x = torch.rand(args.batch_size, args.in_dim, device=device)
     y = torch.randint(0, 10, (args.batch_size,), device=device)
 

@@ -23,7 +23,7 @@ except ImportError:  # run as a script from the benchmarks folder
     import harness
 
 from cortexgnn import small_world_graph
-from cortexgnn.ops.attention import folded_attention
+from cortexgnn.ops.attention import attention_graph, folded_attention
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     for n in args.sizes:
         torch.manual_seed(n)
         edge_index = small_world_graph(n, args.graph_k, args.graph_p, seed=n).to(device)
+        graph = attention_graph(edge_index, n)
         query = (torch.randn(n, b, 1, d, device=device) * d**-0.5).requires_grad_()
         x = torch.randn(n, b, d, device=device).requires_grad_()
         grad = torch.randn(n, b, 1, d, device=device)
@@ -70,12 +71,12 @@ def main(argv: list[str] | None = None) -> dict:
             if backend == "torch" and n > args.torch_max_nodes:
                 continue
 
-            def fwd(backend=backend, query=query, x=x, edge_index=edge_index):
+            def fwd(backend=backend, query=query, x=x, graph=graph):
                 with torch.no_grad():
-                    return folded_attention(query, x, edge_index, scale=d**-0.5, backend=backend)
+                    return folded_attention(query, x, graph, scale=d**-0.5, backend=backend)
 
-            def both(backend=backend, query=query, x=x, edge_index=edge_index, grad=grad):
-                out = folded_attention(query, x, edge_index, scale=d**-0.5, backend=backend)
+            def both(backend=backend, query=query, x=x, graph=graph, grad=grad):
+                out = folded_attention(query, x, graph, scale=d**-0.5, backend=backend)
                 return torch.autograd.grad(out, (query, x), grad)
 
             fns[f"{backend}/forward"], fns[f"{backend}/forward_backward"] = fwd, both

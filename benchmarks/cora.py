@@ -109,7 +109,7 @@ class TwoLayerAttention(nn.Module):
             self.conv1 = GATConv(in_channels, hidden, heads=heads, dropout=p)
             self.conv2 = GATConv(hidden * heads, num_classes, heads=1, concat=False, dropout=p)
         else:
-            common = dict(project_first=True, bias=True, add_self_loops=True, dropout=p)
+            common = dict(projection="first", bias=True, add_self_loops=True, dropout=p)
             common["fused"] = kind == "column"  # column_pyg: the same layer, PyG's propagate
             self.conv1 = ColumnAttentionConv(in_channels, hidden, heads=heads, **common)
             self.conv2 = ColumnAttentionConv(

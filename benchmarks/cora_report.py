@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 LABELS = {
-    "column": "ColumnAttentionConv (project_first)",
-    "column_pyg": "ColumnAttentionConv (project_first, fused=False)",
+    "column": "ColumnAttentionConv (projection='first')",
+    "column_pyg": "ColumnAttentionConv (projection='first', fused=False)",
     "gat": "GATConv",
 }
 PLOT_LABELS = {

@@ -39,7 +39,6 @@ except ImportError:  # run as a script from the benchmarks folder
     import harness
 
 from cortexgnn import ColumnAttentionConv, edge_index_to_dense, small_world_graph
-from cortexgnn.ops.attention import folded_attention
 
 IMPLEMENTATIONS = (
     "article_loop",
@@ -136,14 +135,8 @@ def build(impl: str, n: int, args, device) -> tuple:
         return (lambda: fn(x, wq, wk, adj)), [x, wq, wk]
     if impl == "cortexgnn":
         return (lambda: conv(x, edge_index)), [x, wq, wk]
-    if impl == "cortexgnn_folded":
-        scale = d**-0.5
-
-        def folded():
-            query = (x @ (wq.t() @ wk)).unsqueeze(2)  # [N, B, 1, D]
-            return folded_attention(query, x, edge_index, scale=scale).squeeze(2)
-
-        return folded, [x, wq, wk]
+    if impl == "cortexgnn_folded":  # the layer with its K^T Q fold handed in, as CortexNet does
+        return (lambda: conv(x, edge_index, fold=conv.fold())), [x, wq, wk]
     xb = x.detach().transpose(0, 1)  # [B, N, D]
     batch = Batch.from_data_list([Data(x=xb[i], edge_index=edge_index) for i in range(b)])
     bx = batch.x.clone().requires_grad_()  # [B*N, D]

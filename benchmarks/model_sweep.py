@@ -31,9 +31,14 @@ try:
 except ImportError:  # run as a script from the benchmarks folder
     import harness
 
-from cortexgnn import CortexNet, CorticalColumns, DenseReference, Homeostasis, small_world_graph
+from cortexgnn import (
+    ColumnAttentionConv,
+    CorticalColumns,
+    DenseReference,
+    Homeostasis,
+    small_world_graph,
+)
 from cortexgnn.nn.plasticity import hebbian_update_
-from cortexgnn.ops.attention import folded_attention
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -63,23 +68,21 @@ class SharedWeightCortex(nn.Module):
         super().__init__()
         self.columns = CorticalColumns(1, in_dim, dim, dropout=0.0)
         self.offset = nn.Parameter(torch.randn(num_columns, 1, dim) * 0.1)  # [N, 1, D]
-        self.query = nn.Linear(dim, dim, bias=False)
-        self.key = nn.Linear(dim, dim, bias=False)
+        self.conv = ColumnAttentionConv(dim, dim)  # one query/key pair for every column
         self.register_buffer("edge_index", small_world_graph(num_columns, 8, 0.15, seed=0))
         self.edge_weight = nn.Parameter(torch.randn(self.edge_index.size(1)) * 0.1)  # [E]
         self.homeostasis = Homeostasis(num_columns)
         self.readout = nn.Sequential(
             nn.Linear(dim, dim), nn.ReLU(), nn.LayerNorm(dim), nn.Linear(dim, 10)
         )
-        self.message_iters, self.scale = message_iters, dim**-0.5
+        self.message_iters = message_iters
 
     def training_step(self, x: Tensor, y: Tensor) -> Tensor:
         pre = self.columns(x) + self.offset  # [N, B, D]
-        fold = self.query.weight.t() @ self.key.weight  # [D, D], folded once
+        fold = self.conv.fold()  # [1, D, D], folded once per step as CortexNet does
         post = pre
         for _ in range(self.message_iters):
-            query = (post @ fold).unsqueeze(2)  # [N, B, 1, D]
-            msg = folded_attention(query, post, self.edge_index, scale=self.scale).squeeze(2)
+            msg = self.conv(post, self.edge_index, fold=fold)  # [N, B, D]
             post = 0.9 * F.relu(post + 0.2 * msg) + 0.1 * pre
         post = self.homeostasis(post)
         loss = F.cross_entropy(self.readout(post.mean(0)), y)
@@ -108,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
         hp = dict(num_columns=n, in_dim=args.in_dim, col_out=args.col_out,
                   message_iters=args.message_iters, dropout=0.0)  # fmt: skip
         ref = DenseReference(**hp, graph_seed=n).to(device)
-        net = CortexNet.from_reference(ref).to(device)
+        net = ref.to_cortexnet().to(device)
         x = torch.rand(args.batch_size, args.in_dim, device=device)
         y = torch.randint(0, 10, (args.batch_size,), device=device)
 
