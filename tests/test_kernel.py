@@ -62,7 +62,7 @@ def chown_or_skip(path, uid=OTHER_UID):
     os.chown(path, uid, -1)
 
 
-def fallback_reason(directory_or_none=None):
+def fallback_reason():
     """``load_kernel()`` must fall back with exactly one warning; returns its message."""
     with pytest.warns(kernel.KernelFallbackWarning) as record:
         assert kernel.load_kernel() is None
