@@ -110,11 +110,19 @@ def networkx_arrays(graph: object) -> tuple[Tensor, dict[str, list]]:
     edge_index = torch.tensor(links, dtype=torch.long).reshape(-1, 2).t()
     known = set(PARAMETERS + STATE) | set(_ALIASES)
     columns: dict[str, list] = {"names": [f"{node}" for node in nodes]}
-    present = {key for _, data in graph.nodes(data=True) for key in data if key in known}
-    for key in sorted(present):
-        name = _ALIASES.get(key, key)
-        if name in columns:
-            raise ValueError(f"node attributes set {name!r} twice (as {key!r} and {name!r})")
+    spellings: dict[str, list[str]] = {}  # canonical name -> the keys that set it
+    for key in known:
+        spellings.setdefault(_ALIASES.get(key, key), []).append(key)
+    nodes_data = [data for _, data in graph.nodes(data=True)]
+    for name, keys in sorted(spellings.items()):
+        if not any(key in data for data in nodes_data for key in keys):
+            continue
         fallback = DEFAULTS.get(name, DEFAULTS["current_state"])
-        columns[name] = [data.get(key, fallback) for _, data in graph.nodes(data=True)]
+        column = []
+        for node, data in zip(nodes, nodes_data, strict=True):
+            given = [key for key in keys if key in data]
+            if len(given) > 1:
+                raise ValueError(f"node {node!r} sets {name!r} twice (as {given})")
+            column.append(data[given[0]] if given else fallback)
+        columns[name] = column
     return edge_index, columns
