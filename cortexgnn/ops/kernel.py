@@ -51,7 +51,8 @@ PyTorch paths", announced once by a :class:`KernelFallbackWarning` that names th
 command); :func:`kernel_status` reports without building. ``CORTEXGNN_NO_KERNEL=1`` in the
 environment switches the kernel off quietly: an explicit opt-out, so no warning.
 
-Only :mod:`cortexgnn.ops.attention` imports this module.
+Callers: :mod:`cortexgnn.ops.attention` (``load_kernel``) and the command line's
+``build-kernel``/``doctor`` (``build_kernel``, ``kernel_status``).
 """
 
 from __future__ import annotations
