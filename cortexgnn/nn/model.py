@@ -99,9 +99,9 @@ class CortexNet(nn.Module):
         self.columns = CorticalColumns(
             num_nodes, config.in_dim, dim, e_i_ratio=config.e_i_ratio, dropout=config.dropout
         )
-        self.conv = (
-            ColumnAttentionConv(dim, dim, num_nodes=num_nodes) if config.use_attention else None
-        )
+        self.conv = None  # built only where it runs: no parameters that nothing reads
+        if config.use_attention and config.message_iters > 0:
+            self.conv = ColumnAttentionConv(dim, dim, num_nodes=num_nodes)
         self.edge_weight = nn.Parameter(torch.randn(edge_index.size(1)) * 0.1)  # [E]
         self.homeostasis = None
         if config.use_homeostasis:
