@@ -81,7 +81,7 @@ def memory_per_element(net: NeuronNetwork) -> dict:
         links += adj.col_indices().nbytes + adj.values().nbytes
         links += part["edge_index"].nbytes + part["edge_weight"].nbytes
         state += adj.crow_indices().nbytes + part["ptr"].nbytes  # per neuron and part
-    for cached in (net._delivered or {}).values():  # what each part delivered last sweep
+    for cached, _ in (net._delivered or {}).values():  # what each part delivered last sweep
         state += cached.untyped_storage().nbytes()
     num_edges = max(net.edge_index.size(1), 1)
     return {

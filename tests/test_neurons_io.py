@@ -74,8 +74,8 @@ def test_save_load_round_trip_mid_run(tmp_path):
         assert torch.equal(getattr(back, name), getattr(net, name)), name
     assert back.last_state is back.current_state
     a, b = net.run(5, record=STATE), back.run(5, record=STATE)
-    for name in STATE:
-        assert torch.equal(a[name], b[name])
+    for name in STATE:  # the loaded copy recomputes the delivery the original keeps cached
+        torch.testing.assert_close(a[name], b[name], rtol=1e-12, atol=1e-12)
 
 
 def test_load_refuses_other_formats(tmp_path):

@@ -272,7 +272,7 @@ class NeuronNetwork:
                 "edge_weight": edge_weight,  # [E_part]
                 "ptr": ptr,  # [N + 1] each sender's slice of the part's links
             }
-        self._delivered: dict[str, Tensor] | None = None  # what each part delivered last sweep
+        self._delivered: dict[str, tuple[Tensor, float]] | None = None  # last sweep's delivery
         self._synapse_seen: tuple[Tensor, int] | None = None
 
     # ------------------------------------------------------------------ construction
@@ -404,9 +404,13 @@ class NeuronNetwork:
             and seen[1] == self.synapse._version
         )
         accumulated = self.accumulated.add_(self.reproductivity)  # [N, *, 2] a_i += r_i first
-        recover = self.str > 0  # [N, *]
-        release = ~recover & (self.sta == 1)  # [N, *]
-        transmit = ~recover & ~release & (self.sta > 0)  # [N, *]
+        # a counter tensor that is all zero (the common case) needs no comparison
+        none = torch.zeros(self.str.shape, dtype=torch.bool, device=self.device)  # [N, *]
+        counting_down = int(self.str.max()) > 0 if self.str.numel() else False
+        busy = int(self.sta.max()) > 0 if self.sta.numel() else False
+        recover = self.str > 0 if counting_down else none  # [N, *]
+        release = ~recover & (self.sta == 1) if busy else none  # [N, *]
+        transmit = ~recover & ~release & (self.sta > 0) if busy else none  # [N, *]
         waiting = ~(recover | release | transmit)  # [N, *]
         summed = self.last_state[..., 0] + self.last_state[..., 1]  # [N, *] l_0 + l_1
         activate = waiting & (summed > self.threshold)  # [N, *]
@@ -460,18 +464,21 @@ class NeuronNetwork:
         if stimulus is not None:
             self._add_stimulus(dendrite, stimulus, stimulus_nodes)
         if early is not None:
-            dendrite.add_(early)  # what reached i before its turn
+            dendrite.add_(early[0], alpha=early[1])  # what reached i before its turn
         current = self.current_state  # [N, *, 2]
         if _all(accumulate):  # the common case, without masks
             current.add_(dendrite)
-            dendrite.copy_(late) if late is not None else dendrite.zero_()
+            if late is not None:
+                torch.mul(late[0], late[1], out=dendrite)  # what reached i after its turn
+            else:
+                dendrite.zero_()
         else:
             if _any(accumulate):
                 accumulate2 = accumulate.unsqueeze(-1)  # [N, *, 1]
                 current.add_(torch.where(accumulate2, dendrite, 0.0))  # c += d (c + 0 exact)
                 dendrite.masked_fill_(accumulate2, 0.0)
             if late is not None:
-                dendrite.add_(late)  # what reached i after its turn
+                dendrite.add_(late[0], alpha=late[1])  # what reached i after its turn
         if happened[Action.ACTIVATE]:
             current.masked_fill_(activate.unsqueeze(-1), 0.0)
         self.last_state = current  # the same tensor from now on, as in the article
@@ -479,8 +486,10 @@ class NeuronNetwork:
 
     def _deliver(
         self, handed: Tensor, releases: Tensor | None, release: Tensor, cached: bool
-    ) -> tuple[Tensor | None, Tensor | None]:
-        """What the early and late links deliver this sweep, ``[N, *, 2]`` each or ``None``.
+    ) -> tuple[tuple[Tensor, float] | None, tuple[Tensor, float] | None]:
+        """What the early and late links deliver this sweep, each ``(tensor, scale)`` or ``None``.
+
+        The delivery is ``tensor * scale`` (``tensor [N, *, 2]``, ``scale`` a float).
 
         Delivery is linear and the synapse only decays between releases: with ``S_t`` the
         synapse before scaling, ``S_t = 0.1 S_{t-1} + R_t``, so the delivery ``A h_t``
@@ -504,20 +513,27 @@ class NeuronNetwork:
                 links_of_releasing[part] = torch.repeat_interleave(start, counts) + torch.arange(
                     total, device=self.device
                 )  # [E_S] positions of the releasing senders' links in this part
-        delivered = {}
+        delivered: dict[str, tuple[Tensor, float]] = {}
         for part, links in self._parts.items():
             if not cached:
                 x = handed.reshape(self.num_nodes, -1)  # [N, F] F = prod(*) * 2
-                delivered[part] = self.delivery(x, links["adj_t"]).reshape(handed.shape)
+                value = self.delivery(x, links["adj_t"]).reshape(handed.shape)  # [N, *, 2]
+                delivered[part] = (value, 1.0)
                 continue
-            value = self._delivered[part].mul_(SYNAPSE_DECAY)  # [N, *, 2] private cache
+            # the cache is (tensor, scale): the delivery is tensor * scale, and a sweep
+            # without releases only multiplies the scale by 0.1 (no pass over the tensor)
+            value, scale = self._delivered[part]
+            scale *= SYNAPSE_DECAY
             edges = links_of_releasing.get(part)
             if edges is not None and edges.numel() > 0:
                 factor = 1.0 if self.copy_synapse else SYNAPSE_DECAY
                 x = (releases * factor).reshape(self.num_nodes, -1)  # [N, F]
                 edge_index, edge_weight = links["edge_index"][:, edges], links["edge_weight"][edges]
-                value.add_(self.delivery(x, edge_index, edge_weight).reshape(handed.shape))
-            delivered[part] = value
+                value.mul_(scale).add_(
+                    self.delivery(x, edge_index, edge_weight).reshape(handed.shape)
+                )  # [N, *, 2] private cache, updated in place
+                scale = 1.0
+            delivered[part] = (value, scale)
         self._delivered = delivered
         return delivered.get("early"), delivered.get("late")
 
