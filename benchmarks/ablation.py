@@ -1,0 +1,243 @@
+"""Does the biology matter? Every part of CortexNet switched off in turn, beside baselines.
+
+Each variant is a list of ``cortexgnn train`` flags (so any row reruns alone) trained on
+Fashion-MNIST with the article's protocol shortened to ``--epochs`` (3): AdamW (lr 1e-3,
+weight decay 1e-5), batch 128, a cosine schedule whose period keeps the article's ratio
+(12 epochs of period for 10 of training, so ``1.2 * epochs``), evaluation every
+``--eval-every`` steps and at the end. ``--seeds`` seeds each (3), and ``--extra-seeds``
+more (5 in all) for ``article`` and for the best variant once all first seeds are in.
+``--full`` instead runs the article's whole 10-epoch protocol, one seed, for ``article``,
+``mlp-matched`` and the best variant.
+
+Runs are subprocesses of ``cortexgnn train`` with one thread each, ``--jobs`` at a time.
+The study is resumable: finished runs are read back from ``benchmarks/results/ablation.json``
+and skipped; a run that was killed resumes from its last epoch checkpoint (its folder under
+``--runs-dir``); every finished run is written to the JSON at once (atomically). Render the
+tables and the figure with ``benchmarks/ablation_report.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+
+try:
+    from . import harness
+except ImportError:  # run as a script from the benchmarks folder
+    import harness
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
+
+#: name -> ``cortexgnn train`` flags (on top of the protocol's)
+VARIANTS = {
+    "article": [],
+    # graph
+    "ring": ["--graph-p", "0"],
+    "random": ["--graph-p", "1"],
+    "complete": ["--graph-k", "64"],
+    "no-message-passing": ["--message-iters", "0"],
+    # message
+    "plain": ["--no-use-attention"],
+    "plain-no-hebbian": ["--no-use-attention", "--no-use-hebbian"],
+    "gated": ["--attention-uses-edge-weight"],
+    "gated-no-hebbian": ["--attention-uses-edge-weight", "--no-use-hebbian"],
+    # dynamics
+    "no-homeostasis": ["--no-use-homeostasis"],
+    "no-inhibition": ["--e-i-ratio", "0"],
+    "iterations-1": ["--message-iters", "1"],
+    "iterations-8": ["--message-iters", "8"],
+    # size
+    "columns-16": ["--num-columns", "16"],
+    "columns-128": ["--num-columns", "128"],
+    # baselines
+    "mlp-small": ["--model", "mlp-small"],
+    "mlp-matched": ["--model", "mlp-matched"],
+    "single-column": ["--model", "single-column"],
+}
+#: the baselines first (minutes each), then the column networks in the order above
+ORDER = [n for n in VARIANTS if "--model" in VARIANTS[n]] + [
+    n for n in VARIANTS if "--model" not in VARIANTS[n]
+]
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True, help="folder holding FashionMNIST/raw")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=3, help="seeds per variant")
+    p.add_argument("--extra-seeds", type=int, default=2, help="more for article and the best")
+    p.add_argument("--eval-every", type=int, default=200, help="optimizer steps between evals")
+    p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
+    p.add_argument(
+        "--full",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the 10-epoch protocol for article, mlp-matched and the best variant",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="cut every run short (smoke)")
+    p.add_argument("--runs-dir", default="runs/ablation", help="run folders (checkpoints)")
+    p.add_argument("--results", default=str(RESULTS), help="the results JSON")
+    return p
+
+
+def protocol(args) -> dict:
+    """The shared training settings, as stored in the results file."""
+    return {
+        "dataset": "fashion-mnist", "epochs": args.epochs, "batch_size": 128, "lr": 1e-3,
+        "weight_decay": 1e-5, "t_max_epochs": 1.2 * args.epochs, "eval_every": args.eval_every,
+        "threads_per_run": 1, "max_steps": args.max_steps,
+    }  # fmt: skip
+
+
+def train_command(args, proto: dict, name: str, seed: int, out_dir: Path) -> list[str]:
+    """The ``cortexgnn train`` command line of one run."""
+    cmd = [sys.executable, "-m", "cortexgnn", "train", *VARIANTS[name]]
+    cmd += ["--dataset", proto["dataset"], "--data-dir", args.data_dir]
+    cmd += ["--epochs", str(proto["epochs"]), "--batch-size", str(proto["batch_size"])]
+    cmd += ["--lr", str(proto["lr"]), "--weight-decay", str(proto["weight_decay"])]
+    cmd += ["--t-max-epochs", str(proto["t_max_epochs"]), "--eval-every", str(args.eval_every)]
+    cmd += ["--seed", str(seed), "--threads", "1", "--no-progress", "--no-plot"]
+    cmd += ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    checkpoint = out_dir / "checkpoint.pth"
+    if checkpoint.is_file():  # killed earlier: continue from its last epoch
+        return [*cmd, "--resume", str(checkpoint)]
+    return [*cmd, "--out-dir", str(out_dir)]
+
+
+def run_one(args, proto: dict, name: str, seed: int) -> dict:
+    """Train one (variant, seed); returns its record from the run's summary.json."""
+    tag = "full" if args.full else "short"
+    out_dir = Path(args.runs_dir) / tag / f"{name}-s{seed}"
+    if out_dir.exists() and not (out_dir / "checkpoint.pth").is_file():
+        shutil.rmtree(out_dir)  # a run that died before its first checkpoint: start over
+    cmd = train_command(args, proto, name, seed, out_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name} seed {seed} failed: {done.stderr.strip()[-2000:]}")
+    summary = json.loads((out_dir / "summary.json").read_text())
+    return {
+        "name": name,
+        "seed": seed,
+        "parameters": summary["num_parameters"],
+        "final_accuracy": summary["final_test_acc"],
+        "best_accuracy": summary["best_test_acc"],
+        "step_ms": 1e3 * summary["time_per_step_s"],
+        "wall_s": time.perf_counter() - start,
+        "commit": summary["environment"].get("git_commit"),
+    }
+
+
+def load(path: Path) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"variants": [], "full_protocol": []}
+
+
+def save(path: Path, results: dict) -> None:
+    """Write atomically: a kill never leaves a torn results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def record(results: dict, section: str, run: dict) -> None:
+    """Add one finished run to its variant's per-seed lists (kept sorted by seed)."""
+    rows = results[section]
+    row = next((r for r in rows if r["name"] == run["name"]), None)
+    if row is None:
+        row = {"name": run["name"], "flags": VARIANTS[run["name"]], "parameters": None,
+               "seeds": [], "final_accuracy": [], "best_accuracy": [], "step_ms": [],
+               "commits": []}  # fmt: skip
+        rows.append(row)
+    if run["seed"] in row["seeds"]:
+        return
+    row["parameters"] = run["parameters"]
+    row["seeds"].append(run["seed"])
+    for key in ("final_accuracy", "best_accuracy", "step_ms"):
+        row[key].append(run[key])
+    row["commits"].append(run["commit"])
+    order = sorted(range(len(row["seeds"])), key=row["seeds"].__getitem__)
+    for key in ("seeds", "final_accuracy", "best_accuracy", "step_ms", "commits"):
+        row[key] = [row[key][i] for i in order]
+
+
+def best_variant(results: dict, seeds: int) -> str | None:
+    """The variant with the highest mean final accuracy, once all have ``seeds`` seeds.
+
+    Baselines and ``article`` itself are not candidates; ``None`` until every variant has
+    its first ``seeds`` seeds.
+    """
+    rows = {r["name"]: r for r in results["variants"]}
+    if any(len(rows.get(name, {}).get("seeds", [])) < seeds for name in VARIANTS):
+        return None
+    candidates = [n for n in VARIANTS if n != "article" and "--model" not in VARIANTS[n]]
+    return max(candidates, key=lambda n: statistics.mean(rows[n]["final_accuracy"]))
+
+
+def pending(results: dict, args, section: str) -> list[tuple[str, int]]:
+    """(variant, seed) pairs still to run, cheapest variants first."""
+    done = {(r["name"], s) for r in results[section] for s in r["seeds"]}
+    if section == "full_protocol":
+        best = best_variant(results, args.seeds)
+        names = ["article", "mlp-matched"] + ([best] if best else [])
+        return [(n, 0) for n in names if (n, 0) not in done]
+    todo = [(n, s) for s in range(args.seeds) for n in ORDER if n in args.variants]
+    best = best_variant(results, args.seeds)
+    extra = range(args.seeds, args.seeds + args.extra_seeds)
+    todo += [(n, s) for n in ("article", best) if n for s in extra]
+    return [job for job in todo if job not in done]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    path = Path(args.results)
+    results = load(path)
+    section = "full_protocol" if args.full else "variants"
+    proto = protocol(args) if not args.full else {**protocol(args), "epochs": 10,
+                                                  "t_max_epochs": 12.0}  # fmt: skip
+    results.setdefault("protocol", protocol(args))
+    results.setdefault("full_protocol_settings", {**proto, "epochs": 10, "t_max_epochs": 12.0})
+    results["environment"] = harness.environment(harness.pick_device("cpu"), 1)
+    failures = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        running: dict[Future, tuple[str, int]] = {}
+        while True:
+            busy = set(running.values())
+            for job in pending(results, args, section):
+                if len(running) >= args.jobs:
+                    break
+                if job not in busy and job not in failures:
+                    running[pool.submit(run_one, args, proto, *job)] = job
+                    busy.add(job)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    record(results, section, future.result())
+                except RuntimeError as err:
+                    failures.append(job)
+                    print(err, file=sys.stderr)
+                    continue
+                save(path, results)
+                print(f"done {job[0]} seed {job[1]}", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main()
