@@ -9,6 +9,7 @@ optional: without it there is no plot, and nothing else changes.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -16,50 +17,101 @@ import resource
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
-__all__ = ["MetricsLog", "environment", "peak_memory_mb", "plot_curves", "write_summary"]
+from .run_dir import replace_and_keep_open, write_atomic
+
+__all__ = [
+    "MetricsLog",
+    "curves_figure",
+    "environment",
+    "peak_memory_mb",
+    "plot_curves",
+    "read_metrics",
+    "write_summary",
+]
 
 
 class MetricsLog:
     """Append-only JSONL writer, flushed after every record (``tail -f`` friendly).
 
+    The file is created whole (:func:`~cortexgnn.train.run_dir.replace_and_keep_open`): a
+    symlink planted at ``path`` is replaced, not written through.
+
     Args:
-        path: the ``metrics.jsonl`` file.
-        resume_step: the checkpoint step a resumed run starts from: the file is kept up to
-            it, minus what the interrupted run wrote after its checkpoint (later steps and
-            its end-of-run evaluation), so no step appears twice. ``None`` starts afresh.
+        path: the ``metrics.jsonl`` file; ``None`` discards every record (the processes
+            other than rank 0).
+        resume_step: the checkpoint step a resumed run starts from: the records of
+            ``resume_from`` are kept up to it, minus what the interrupted run wrote after its
+            checkpoint (later steps and its end-of-run evaluation), so no step appears
+            twice. ``None`` starts afresh.
+        resume_from: the log of the run being resumed (default ``path``).
     """
 
-    def __init__(self, path: str | os.PathLike, resume_step: int | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        resume_step: int | None = None,
+        resume_from: str | os.PathLike | None = None,
+    ) -> None:
+        self.path = None if path is None else Path(path)
+        self._file = None
+        if self.path is None:
+            return
+        source = Path(resume_from) if resume_from is not None else self.path
         kept = []
-        if resume_step is not None and self.path.is_file():
+        if resume_step is not None and source.is_file():
             kept = [
-                r for r in read_metrics(self.path)
-                if r["step"] <= resume_step and not r.get("final", False)
+                r for r in read_metrics(source)
+                if r.get("step", 0) <= resume_step and not r.get("final", False)
             ]  # fmt: skip
-        self._file = self.path.open("w")
-        for record in kept:
-            self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        text = "".join(json.dumps(record) + "\n" for record in kept)
+        self._file = replace_and_keep_open(self.path, text.encode())
 
     def write(self, **record) -> None:
+        if self._file is None:
+            return
         record["time"] = time.time()
-        self._file.write(json.dumps(record) + "\n")
+        self._file.write((json.dumps(record) + "\n").encode())
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
-    """The records of a ``metrics.jsonl`` file, in order."""
-    with Path(path).open() as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """The records of a ``metrics.jsonl`` file, in order.
+
+    A torn last line (a run killed mid-write) is skipped with a warning naming the file;
+    an unreadable line elsewhere raises ``ValueError`` naming the file and line.
+    """
+    path = Path(path)
+    lines = path.read_text(errors="replace").splitlines()
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            if number == len(lines):
+                warnings.warn(
+                    f"{path}: skipped its torn last line {number} (a run stopped mid-write)",
+                    stacklevel=2,
+                )
+                break
+            raise ValueError(
+                f"{path} line {number} is not a metrics record ({err}): repair or delete the file"
+            ) from err
+        records.append(record)
+    return records
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -96,8 +148,8 @@ def environment() -> dict:
     import torch_geometric
 
     return {
-        "torch": torch.__version__,
-        "torch_geometric": torch_geometric.__version__,
+        "torch": str(torch.__version__),
+        "torch_geometric": str(torch_geometric.__version__),
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
@@ -106,10 +158,46 @@ def environment() -> dict:
     }
 
 
+def curves_figure(records: list[dict], title: str = ""):
+    """The loss and accuracy panels of :func:`plot_curves` as a matplotlib figure.
+
+    Training loss against step on a linear axis with several ticks; every evaluation as a
+    point on a line, the accuracy axis in percent capped at 100.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
+
+    train = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
+    ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
+    accuracy = [100 * r["test_acc"] for r in evals]
+    ax_acc.plot([r["step"] for r in evals], accuracy, "o-", ms=4, lw=1)
+    ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy")
+    low = min(accuracy, default=0.0)
+    ax_acc.set_ylim(max(0.0, low - max(2.0, 0.1 * (100 - low))), 100.0)
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(decimals=0))
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
+        ax.grid(alpha=0.3)
+    if evals:
+        best = max(accuracy)
+        title += f" (last {accuracy[-1]:.2f} %, best {best:.2f} %)"
+    if title:
+        fig.suptitle(title.strip())
+    fig.tight_layout()
+    return fig
+
+
 def plot_curves(
     metrics_path: str | os.PathLike, png_path: str | os.PathLike, title: str = ""
 ) -> str | None:
-    """Training loss and test accuracy against step, as a PNG; ``None`` without matplotlib."""
+    """Training loss and test accuracy against step, as a PNG; ``None`` without matplotlib.
+
+    The PNG replaces ``png_path`` whole (a symlink there is replaced, never written through).
+    """
     try:
         import matplotlib
 
@@ -117,27 +205,14 @@ def plot_curves(
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    records = read_metrics(metrics_path)
-    train = [r for r in records if r["kind"] == "train"]
-    evals = [r for r in records if r["kind"] == "eval"]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
-    ax_loss.set(xlabel="step", ylabel="training loss", yscale="log", title="loss")
-    ax_acc.plot([r["step"] for r in evals], [100 * r["test_acc"] for r in evals], "o-", ms=3)
-    ax_acc.set(xlabel="step", ylabel="test accuracy (%)", title="test accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-    if evals:
-        best = max(evals, key=lambda r: r["test_acc"])
-        title += f" (last {100 * evals[-1]['test_acc']:.2f} %, best {100 * best['test_acc']:.2f} %)"
-    if title:
-        fig.suptitle(title.strip())
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=90)
+    fig = curves_figure(read_metrics(metrics_path), title)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
+    write_atomic(png_path, buffer.getvalue())
     return str(png_path)
 
 
 def write_summary(summary: dict, path: str | os.PathLike) -> None:
-    """``summary`` as indented JSON."""
-    Path(path).write_text(json.dumps(summary, indent=2) + "\n")
+    """``summary`` as indented JSON, written whole."""
+    write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
