@@ -1,6 +1,7 @@
 """A process killed (SIGKILL) while writing a checkpoint loses nothing.
 
-A real child process writes a large checkpoint over an existing one and is killed while the
+Every test here starts and kills a real process, so all but one are marked slow. A real
+child process writes a large checkpoint over an existing one and is killed while the
 bytes are still going out. ``atomic_save`` must leave the previous file intact and loadable;
 a plain ``torch.save`` to the same path, killed the same way, leaves a torn file that
 ``read_checkpoint`` refuses (the failure the atomic write exists to prevent).
@@ -70,6 +71,7 @@ def previous_checkpoint(path: Path) -> dict:
     return state
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_killed_atomic_save_keeps_previous_checkpoint(tmp_path):
     path = tmp_path / "checkpoint.pth"
@@ -90,6 +92,7 @@ def test_killed_atomic_save_keeps_previous_checkpoint(tmp_path):
     assert read_checkpoint(path)["step"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_killed_plain_save_tears_the_file_and_loading_says_so(tmp_path):
     path = tmp_path / "checkpoint.pth"
@@ -108,10 +111,11 @@ def test_atomic_save_gets_the_permissions_of_a_plain_save(tmp_path):
     assert modes[0] == modes[1], [oct(m) for m in modes]
 
 
-CLI_RUN = ("train --dataset digits --columns 4 --col-out 8 --graph-k 2 --message-iters 1 "
+CLI_RUN = ("train --dataset digits --num-columns 4 --col-out 8 --graph-k 2 --message-iters 1 "
            "--epochs 4 --seed 3 --no-progress --no-plot").split()  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_training_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
     from cortexgnn.train.cli import main

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -65,6 +66,7 @@ def test_another_seed_changes_graph_weights_and_order():
         assert not torch.equal(first[name], other[name]), name
 
 
+@pytest.mark.slow
 def test_same_seed_is_bit_identical_in_a_fresh_interpreter():
     code = (
         "import sys, torch; sys.path.insert(0, sys.argv[1]); torch.set_num_threads(1)\n"

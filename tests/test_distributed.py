@@ -1,7 +1,8 @@
 """Two real gloo processes on CPU: replicas stay identical and match one process.
 
 The workers are started with ``torch.multiprocessing`` and join through the same
-environment variables ``torchrun`` sets, so ``init_from_env`` is exercised as well.
+environment variables ``torchrun`` sets, so ``init_from_env`` is exercised as well. Every
+test that starts processes is marked slow (a minute on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _state(model: CortexNet) -> dict[str, torch.Tensor]:
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
-    from cortexgnn.train.distributed import join_torchrun, sharded_step_function
+    from cortexgnn.train.distributed import distribute, join_torchrun
 
     os.environ.update(
         RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE),
@@ -72,14 +73,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     results = {"context": (context.rank, context.world_size, context.backend)}
     for mode, flags in {**MODES, "attention_unsynced": MODES["attention"]}.items():
         model = _build(flags, seed=rank)  # replicas start different: distribute() broadcasts
-        training_step = sharded_step_function(model, context)
+        ddp = distribute(model)
         if mode == "attention_unsynced":
             model.sync_statistics = None  # the control: no all-reduce of the statistics
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-5)
         losses = []
         for step in range(STEPS):
             optimizer.zero_grad()
-            losses.append(training_step((x[step], y[step])))
+            shard = shard_batch((x[step], y[step]), context)
+            losses.append(all_reduce_mean(model.training_step(shard, forward=ddp)))
             optimizer.step()
         results[mode] = (_state(model), torch.stack(losses))
     results["mean"] = all_reduce_mean(torch.tensor([float(rank), 10.0 * rank]))
@@ -113,15 +115,18 @@ def rank_results(tmp_path_factory) -> list[dict]:
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD_SIZE)]
 
 
+@pytest.mark.slow
 def test_join_torchrun_reads_torchrun_variables(rank_results):
     assert [r["context"] for r in rank_results] == [(0, 2, "gloo"), (1, 2, "gloo")]
 
 
+@pytest.mark.slow
 def test_all_reduce_mean_averages_over_ranks(rank_results):
     for result in rank_results:
         torch.testing.assert_close(result["mean"], torch.tensor([0.5, 5.0]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_replicas_hold_identical_parameters_and_buffers(rank_results, mode):
     state0, state1 = (r[mode][0] for r in rank_results)
@@ -130,6 +135,7 @@ def test_replicas_hold_identical_parameters_and_buffers(rank_results, mode):
         assert torch.equal(state0[name], state1[name]), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_replicas_match_one_process_on_the_concatenated_batch(rank_results, mode):
     expected_state, expected_losses = _single_process(MODES[mode])
@@ -145,6 +151,7 @@ def test_replicas_match_one_process_on_the_concatenated_batch(rank_results, mode
     assert not torch.allclose(state["edge_weight"], fresh["edge_weight"])
 
 
+@pytest.mark.slow
 def test_without_statistics_sync_the_replicas_drift_apart(rank_results):
     state0, state1 = (r["attention_unsynced"][0] for r in rank_results)
     assert not torch.equal(state0["homeostasis.activity_avg"], state1["homeostasis.activity_avg"])
@@ -158,14 +165,30 @@ def test_init_from_env_outside_torchrun_names_the_launcher(monkeypatch):
         init_from_env()
 
 
-def test_shard_batch_splits_the_global_batch_in_rank_order():
-    x, y = torch.arange(14).view(7, 2), torch.arange(7)
-    shards = [
-        shard_batch((x, y), DistributedContext(r, 3, r, torch.device("cpu"), "gloo"))
-        for r in range(3)
+def _shards(batch, world_size):
+    return [
+        shard_batch(batch, DistributedContext(r, world_size, r, torch.device("cpu"), "gloo"))
+        for r in range(world_size)
     ]
-    assert [s[1].tolist() for s in shards] == [[0, 1, 2], [3, 4], [5, 6]]
+
+
+def test_shard_batch_splits_the_global_batch_in_rank_order():
+    x, y = torch.arange(12).view(6, 2), torch.arange(6)
+    shards = _shards((x, y), 3)
+    assert [s[1].tolist() for s in shards] == [[0, 1], [2, 3], [4, 5]]
     assert torch.equal(torch.cat([s[0] for s in shards]), x)
+
+
+def test_shard_batch_pads_an_uneven_batch_to_equal_non_empty_shards():
+    x, y = torch.arange(14).view(7, 2), torch.arange(7)
+    shards = _shards((x, y), 3)  # 7 -> 9 samples: the first two count twice
+    assert [s[1].tolist() for s in shards] == [[0, 1, 2], [3, 4, 5], [6, 0, 1]]
+    assert torch.equal(shards[2][0], x[[6, 0, 1]])
+    # a last batch smaller than the process count: every process still gets a sample
+    tiny = _shards((torch.arange(1),), 2)
+    assert [s[0].tolist() for s in tiny] == [[0], [0]]
+    with pytest.raises(ValueError, match="empty batch"):
+        _shards((torch.arange(0),), 2)
 
 
 def test_launched_by_torchrun_needs_more_than_one_process(monkeypatch):
@@ -189,11 +212,12 @@ def test_distribute_refuses_the_dense_reference():
         distribute(reference)
 
 
-CLI_ARGS = ("train --dataset digits --columns 6 --col-out 8 --graph-k 2 --message-iters 2 "
+CLI_ARGS = ("train --dataset digits --num-columns 6 --col-out 8 --graph-k 2 --message-iters 2 "
             "--dropout 0 --batch-size 64 --max-steps 6 --log-every 1 --threads 1 --seed 1 "
             "--no-progress --no-plot --no-final-eval").split()  # fmt: skip
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_train_like_one(tmp_path):
     from cortexgnn.train.cli import main
     from cortexgnn.train.metrics import read_metrics
@@ -217,3 +241,29 @@ def test_torchrun_two_processes_train_like_one(tmp_path):
     losses = {d: [r["loss"] for r in read_metrics(tmp_path / d / "metrics.jsonl")] for d in runs}
     assert len(losses["one"]) == 6
     torch.testing.assert_close(losses["ddp"], losses["one"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_with_a_last_batch_smaller_than_the_process_count(tmp_path, capsys):
+    # 1437 = 2 * 718 + 1: every epoch ends with a one-sample batch for two processes
+    args = [
+        *CLI_ARGS[: CLI_ARGS.index("--batch-size")],
+        "--batch-size",
+        "718",
+        "--epochs",
+        "2",
+        "--max-steps",
+        "6",
+        "--no-progress",
+        "--no-plot",
+        "--out-dir",
+        str(tmp_path / "run"),
+    ]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "cortexgnn", *args]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == 6
+    # only rank 0 prints the summary
+    assert result.stdout.count("cortexgnn train:") == 1, result.stdout

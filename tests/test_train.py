@@ -12,20 +12,25 @@ import torch
 from test_data import write_tiny_mnist
 
 from cortexgnn import CortexNet, DenseReference, load_article_checkpoint, save_article_checkpoint
+from cortexgnn.nn.config import ModelConfig
 from cortexgnn.train.config import CheckpointMismatchError, TrainConfig
 from cortexgnn.train.data import load_dataset
 from cortexgnn.train.evaluate import evaluate, evaluate_checkpoint
 from cortexgnn.train.loop import _StopFlag, train
 
 # digits (64 inputs), 6 columns of 8 channels; 1437 / 256 -> 6 steps per epoch
+MODEL = dict(num_columns=6, graph_k=2, col_out=8)
 TINY = dict(
-    dataset="digits", columns=6, graph_k=2, col_out=8, batch_size=256, epochs=2,
-    eval_every=4, log_every=2, progress=False, plot=False,
+    dataset="digits", batch_size=256, epochs=2, eval_every=4, log_every=2, progress=False,
+    plot=False,
 )  # fmt: skip
 
 
 def tiny(tmp_path, **overrides) -> TrainConfig:
-    return TrainConfig(**{**TINY, "out_dir": str(tmp_path), **overrides})
+    """A tiny run in ``tmp_path``; ModelConfig fields among ``overrides`` go to the model."""
+    model = {k: overrides.pop(k) for k in list(overrides) if hasattr(ModelConfig, k)}
+    model_config = ModelConfig(**{**MODEL, **model})
+    return TrainConfig(**{**TINY, "out_dir": str(tmp_path), **overrides}, model_config=model_config)
 
 
 def records(run_dir, drop=("time", "steps_per_s")):
@@ -34,13 +39,13 @@ def records(run_dir, drop=("time", "steps_per_s")):
 
 
 def test_train_learns_and_writes_a_complete_run(tmp_path):
-    summary = train(tiny(tmp_path, epochs=4, lr=1e-2, plot=True))
+    summary = train(tiny(tmp_path, epochs=4, lr=1e-2, plot=True, eval_every=5))
     assert summary["steps"] == 24 and summary["epochs_completed"] == 4 and summary["finished"]
     assert summary["final_test_acc"] > 0.5  # chance is 0.1
     logged = records(tmp_path)
     evals = [r for r in logged if r["kind"] == "eval"]
-    # the article evaluates after every eval_every-th batch of each epoch, plus once at the end
-    assert [r["step"] for r in evals] == [4, 10, 16, 22, 24]
+    # every eval_every-th optimizer step, counted across epochs, plus once at the end
+    assert [r["step"] for r in evals] == [5, 10, 15, 20, 24]
     assert evals[-1]["final"] and evals[-1]["test_acc"] == summary["final_test_acc"]
     assert max(r["test_acc"] for r in evals) == summary["best_test_acc"]
     losses = [r["loss"] for r in logged if r["kind"] == "train"]
@@ -51,15 +56,20 @@ def test_train_learns_and_writes_a_complete_run(tmp_path):
 
 
 def test_checkpoint_is_an_article_brain_pth_plus_resume_state(tmp_path):
-    train(tiny(tmp_path))
-    state = torch.load(tmp_path / "checkpoint.pth", weights_only=False)
+    train(tiny(tmp_path, dropout=0.05))
+    state = torch.load(tmp_path / "checkpoint.pth", weights_only=True)  # plain values only
     for key in ("epoch", "model_state_dict", "optimizer_state_dict", "loss", "hyperparams"):
         assert key in state
     assert state["epoch"] == 2 and state["step"] == 12
     assert state["hyperparams"]["num_columns"] == 6 and state["hyperparams"]["in_dim"] == 64
     assert state["scheduler_state_dict"]["T_max"] == 12 * 6
-    assert state["config"]["columns"] == 6
+    assert state["config"]["model_config"]["num_columns"] == 6
+    # every model setting, resolved: the dataset's sizes and the graph seed (--seed)
+    assert state["model_config"] == ModelConfig(**MODEL, in_dim=64, top_out=10, graph_seed=0,
+                                                dropout=0.05).to_dict()  # fmt: skip
+    assert state["hyperparams"] == ModelConfig.from_dict(state["model_config"]).article_hparams()
     model = load_article_checkpoint(tmp_path / "checkpoint.pth")
+    assert model.config.to_dict() == state["model_config"]
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, state["model_state_dict"][name]), name
 
@@ -96,8 +106,8 @@ def test_same_seed_same_run_other_seed_other_graph(tmp_path):
 
 def test_resume_refuses_other_hyperparameters(tmp_path):
     train(tiny(tmp_path, max_steps=2))
-    with pytest.raises(CheckpointMismatchError, match="columns: checkpoint 6 vs now 7"):
-        train(tiny(tmp_path, columns=7, resume=str(tmp_path / "checkpoint.pth")))
+    with pytest.raises(CheckpointMismatchError, match="num_columns: checkpoint 6 vs now 7"):
+        train(tiny(tmp_path, num_columns=7, resume=str(tmp_path / "checkpoint.pth")))
     with pytest.raises(CheckpointMismatchError, match="lr: checkpoint 0.001 vs now 0.01"):
         train(tiny(tmp_path, lr=1e-2, resume=str(tmp_path / "checkpoint.pth")))
 
@@ -123,7 +133,7 @@ def test_reference_model_trains_and_evaluates_as_cortexnet(tmp_path):
 def test_evaluate_checkpoint_of_an_article_file(tmp_path):
     ref = DenseReference(num_columns=6, in_dim=64, col_out=8, graph_k=2, graph_seed=0).eval()
     save_article_checkpoint(tmp_path / "brain.pth", ref, epoch=10)
-    expected = evaluate(CortexNet.from_reference(ref), load_dataset("digits")[1])
+    expected = evaluate(ref.to_cortexnet(), load_dataset("digits")[1])
     result = evaluate_checkpoint(str(tmp_path / "brain.pth"))  # dataset inferred: 64 inputs
     assert result["dataset"] == "digits" and result["epoch"] == 10
     assert result["test_acc"] == pytest.approx(expected[1], abs=1 / 360)
@@ -164,8 +174,9 @@ def test_config_validation():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="model must be one of"):
         TrainConfig(model="gat")
-    with pytest.raises(ValueError, match="reference model has no"):
-        replace(TrainConfig(), model="reference", freeze_homeostasis_in_eval=True)
+    with pytest.raises(ValueError, match="reference model has only the article's settings"):
+        TrainConfig(model="reference", model_config=ModelConfig(freeze_homeostasis_in_eval=True))
+    assert replace(TrainConfig(), model="reference").model == "reference"
 
 
 @pytest.mark.slow

@@ -1,34 +1,41 @@
 """What defines a training run: :class:`TrainConfig`, its model, and what a resume may change.
 
-A checkpoint stores ``asdict(config)``. Resuming rebuilds the run from a config that must
-agree with the stored one on every field that shapes the trajectory (model, data, protocol,
-seed); :data:`SESSION_FIELDS` belong to one invocation and :data:`EXTENDABLE_FIELDS` may be
-changed on purpose (train for more epochs, write elsewhere).
+A ``TrainConfig`` nests the model's :class:`~cortexgnn.nn.config.ModelConfig`
+(``model_config``) beside the data, protocol and run settings. A checkpoint stores
+``config.to_dict()``; resuming rebuilds the run from a config that must agree with the
+stored one on every field that shapes the trajectory (model, data, protocol, seed);
+:data:`SESSION_FIELDS` belong to one invocation and :data:`EXTENDABLE_FIELDS` may be changed
+on purpose (train for more epochs, write elsewhere).
+
+This module imports neither torch nor the model at import time (the command line builds
+its flags from it); :func:`build_model` and :func:`resolve_device` import them when called.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
 
-import torch
-from torch import nn
-
-from ..nn.model import CortexNet
-from ..reference import DenseReference
+from ..nn.config import ARTICLE_FIELDS, ModelConfig
 from .data import DATASETS
 
 __all__ = [
     "CheckpointMismatchError",
+    "DATASET_FIELDS",
     "EXTENDABLE_FIELDS",
     "MODELS",
     "SESSION_FIELDS",
     "TrainConfig",
     "build_model",
     "check_resumable",
+    "model_config_for",
     "resolve_device",
 ]
 
 MODELS = ("cortexnet", "reference")
+#: ModelConfig fields the dataset decides (input features and classes): no flags.
+DATASET_FIELDS = ("in_dim", "top_out")
 # Fields that belong to one invocation, not to the run: a resumed run takes them afresh.
 SESSION_FIELDS = frozenset(
     {
@@ -42,10 +49,14 @@ SESSION_FIELDS = frozenset(
         "plot",
         "final_eval",
         "threads",
+        "overwrite",
     }
 )
 # Fields a resumed run may change on purpose: train longer, or write elsewhere.
 EXTENDABLE_FIELDS = frozenset({"epochs", "out_dir", "log_every"})
+# The names of TrainConfig fields before ModelConfig was nested (checkpoints of that time).
+_LEGACY_MODEL_NAMES = {"columns": "num_columns", "attention": "use_attention"}
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 class CheckpointMismatchError(ValueError):
@@ -56,38 +67,31 @@ class CheckpointMismatchError(ValueError):
 class TrainConfig:
     """Everything that defines a training run; stored in every checkpoint as ``config``.
 
-    Model fields mirror the article's hyper-parameters (``columns`` is ``num_columns``);
-    ``in_dim`` and ``top_out`` come from the dataset. ``seed`` seeds the weights, dropout, the
-    shuffling and the small-world graph (``graph_seed``): same seed, same run.
+    ``model_config`` holds the model's hyper-parameters and fix flags; its ``in_dim`` and
+    ``top_out`` are replaced by the dataset's, and ``graph_seed=None`` means ``seed``
+    (:func:`model_config_for`). ``seed`` seeds the weights, dropout and the shuffling: same
+    seed, same run. ``out_dir=None`` makes a new folder ``runs/<timestamp>`` (see
+    :mod:`cortexgnn.train.run_dir`); ``eval_every`` counts optimizer steps across epochs.
     """
 
     dataset: str = "digits"
     data_dir: str | None = None
     download: bool = False
     model: str = "cortexnet"
-    columns: int = 64
-    col_out: int = 128
-    graph_k: int = 8
-    graph_p: float = 0.15
-    message_iters: int = 4
-    plasticity_lr: float = 5e-5
-    attention: bool = True
-    e_i_ratio: float = 0.8
-    dropout: float = 0.1
-    attention_uses_edge_weight: bool = False
-    freeze_homeostasis_in_eval: bool = False
+    model_config: ModelConfig = field(default_factory=ModelConfig)
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 1e-5
     t_max_epochs: float = 12.0
-    eval_every: int = 100
+    eval_every: int = 20
     max_steps: int | None = None
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
     compile: bool = False
-    out_dir: str = "runs/latest"
+    out_dir: str | None = None
+    overwrite: bool = False
     resume: str | None = None
     progress: bool = True
     plot: bool = True
@@ -95,47 +99,106 @@ class TrainConfig:
     final_eval: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.model_config, dict):
+            self.model_config = ModelConfig.from_dict(self.model_config)
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        for name in ("columns", "epochs", "batch_size", "eval_every", "log_every"):
+        for name in ("epochs", "batch_size", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.model == "reference" and (
-            self.attention_uses_edge_weight or self.freeze_homeostasis_in_eval
-        ):
-            raise ValueError(
-                "the reference model has no attention_uses_edge_weight or "
-                "freeze_homeostasis_in_eval option"
-            )
+        for name in ("max_steps", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 (or None for no limit), got {value}")
+        for name in ("lr", "weight_decay", "t_max_epochs"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.t_max_epochs == 0:
+            raise ValueError("t_max_epochs must be > 0 (the cosine period, in epochs), got 0")
+        if not _DEVICE.fullmatch(self.device):
+            raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
+        if self.model == "reference":
+            article = set(ARTICLE_FIELDS) | {"graph_seed"}
+            extra = [
+                f.name
+                for f in fields(ModelConfig)
+                if f.name not in article and getattr(self.model_config, f.name) != f.default
+            ]
+            if extra:
+                raise ValueError(
+                    f"the reference model has only the article's settings, not {extra}: drop "
+                    f"those flags or use --model cortexnet"
+                )
+
+    def to_dict(self) -> dict:
+        """All fields as plain Python values (``model_config`` as a dict)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config from a stored dict; also reads the flat layout of older checkpoints."""
+        if not isinstance(values, dict):
+            raise TypeError(f"a training config must be a dict, got {type(values).__name__}")
+        values = dict(values)
+        model = dict(values.pop("model_config", None) or {})
+        model_names = {f.name for f in fields(ModelConfig)}
+        for key in list(values):
+            name = _LEGACY_MODEL_NAMES.get(key, key)
+            if name in model_names:
+                model.setdefault(name, values.pop(key))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {unknown}")
+        return cls(**values, model_config=ModelConfig.from_dict(model))
 
 
-def resolve_device(device: str) -> torch.device:
+def model_config_for(config: TrainConfig, in_dim: int, num_classes: int) -> ModelConfig:
+    """The run's model settings with the dataset's sizes and the graph seed resolved."""
+    seed = config.model_config.graph_seed
+    return config.model_config.replace(
+        in_dim=in_dim, top_out=num_classes, graph_seed=config.seed if seed is None else seed
+    )
+
+
+def resolve_device(device: str):
     """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    import torch
+
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {device!r}")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available")
+        raise ValueError(
+            f"device {device!r} requested but CUDA is not available here: use --device cpu "
+            f"(or auto)"
+        )
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but MPS is not available: use --device cpu")
     return torch.device(device)
 
 
-def build_model(config: TrainConfig, in_dim: int, num_classes: int) -> nn.Module:
-    """The configured ``CortexNet`` or ``DenseReference`` (graph seeded by ``config.seed``)."""
-    hparams = dict(
-        num_columns=config.columns, in_dim=in_dim, col_out=config.col_out, top_out=num_classes,
-        graph_k=config.graph_k, graph_p=config.graph_p, message_iters=config.message_iters,
-        plasticity_lr=config.plasticity_lr, use_attention=config.attention,
-        e_i_ratio=config.e_i_ratio, dropout=config.dropout,
-    )  # fmt: skip
+def build_model(config: TrainConfig, in_dim: int, num_classes: int):
+    """The configured ``CortexNet`` or ``DenseReference``: the one place a run's model is made."""
+    model_config = model_config_for(config, in_dim, num_classes)
     if config.model == "reference":
-        return DenseReference(**hparams, graph_seed=config.seed)
-    return CortexNet(
-        **hparams,
-        graph_seed=config.seed,
-        attention_uses_edge_weight=config.attention_uses_edge_weight,
-        freeze_homeostasis_in_eval=config.freeze_homeostasis_in_eval,
-    )
+        from ..reference import DenseReference
+
+        return DenseReference(model_config)
+    from ..nn.model import CortexNet
+
+    return CortexNet(model_config)
+
+
+def _flat(values: dict) -> dict:
+    """A stored config dict with the model's fields at top level (``num_columns`` ...)."""
+    flat = {k: v for k, v in values.items() if k != "model_config"}
+    flat.update(values.get("model_config") or {})
+    return flat
 
 
 def check_resumable(state: dict, config: TrainConfig, path: str) -> None:
@@ -145,11 +208,14 @@ def check_resumable(state: dict, config: TrainConfig, path: str) -> None:
             f"{path} is not a cortexgnn training checkpoint (no 'config'/'step'): it cannot be "
             "resumed; evaluate it with `cortexgnn eval` instead"
         )
-    saved, now = state["config"], asdict(config)
-    ignored = SESSION_FIELDS | EXTENDABLE_FIELDS
+    try:
+        saved = _flat(TrainConfig.from_dict(state["config"]).to_dict())
+    except (TypeError, ValueError) as err:
+        raise CheckpointMismatchError(f"{path} holds an unreadable run config: {err}") from err
+    ignored = SESSION_FIELDS | EXTENDABLE_FIELDS | set(DATASET_FIELDS)
     diff = [
         f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}"
-        for k, v in now.items()
+        for k, v in _flat(config.to_dict()).items()
         if k not in ignored and saved.get(k) != v
     ]
     if diff:

@@ -11,6 +11,9 @@ Three image-classification sets, all flattened to vectors in ``[0, 1]`` as the a
 
 Keeping whole splits as tensors (a few hundred MB at most) lets the training loop draw a batch
 with one index operation instead of a Python ``DataLoader`` collating 128 samples.
+
+torch is imported when a dataset is loaded, not with this module: the command line reads
+:data:`DATASETS` without paying for it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["DATASETS", "DatasetNotFoundError", "Split", "default_data_dir", "load_dataset"]
 
@@ -56,6 +60,8 @@ def default_data_dir() -> Path:
 
 
 def _load_digits() -> tuple[Split, Split]:
+    import torch
+
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:
@@ -73,6 +79,7 @@ def _load_digits() -> tuple[Split, Split]:
 
 
 def _load_torchvision(name: str, data_dir: Path, download: bool) -> tuple[Split, Split]:
+    import torch
     from torchvision import datasets
 
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]

@@ -8,22 +8,26 @@ shard means, so one all-reduce of the ``[N]`` mean vectors (:func:`all_reduce_me
 model's ``sync_statistics`` hook) gives every replica the update of a single process on the
 concatenated batch: replicas stay identical without DDP's per-step buffer broadcast.
 
-Launch with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``,
-``MASTER_PORT``). The library core never imports this module.
+Every process sees the same global batches and trains on its shard
+(:func:`shard_batch`); a global batch that the process count does not divide (the last,
+short batch of an epoch) is padded by repeating its first samples, so the shards stay equal
+and never empty: at most ``P - 1`` samples of that batch count twice.
+
+A training step is ``model.training_step(shard, forward=ddp)`` with ``ddp`` from
+:func:`distribute`: the model's own step, run through DDP's forward for the gradient
+all-reduce. Launch with ``torchrun`` (it sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``). The library core never imports this module.
 """
 
 from __future__ import annotations
 
 import atexit
 import functools
-import inspect
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -37,10 +41,7 @@ __all__ = [
     "all_reduce_mean",
     "broadcast_state_",
     "distribute",
-    "distributed_training_step",
     "shard_batch",
-    "sharded_training_step",
-    "sharded_step_function",
 ]
 
 TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -184,24 +185,6 @@ def broadcast_state_(
     return module
 
 
-class _TrainingForward(nn.Module):
-    """Runs ``CortexNet`` through DDP and also returns the Hebbian inputs ``pre``/``post``."""
-
-    def __init__(self, model: CortexNet) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        pre, post = self.model.column_activations(x)  # [N, B, D] each
-        return self.model.readout(post), pre.detach(), post.detach()
-
-
-def _edge_weight_has_gradient(model: CortexNet) -> bool:
-    # In the article's attention mode the edge weights never reach the output: only the
-    # Hebbian rule moves them, so DDP must not wait for their gradient.
-    return not model.use_attention or model.attention_uses_edge_weight
-
-
 def distribute(
     model: CortexNet,
     *,
@@ -211,10 +194,16 @@ def distribute(
     """Wrap ``model`` for data-parallel training with synchronised plasticity statistics.
 
     Broadcasts rank 0's parameters and buffers (graph included), installs
-    :func:`all_reduce_mean` as ``model.sync_statistics`` and returns a
-    :class:`~torch.nn.parallel.DistributedDataParallel` whose forward returns
-    ``(logits, pre, post)``; use it with :func:`distributed_training_step`. The optimizer
-    takes ``model.parameters()`` as usual. Save ``model`` (not the wrapper) on rank 0.
+    :func:`all_reduce_mean` as ``model.sync_statistics`` and returns
+    ``DistributedDataParallel(model)``; train with ``model.training_step(shard,
+    forward=ddp)``. The optimizer takes ``model.parameters()`` as usual. Save ``model``
+    (not the wrapper) on rank 0.
+
+    ``static_graph=True``: every step uses the same parameters, and in the article's
+    attention mode the edge weights never reach the loss (only the Hebbian rule moves them);
+    a static graph lets DDP learn that once instead of searching the autograd graph every
+    step (``find_unused_parameters``). Buffers are not broadcast at each forward:
+    ``sync_statistics`` keeps them equal, and a broadcast would only hide a missing sync.
 
     Args:
         model: a ``CortexNet`` already on this process's device.
@@ -222,7 +211,7 @@ def distribute(
         group: process group; ``None`` is the default group.
 
     Returns:
-        The DDP wrapper.
+        The DDP wrapper, whose forward is the model's (``return_states`` included).
     """
     if not isinstance(model, CortexNet):
         raise TypeError(
@@ -233,96 +222,35 @@ def distribute(
     model.sync_statistics = (
         all_reduce_mean if group is None else functools.partial(all_reduce_mean, group=group)
     )
-    wrapper = _TrainingForward(model)
-    if not _edge_weight_has_gradient(model):
-        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
-            wrapper, ["model.edge_weight"]
-        )
-    # Buffers are kept equal by sync_statistics; DDP's per-forward broadcast from rank 0
-    # would only mask a missing synchronisation. Its name changed in recent PyTorch.
-    parameters = inspect.signature(DistributedDataParallel).parameters
-    no_buffer_sync = (
-        {"forward_sync_buffers": False}
-        if "forward_sync_buffers" in parameters
-        else {"broadcast_buffers": False}
-    )
     return DistributedDataParallel(
-        wrapper, device_ids=device_ids, process_group=group, **no_buffer_sync
+        model,
+        device_ids=device_ids,
+        process_group=group,
+        broadcast_buffers=False,
+        static_graph=True,
     )
-
-
-def distributed_training_step(
-    ddp_model: DistributedDataParallel, batch: tuple[Tensor, Tensor]
-) -> Tensor:
-    """:meth:`CortexNet.training_step` for one replica: forward, loss, backward, Hebbian.
-
-    Gradients are averaged by DDP during ``backward()``; the homeostasis and Hebbian
-    statistics by ``sync_statistics``. The caller steps the optimizer afterwards. Every
-    process must pass a batch of the same size for the result to equal a single process
-    on the concatenated batch (``DistributedSampler`` pads the shards to equal length).
-
-    Args:
-        ddp_model: the wrapper returned by :func:`distribute`.
-        batch: ``(x [B, in_dim], y [B])``, this process's shard.
-
-    Returns:
-        This process's loss (detached).
-    """
-    x, y = batch
-    logits, pre, post = ddp_model(x)  # [B, top_out], [N, B, D], [N, B, D]
-    loss = F.cross_entropy(logits, y)
-    loss.backward()
-    ddp_model.module.model.hebbian_update(pre, post)
-    return loss.detach()
 
 
 def shard_batch(batch: tuple[Tensor, ...], context: DistributedContext) -> tuple[Tensor, ...]:
-    """This process's contiguous share of a global batch (every tensor split along dim 0).
+    """This process's contiguous, equal share of a global batch (tensors split along dim 0).
 
-    Shares differ by at most one sample when ``P`` does not divide the batch size; only equal
-    shares reproduce a single process exactly (see :func:`distributed_training_step`).
+    A batch of ``n`` samples that ``P`` does not divide is first padded to the next multiple
+    of ``P`` by repeating its first samples (as ``DistributedSampler`` pads), so every
+    process gets ``ceil(n / P)`` samples, even when ``n < P``. Equal shards make the
+    average of the shard means the mean of the (padded) global batch.
 
     Args:
-        batch: tensors ``[P * B, ...]``, identical on every process.
+        batch: tensors ``[n, ...]``, identical on every process.
         context: from :func:`init_from_env`.
 
     Returns:
-        The tensors' rows ``[rank * B, (rank + 1) * B)``.
+        Rows ``[rank * B, (rank + 1) * B)`` of the padded batch, ``B = ceil(n / P)``.
     """
-    return tuple(t.tensor_split(context.world_size)[context.rank] for t in batch)
-
-
-def sharded_training_step(
-    ddp_model: DistributedDataParallel,
-    batch: tuple[Tensor, Tensor],
-    context: DistributedContext,
-) -> Tensor:
-    """A training step on the *global* batch: train on this shard, return the global loss.
-
-    Every process passes the same global batch (same data order on every rank, e.g. one
-    shuffling generator seeded alike); each trains on :func:`shard_batch` of it.
-
-    Args:
-        ddp_model: the wrapper returned by :func:`distribute`.
-        batch: ``(x [P * B, in_dim], y [P * B])``, identical on every process.
-        context: from :func:`init_from_env`.
-
-    Returns:
-        The mean of the shard losses (the global batch's loss for equal shards), the same
-        on every process.
-    """
-    loss = distributed_training_step(ddp_model, shard_batch(batch, context))
-    return all_reduce_mean(loss)
-
-
-def sharded_step_function(
-    model: CortexNet, context: DistributedContext
-) -> Callable[[tuple[Tensor, Tensor]], Tensor]:
-    """Wrap ``model`` (:func:`distribute`) and return ``step(global_batch) -> global loss``.
-
-    A drop-in for ``model.training_step`` in a training loop that feeds every process the
-    same global batches; see :func:`sharded_training_step`.
-    """
-    device_ids = [context.local_rank] if context.backend == "nccl" else None
-    ddp_model = distribute(model, device_ids=device_ids)
-    return functools.partial(sharded_training_step, ddp_model, context=context)
+    size, parts = batch[0].size(0), context.world_size
+    if size == 0:
+        raise ValueError("cannot shard an empty batch")
+    padded = -(-size // parts) * parts
+    if padded != size:
+        index = torch.arange(padded, device=batch[0].device) % size  # [padded]
+        batch = tuple(t[index] for t in batch)
+    return tuple(t.tensor_split(parts)[context.rank] for t in batch)

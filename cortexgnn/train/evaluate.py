@@ -45,18 +45,18 @@ def evaluate_checkpoint(
 ) -> dict:
     """Test accuracy of a checkpoint: a training checkpoint or the article's ``brain.pth``.
 
+    The model is rebuilt from the checkpoint's stored model settings, fix flags included.
     ``dataset=None`` uses the one stored in a training checkpoint, else ``mnist`` for 784
     inputs (the article's) and ``digits`` for 64.
     """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    torch_device = resolve_device(device)
     state = read_checkpoint(path)
-    saved = state.get("config", {})
-    flags = {
-        k: saved[k]
-        for k in ("attention_uses_edge_weight", "freeze_homeostasis_in_eval")
-        if k in saved and saved.get("model") == "cortexnet"
-    }
-    model = load_article_checkpoint(path, **flags).to(resolve_device(device))
-    in_dim = model.in_dim
+    saved = state.get("config")
+    saved = saved if isinstance(saved, dict) else {}
+    model = load_article_checkpoint(path).to(torch_device)
+    in_dim = model.config.in_dim
     dataset = dataset or saved.get("dataset") or {784: "mnist", 64: "digits"}.get(in_dim)
     if dataset is None:
         raise CheckpointMismatchError(f"{path}: in_dim={in_dim} fits no dataset; pass --dataset")
@@ -73,4 +73,5 @@ def evaluate_checkpoint(
         "test_acc": test_acc,
         "num_test": len(test_set),
         "epoch": state.get("epoch"),
+        "model_config": model.config.to_dict(),
     }

@@ -2,26 +2,29 @@
 
 Protocol (SPEC.md, the article's ``train.py``): shuffled batches of 128, AdamW (lr 1e-3,
 weight decay 1e-5), ``CosineAnnealingLR`` with ``T_max = 12 * steps_per_epoch`` stepped every
-batch, 10 epochs, the whole test set evaluated after every 100th batch of each epoch (the
-article's ``batch_idx % 100 == 0``) and once more at the end. One deliberate difference:
-the article never switches back to train mode after an evaluation (dropout stays off for the
-rest of that epoch); here training always runs in train mode.
+batch, 10 epochs, the whole test set evaluated periodically and once more at the end. Two
+deliberate differences: evaluations come every ``eval_every`` optimizer steps counted across
+epochs (the article evaluates at every 100th batch of an epoch, which on the 12-batch digits
+epochs would be never), and training always runs in train mode (the article never switches
+back after an evaluation, so dropout stays off for the rest of that epoch).
 
-A run directory holds ``checkpoint.pth`` (written atomically at every epoch end and when a run
-stops early), ``metrics.jsonl`` (one JSON record per line), ``summary.json`` and, with
-matplotlib, ``curves.png`` (see :mod:`cortexgnn.metrics`). The checkpoint is the article's
-``brain.pth`` dict plus what an exact resume needs: scheduler state, step, position in the
-epoch, the shuffling and dropout RNG states and the run's configuration.
+A run folder (:mod:`cortexgnn.train.run_dir`: new per run, locked while in use) holds
+``checkpoint.pth`` (written atomically at every epoch end and when a run stops early),
+``metrics.jsonl`` (one JSON record per line), ``summary.json`` and, with matplotlib,
+``curves.png`` (see :mod:`cortexgnn.train.metrics`). The checkpoint is the article's
+``brain.pth`` dict plus the full model settings (``model_config``) and what an exact resume
+needs: scheduler state, step, position in the epoch, the shuffling and dropout RNG states
+and the run's configuration. Under ``torchrun`` only rank 0 writes files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -29,16 +32,12 @@ from torch import nn
 
 from ..checkpoint import atomic_save, read_checkpoint
 from ..nn.model import CortexNet
-from .config import (
-    TrainConfig,
-    build_model,
-    check_resumable,
-    resolve_device,
-)
+from .config import TrainConfig, build_model, check_resumable, resolve_device
 from .data import load_dataset
-from .distributed import join_torchrun, sharded_step_function
+from .distributed import all_reduce_mean, distribute, join_torchrun, shard_batch
 from .evaluate import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
+from .run_dir import RunDir, open_run_dir
 
 __all__ = ["train"]
 
@@ -109,16 +108,39 @@ def _restore(state: dict, model, optimizer, scheduler, shuffle, device) -> _Prog
 
 
 def _compile_stage(model: nn.Module) -> None:
-    """``torch.compile`` the columns + message passing (the costly part) in place."""
-    name = "column_activations" if isinstance(model, CortexNet) else "_column_activations"
+    """``torch.compile`` the message passing (the costly part) in place."""
+    name = "message_passing" if isinstance(model, CortexNet) else "_column_activations"
     setattr(model, name, torch.compile(getattr(model, name)))
 
 
 def train(config: TrainConfig) -> dict:
-    """Run (or resume) training as configured; returns the summary (also in summary.json)."""
+    """Run (or resume) training as configured; returns the summary (also in summary.json).
+
+    Raises:
+        ValueError: bad settings, a checkpoint that does not fit, a run folder in use or
+            holding another run (:class:`~cortexgnn.train.run_dir.RunDirError`).
+        FileNotFoundError: missing data or checkpoint.
+        OSError: the run folder cannot be written (permissions, full disk); the last
+            checkpoint stays intact.
+    """
     device = resolve_device(config.device)
+    state = read_checkpoint(config.resume, map_location="cpu") if config.resume else None
+    if state is not None:
+        check_resumable(state, config, config.resume)
     context = join_torchrun(device)  # None unless torchrun started several processes
     device, is_main = (device, True) if context is None else (context.device, context.is_main)
+    run = contextlib.nullcontext(None)
+    if is_main:  # rank 0 owns the run folder; the other processes write nothing
+        resume_dir = Path(config.resume).parent if config.resume else None
+        run = open_run_dir(config.out_dir, overwrite=config.overwrite, resume_dir=resume_dir)
+    with run as run_dir:
+        return _train(config, state, device, context, run_dir)
+
+
+def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir | None) -> dict:
+    is_main = run is not None
+    if run is not None:
+        config = replace(config, out_dir=str(run.path))
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     train_set, test_set = load_dataset(config.dataset, config.data_dir, download=config.download)
@@ -133,19 +155,27 @@ def train(config: TrainConfig) -> dict:
     )
     shuffle = torch.Generator().manual_seed(config.seed)
     p = _Progress()
-    if config.resume:
-        state = read_checkpoint(config.resume, map_location=device)
-        check_resumable(state, config, config.resume)
+    if state is not None:
         p = _restore(state, model, optimizer, scheduler, shuffle, device)
-    out_dir = Path(config.out_dir)
+    out_dir = None if run is None else run.path
+    previous_log = Path(config.resume).parent / "metrics.jsonl" if config.resume else None
     log = MetricsLog(
-        out_dir / "metrics.jsonl" if is_main else os.devnull,  # rank 0 writes the files
+        None if out_dir is None else out_dir / "metrics.jsonl",
         resume_step=p.step if config.resume else None,
+        resume_from=previous_log,
     )
     if config.compile:
         _compile_stage(model)
-    # torchrun: DDP, each rank trains on its shard of every batch (cortexgnn.distributed)
-    step_fn = model.training_step if context is None else sharded_step_function(model, context)
+    if context is None:
+        step_fn = model.training_step
+    else:  # torchrun: each process trains on its shard of every global batch
+        device_ids = [context.local_rank] if context.backend == "nccl" else None
+        ddp = distribute(model, device_ids=device_ids)
+
+        def step_fn(batch):
+            loss = model.training_step(shard_batch(batch, context), forward=ddp)
+            return all_reduce_mean(loss)  # the global batch's loss, the same on every process
+
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -163,7 +193,7 @@ def train(config: TrainConfig) -> dict:
                   test_acc=last_acc, final=final)  # fmt: skip
 
     def save_checkpoint(shuffle_state: torch.Tensor) -> None:
-        if not is_main:
+        if out_dir is None:
             return
         atomic_save(
             {
@@ -172,7 +202,9 @@ def train(config: TrainConfig) -> dict:
                 "model_state_dict": model.state_dict(),
                 "optimizer_state_dict": optimizer.state_dict(),
                 "loss": p.loss,
-                "hyperparams": dict(model.hparams),
+                "hyperparams": model.config.article_hparams(),
+                # every model setting, fix flags included
+                "model_config": model.config.to_dict(),
                 # what an exact resume needs
                 "scheduler_state_dict": scheduler.state_dict(),
                 "step": p.step,
@@ -182,7 +214,7 @@ def train(config: TrainConfig) -> dict:
                     "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 },
-                "config": asdict(config),
+                "config": config.to_dict(),
                 "environment": environment(),
             },
             out_dir / "checkpoint.pth",
@@ -212,7 +244,7 @@ def train(config: TrainConfig) -> dict:
                               loss=sum(window) / len(window), lr=scheduler.get_last_lr()[0],
                               steps_per_s=len(window) / elapsed)  # fmt: skip
                     window, window_start = [], p.train_s
-                if p.batch_in_epoch % config.eval_every == 0:  # the article's batch_idx % 100
+                if p.step % config.eval_every == 0:  # optimizer steps, across epochs
                     run_eval()
                 _update_bar(bar, p.loss, last_acc, config.batch_size)
                 if p.step >= total_steps or stop.requested:
@@ -230,10 +262,12 @@ def train(config: TrainConfig) -> dict:
         run_eval(final=True)
     log.close()
     summary = _summary(config, model, p, last_acc, steps_per_epoch, device)
-    if config.plot and is_main:
-        title = f"{config.model} on {config.dataset}"
-        summary["plot"] = plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png", title)
-    if is_main:
+    summary["rank"] = 0 if context is None else context.rank
+    summary["world_size"] = 1 if context is None else context.world_size
+    if out_dir is not None:
+        if config.plot:
+            title = f"{config.model} on {config.dataset}"
+            summary["plot"] = plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png", title)
         write_summary(summary, out_dir / "summary.json")
     return summary
 
@@ -266,6 +300,6 @@ def _summary(config, model, p: _Progress, last_acc, steps_per_epoch: int, device
         "steps_per_s": p.step / p.train_s if p.train_s else None,
         "peak_memory_mb": peak_memory_mb(device),
         "out_dir": config.out_dir,
-        "config": asdict(config),
+        "config": config.to_dict(),
         "environment": environment(),
     }
