@@ -67,7 +67,8 @@ _TRAIN_FLAGS = [
     ("data", "--data-dir", {}, "root holding MNIST/raw or FashionMNIST/raw; None means "
      "$CORTEXGNN_DATA_DIR, else ./data"),
     ("data", "--download", {"action": BOOL}, "let torchvision download MNIST/Fashion-MNIST"),
-    ("model", "--model", {"choices": MODELS}, "batched sparse CortexNet or the article's loop"),
+    ("model", "--model", {"choices": MODELS}, "batched sparse CortexNet, the article's loop, "
+     "or a baseline sized from the model flags (mlp-small, mlp-matched, single-column)"),
     ("protocol", "--epochs", {"type": int}, "training epochs"),
     ("protocol", "--batch-size", {"type": int}, "batch size (training and evaluation)"),
     ("protocol", "--lr", {"type": float}, "AdamW learning rate"),

@@ -33,7 +33,8 @@ __all__ = [
     "resolve_device",
 ]
 
-MODELS = ("cortexnet", "reference")
+#: ``--model``: the column network, the article's loop, and the ablation study's baselines
+MODELS = ("cortexnet", "reference", "mlp-small", "mlp-matched", "single-column")
 #: ModelConfig fields the dataset decides (input features and classes): no flags.
 DATASET_FIELDS = ("in_dim", "top_out")
 # Fields that belong to one invocation, not to the run: a resumed run takes them afresh.
@@ -183,7 +184,14 @@ def resolve_device(device: str):
 
 
 def build_model(config: TrainConfig, in_dim: int, num_classes: int):
-    """The configured ``CortexNet`` or ``DenseReference``: the one place a run's model is made."""
+    """The configured model: the one place a run's model is made.
+
+    ``cortexnet`` and ``reference`` are built from the run's ``ModelConfig``. The baselines
+    are sized from it: ``mlp-small`` is ``in_dim -> 256 -> classes``; ``mlp-matched`` has
+    one hidden layer with as many parameters as the ``CortexNet`` of that config;
+    ``single-column`` is one column of that budget without a graph. A baseline MLP keeps
+    the ``ModelConfig`` it was sized from as its ``config``, so checkpoints store it too.
+    """
     model_config = model_config_for(config, in_dim, num_classes)
     if config.model == "reference":
         from ..reference import DenseReference
@@ -191,7 +199,25 @@ def build_model(config: TrainConfig, in_dim: int, num_classes: int):
         return DenseReference(model_config)
     from ..nn.model import CortexNet
 
-    return CortexNet(model_config)
+    if config.model == "cortexnet":
+        return CortexNet(model_config)
+    from ..graph import small_world_graph
+    from ..nn import baselines
+
+    num_edges = small_world_graph(
+        model_config.num_columns, model_config.graph_k, model_config.graph_p, seed=0
+    ).size(1)  # Watts-Strogatz rewiring keeps the edge count: any seed gives the same
+    if config.model == "single-column":
+        return CortexNet(baselines.single_column_config(model_config, num_edges))
+    budget = baselines.cortexnet_num_parameters(model_config, num_edges)
+    hidden = (
+        256
+        if config.model == "mlp-small"
+        else baselines.matched_hidden_size(budget, in_dim, num_classes)
+    )
+    model = baselines.MLP(in_dim, hidden, num_classes, dropout=model_config.dropout)
+    model.config = model_config
+    return model
 
 
 def _flat(values: dict) -> dict:
