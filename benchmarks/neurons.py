@@ -54,18 +54,38 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+REGIMES = {
+    "quiet": "the article's defaults: every neuron releases once (sweep 5), then accumulates",
+    "busy": "threshold -1 and sta drawn from 0..10: every neuron fires every 12 sweeps, "
+    "staggered, so about 1/12 of them release in every sweep",
+}
+
+
 def build(
     num_nodes: int,
     args: argparse.Namespace,
     device: torch.device,
+    regime: str,
     copies: int = 0,
     dtype: str | None = None,
 ) -> NeuronNetwork:
+    """A random network (seeded) in one of the two REGIMES."""
     generator = torch.Generator().manual_seed(args.seed)
     links = random_links(num_nodes, min(args.out_degree, num_nodes - 1), generator=generator)
     batch_shape = (copies,) if copies else ()
+    extra = {}
+    if regime == "busy":
+        extra = {
+            "threshold": -1.0,
+            "sta": torch.randint(0, 11, (num_nodes, *batch_shape), generator=generator),
+        }
     return NeuronNetwork(
-        links, num_nodes, batch_shape=batch_shape, dtype=_DTYPES[dtype or args.dtype], device=device
+        links,
+        num_nodes,
+        batch_shape=batch_shape,
+        dtype=_DTYPES[dtype or args.dtype],
+        device=device,
+        **extra,
     )
 
 
@@ -90,6 +110,76 @@ def memory_per_element(net: NeuronNetwork) -> dict:
     }
 
 
+def compare(args: argparse.Namespace, device: torch.device, regime: str, time_kw: dict) -> dict:
+    """Loop port against NeuronNetwork at N = num_nodes: one network, then B copies."""
+    n, b = args.num_nodes, args.copies
+    net = build(n, args, device, regime)
+    loop = build(n, args, torch.device("cpu"), regime).to_reference()  # same graph and state
+    times = harness.time_interleaved(
+        {"loop": loop.sweep, "tensor": net.step}, min_run_time=args.min_run_time, **time_kw
+    )
+    batched = build(n, args, device, regime, copies=b)
+    batched32 = build(n, args, device, regime, copies=b, dtype="float32")
+    more = harness.time_interleaved(
+        {"loop": loop.sweep, "tensor_batched": batched.step, "tensor_batched_f32": batched32.step},
+        min_run_time=args.min_run_time,
+        **time_kw,
+    )
+    times["loop_again"] = more.pop("loop")
+    times |= more
+    loop_s = times["loop"]["median_s"]
+    return {
+        "per_sweep": times,
+        "speedup_per_sweep": loop_s / times["tensor"]["median_s"],
+        "network_sweeps_per_s": {
+            "loop": 1 / loop_s,
+            "tensor_batched": b / times["tensor_batched"]["median_s"],
+            "tensor_batched_f32": b / times["tensor_batched_f32"]["median_s"],
+        },
+        "speedup_batched": b * loop_s / times["tensor_batched"]["median_s"],
+        "speedup_batched_f32": b * loop_s / times["tensor_batched_f32"]["median_s"],
+        "memory_batched": memory_per_element(batched),
+    }
+
+
+def scaling(args: argparse.Namespace, device: torch.device, regime: str, time_kw: dict) -> dict:
+    """Seconds per sweep from 10^3 to 10^6 neurons and the least-squares exponent."""
+    rows = []
+    for n in [int(s) for s in args.sizes.split(",") if s]:
+        net = build(n, args, device, regime)
+        stats = harness.time_interleaved(
+            {"step": net.step}, min_run_time=args.min_run_time, **time_kw
+        )["step"]
+        rows.append({"num_nodes": n, "num_edges": net.edge_index.size(1), **stats})
+        del net
+    out: dict = {"rows": rows}
+    if len(rows) >= 2:
+        xs = torch.tensor([math.log(r["num_nodes"]) for r in rows], dtype=torch.float64)
+        ys = torch.tensor([math.log(r["median_s"]) for r in rows], dtype=torch.float64)
+        xc = xs - xs.mean()
+        out["time_exponent"] = float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
+    return out
+
+
+def big_run(args: argparse.Namespace, device: torch.device, regime: str) -> dict:
+    """Build, then all ``big_steps`` sweeps at ``big_nodes`` neurons, wall clock."""
+    start = time.perf_counter()
+    net = build(args.big_nodes, args, device, regime)
+    built = time.perf_counter()
+    net.run(args.big_steps, record=())
+    harness.synchronize(device)
+    done = time.perf_counter()
+    return {
+        "num_nodes": args.big_nodes,
+        "num_edges": net.edge_index.size(1),
+        "steps": args.big_steps,
+        "build_s": built - start,
+        "run_s": done - built,
+        "peak_step_bytes": harness.peak_memory_bytes(net.step, device),
+        **memory_per_element(net),
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.render_only:
@@ -101,72 +191,18 @@ def main(argv: list[str] | None = None) -> dict:
     device = harness.pick_device(args.device)
     torch.set_num_threads(args.threads)
     time_kw = dict(device=device, num_threads=args.threads, rounds=args.rounds)
-    result: dict = {"args": vars(args), "env": harness.environment(device, args.threads)}
-
-    # 1. one network: the loop port against NeuronNetwork, same graph and state
-    net = build(args.num_nodes, args, device)
-    loop = build(args.num_nodes, args, torch.device("cpu")).to_reference()  # same seed, graph
-    times = harness.time_interleaved(
-        {"loop": loop.sweep, "tensor": net.step}, min_run_time=args.min_run_time, **time_kw
-    )
-    # 2. batched copies: one step of B copies against B loop sweeps (and the loop again)
-    batched = build(args.num_nodes, args, device, copies=args.copies)
-    batched32 = build(args.num_nodes, args, device, copies=args.copies, dtype="float32")
-    more = harness.time_interleaved(
-        {"loop": loop.sweep, "tensor_batched": batched.step, "tensor_batched_f32": batched32.step},
-        min_run_time=args.min_run_time,
-        **time_kw,
-    )
-    times["tensor_batched"], times["tensor_batched_f32"] = (
-        more["tensor_batched"],
-        more["tensor_batched_f32"],
-    )
-    times["loop_again"] = more["loop"]
-    loop_s, tensor_s = times["loop"]["median_s"], times["tensor"]["median_s"]
-    result["per_sweep"] = times
-    result["speedup_per_sweep"] = loop_s / tensor_s
-    result["network_sweeps_per_s"] = {"loop": 1 / loop_s}
-    for name in ("tensor_batched", "tensor_batched_f32"):
-        result["network_sweeps_per_s"][name] = args.copies / times[name]["median_s"]
-    result["speedup_batched"] = args.copies * loop_s / times["tensor_batched"]["median_s"]
-    result["speedup_batched_f32"] = args.copies * loop_s / times["tensor_batched_f32"]["median_s"]
-    result["memory_batched"] = memory_per_element(batched)
-    del loop, batched, batched32
-
-    # 3. scaling from 10^3 to 10^6 neurons (per-sweep medians)
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    scaling = []
-    for n in sizes:
-        big = build(n, args, device)
-        stats = harness.time_interleaved(
-            {"step": big.step}, min_run_time=args.min_run_time, **time_kw
-        )["step"]
-        scaling.append({"num_nodes": n, "num_edges": big.edge_index.size(1), **stats})
-        del big
-    result["scaling"] = scaling
-    if len(scaling) >= 2:
-        xs = torch.tensor([math.log(s["num_nodes"]) for s in scaling], dtype=torch.float64)
-        ys = torch.tensor([math.log(s["median_s"]) for s in scaling], dtype=torch.float64)
-        xc = xs - xs.mean()
-        result["time_exponent"] = float((xc * (ys - ys.mean())).sum() / (xc * xc).sum())
-
-    # 4. the big run: build, then every sweep of it, wall clock
-    start = time.perf_counter()
-    big = build(args.big_nodes, args, device)
-    built = time.perf_counter()
-    big.run(args.big_steps, record=())
-    harness.synchronize(device)
-    done = time.perf_counter()
-    result["big_run"] = {
-        "num_nodes": args.big_nodes,
-        "num_edges": big.edge_index.size(1),
-        "steps": args.big_steps,
-        "build_s": built - start,
-        "run_s": done - built,
-        "peak_step_bytes": harness.peak_memory_bytes(big.step, device),
-        **memory_per_element(big),
+    result: dict = {
+        "args": vars(args),
+        "env": harness.environment(device, args.threads),
+        "regimes": REGIMES,
+        "copy_bandwidth_bytes_per_s": harness.copy_bandwidth(device, args.threads),
     }
-    del big
+    for regime in REGIMES:
+        result[regime] = {
+            "compare": compare(args, device, regime, time_kw),
+            "scaling": scaling(args, device, regime, time_kw),
+            "big_run": big_run(args, device, regime),
+        }
     if args.save:
         path = harness.write_result(f"neurons-{device.type}", result, args.out_dir)
         print(f"wrote {path}")
@@ -177,56 +213,87 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def render(result: dict) -> str:
-    """The Markdown table docs/neurons.md shows, from one results JSON."""
+    """The Markdown tables docs/neurons.md shows, from one results JSON."""
     a, env = result["args"], result["env"]
-    per = result["per_sweep"]
-    big = result["big_run"]
+    n, d, b = a["num_nodes"], a["out_degree"], a["copies"]
 
     def ms(stats: dict) -> str:
         return f"{stats['median_s'] * 1e3:.3g} ms (IQR {stats['iqr_s'] * 1e3:.2g})"
 
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "**not met**"
+    def row(question: str, cell, target: str = "", ok=None) -> str:
+        cells = [cell(result[regime]) for regime in REGIMES]
+        verdict = ""
+        if ok is not None:
+            results = [ok(result[regime]) for regime in REGIMES]
+            verdict = (
+                "met"
+                if all(results)
+                else "**not met**"
+                if not any(results)
+                else (
+                    "met ("
+                    + ", ".join(r for r, good in zip(REGIMES, results, strict=True) if good)
+                    + " only)"
+                )
+            )
+        return f"| {question} | {' | '.join(cells)} | {target} | {verdict} |"
 
-    n, d, b = a["num_nodes"], a["out_degree"], a["copies"]
-    exponent = result.get("time_exponent", float("nan"))
+    def cmp(r: dict) -> dict:
+        return r["compare"]
+
+    big = result[next(iter(REGIMES))]["big_run"]
     rows = [
-        "| question | measured | target | |",
-        "|---|---|---|---|",
-        f"| loop port, one sweep, N={n:,}, out-degree {d} | {ms(per['loop'])} | | |",
-        f"| NeuronNetwork, one sweep, same graph | {ms(per['tensor'])} | | |",
-        f"| speed-up per sweep | {result['speedup_per_sweep']:,.0f}x | >= 50x "
-        f"| {verdict(result['speedup_per_sweep'] >= 50)} |",
-        f"| NeuronNetwork, one step of {b} copies | {ms(per['tensor_batched'])} | | |",
-        f"| loop port, one sweep, timed again beside the copies | {ms(per['loop_again'])} | | |",
-        f"| network-sweeps/s: loop / {b} batched copies "
-        f"| {result['network_sweeps_per_s']['loop']:,.1f} / "
-        f"{result['network_sweeps_per_s']['tensor_batched']:,.0f} | | |",
-        f"| speed-up in network-sweeps/s | {result['speedup_batched']:,.0f}x | >= 1,000x "
-        f"| {verdict(result['speedup_batched'] >= 1000)} |",
-        f"| the same, {b} copies in float32 | {ms(per['tensor_batched_f32'])}: "
-        f"{result['speedup_batched_f32']:,.0f}x | >= 1,000x "
-        f"| {verdict(result['speedup_batched_f32'] >= 1000)} |",
-        f"| N={big['num_nodes']:,}, {big['num_edges']:,} links, {big['steps']} sweeps "
-        f"| {big['run_s']:.1f} s (+ {big['build_s']:.1f} s to build) | <= 60 s "
-        f"| {verdict(big['run_s'] + big['build_s'] <= 60)} |",
-        f"| time exponent in N, {result['scaling'][0]['num_nodes']:,} to "
-        f"{result['scaling'][-1]['num_nodes']:,} | {exponent:.2f} | <= 1.1 "
-        f"| {verdict(exponent <= 1.1)} |",
-        f"| memory per neuron (state, {a['dtype']}) | {big['bytes_per_neuron_copy']:.0f} B | | |",
-        f"| memory per link (edge_index, weight, CSR) | {big['bytes_per_link']:.0f} B | | |",
-    ]
-    scaling = ["", "| N | links | seconds per sweep (median, IQR) |", "|---|---|---|"]
-    scaling += [
-        f"| {s['num_nodes']:,} | {s['num_edges']:,} | {s['median_s']:.3g} ({s['iqr_s']:.2g}) |"
-        for s in result["scaling"]
-    ]
+        "| question | " + " | ".join(REGIMES) + " | target | |",
+        "|---|" + "---|" * len(REGIMES) + "---|---|",
+        row(f"loop port, one sweep, N={n:,}, out-degree {d}",
+            lambda r: ms(cmp(r)["per_sweep"]["loop"])),
+        row("NeuronNetwork, one sweep, same graph and state",
+            lambda r: ms(cmp(r)["per_sweep"]["tensor"])),
+        row("speed-up per sweep", lambda r: f"{cmp(r)['speedup_per_sweep']:,.0f}x", ">= 50x",
+            lambda r: cmp(r)["speedup_per_sweep"] >= 50),
+        row(f"NeuronNetwork, one step of {b} copies, {a['dtype']}",
+            lambda r: ms(cmp(r)["per_sweep"]["tensor_batched"])),
+        row(f"NeuronNetwork, one step of {b} copies, float32",
+            lambda r: ms(cmp(r)["per_sweep"]["tensor_batched_f32"])),
+        row("loop port, one sweep, timed again beside the copies",
+            lambda r: ms(cmp(r)["per_sweep"]["loop_again"])),
+        row(f"speed-up in network-sweeps/s, {b} copies, {a['dtype']}",
+            lambda r: f"{cmp(r)['speedup_batched']:,.0f}x", ">= 1,000x",
+            lambda r: cmp(r)["speedup_batched"] >= 1000),
+        row(f"speed-up in network-sweeps/s, {b} copies, float32",
+            lambda r: f"{cmp(r)['speedup_batched_f32']:,.0f}x", ">= 1,000x",
+            lambda r: cmp(r)["speedup_batched_f32"] >= 1000),
+        row(f"N={big['num_nodes']:,}, {big['num_edges']:,} links, {big['steps']} sweeps: "
+            "run (+ build)",
+            lambda r: f"{r['big_run']['run_s']:.1f} s (+ {r['big_run']['build_s']:.1f} s)",
+            "<= 60 s", lambda r: r["big_run"]["run_s"] + r["big_run"]["build_s"] <= 60),
+        row("time exponent in N, from the table below",
+            lambda r: f"{r['scaling'].get('time_exponent', float('nan')):.2f}", "<= 1.1",
+            lambda r: r["scaling"].get("time_exponent", 99) <= 1.1),
+        row(f"memory per neuron (state and delivery cache, {a['dtype']})",
+            lambda r: f"{r['big_run']['bytes_per_neuron_copy']:.0f} B"),
+        row("memory per link (edge_index, weight, CSR, per-part copy)",
+            lambda r: f"{r['big_run']['bytes_per_link']:.0f} B"),
+        row("peak extra memory of one sweep at the big N",
+            lambda r: f"{(r['big_run']['peak_step_bytes'] or 0) / 2**20:.0f} MiB"),
+    ]  # fmt: skip
+    table = ["", "| N | links | " + " | ".join(f"{r}: s per sweep (IQR)" for r in REGIMES) + " |",
+             "|---|---|" + "---|" * len(REGIMES)]  # fmt: skip
+    first = result[next(iter(REGIMES))]["scaling"]["rows"]
+    for k, s in enumerate(first):
+        cells = []
+        for regime in REGIMES:
+            r = result[regime]["scaling"]["rows"][k]
+            cells.append(f"{r['median_s']:.3g} ({r['iqr_s']:.2g})")
+        table.append(f"| {s['num_nodes']:,} | {s['num_edges']:,} | " + " | ".join(cells) + " |")
     footer = (
-        f"\n{env['cpu']}, {env['num_threads']} threads, torch {env['torch']}, "
-        f"PyG {env['torch_geometric']}, {a['dtype']}, commit {env['git_commit']}, "
-        f"{env['date_utc']}; medians over {a['rounds']} interleaved rounds."
+        f"\n{env['cpu']}, {env['num_threads']} thread(s), torch {env['torch']}, "
+        f"PyG {env['torch_geometric']}, {a['dtype']} unless stated, commit {env['git_commit']}, "
+        f"{env['date_utc']}, load average at start {env.get('load_average_at_start')}; "
+        f"medians over {a['rounds']} interleaved rounds; copy bandwidth "
+        f"{result['copy_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s."
     )
-    return "\n".join(rows + scaling) + "\n" + footer
+    return "\n".join(rows + table) + "\n" + footer
 
 
 def update_doc(result: dict, path: Path = DOC) -> None:

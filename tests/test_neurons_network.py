@@ -245,19 +245,31 @@ def test_callable_and_per_sweep_stimulus_agree():
     torch.testing.assert_close(a["dendrite"], b["dendrite"])
 
 
-def test_reflex_arc_motor_answers_after_expected_sweeps():
-    # sensor -> inter -> inter -> motor, quiet until driven: high sta start disabled
-    num = 4
-    links = torch.stack([torch.arange(num - 1), torch.arange(1, num)])
-    net = NeuronNetwork(links, num, sta=0, speed=1, recovery=2, threshold=1.0,
-                        reproductivity=(1.0, 0.0))  # fmt: skip
-    out = net.run(
-        40, stimulus=torch.tensor([[1.5, 0.0]]), stimulus_nodes=torch.tensor([0]),
-        record=("releases", "actions"),
+def reflex_arc(order: list[int], **flags) -> list[list[int]]:
+    """Sensor -> inter -> inter -> motor, stage k stored at index order[k]; release sweeps."""
+    links = torch.tensor([order[:-1], order[1:]])
+    threshold = torch.full((4,), 0.2, dtype=torch.float64)
+    threshold[order[0]] = 0.5
+    net = NeuronNetwork(
+        links, 4, sta=0, speed=1, recovery=2, threshold=threshold, reproductivity=(1.0, 0.0),
+        **flags,
     )  # fmt: skip
-    fired = out["releases"][..., 0] > 0  # [T, N]
-    first = [int(fired[:, k].nonzero()[0]) for k in range(num)]
-    assert first == sorted(first) and first[-1] > first[0]
+    out = net.run(
+        14, stimulus=torch.tensor([[1.0, 0.0]]), stimulus_nodes=torch.tensor([order[0]]),
+        record=("actions",),
+    )  # fmt: skip
+    released = out["actions"] == Action.RELEASE  # [T, N]
+    return [(released[:, order[k]].nonzero().flatten() + 1).tolist() for k in range(4)]
+
+
+def test_reflex_arc_motor_answers_after_expected_sweeps():
+    # the sensor accumulates (1), activates (2), releases at 2 + speed = 3; each later stage
+    # receives in that same sweep (forward link), activates one sweep later and releases
+    # speed sweeps after that: + (1 + speed) per stage, motor at 3 + 3 * 2 = 9
+    assert reflex_arc([0, 1, 2, 3]) == [[3, 8, 13], [5, 10], [7, 12], [9, 14]]
+    # numbered backwards every link is a backward one: one sweep more per stage
+    assert reflex_arc([3, 2, 1, 0])[3] == [12]
+    assert reflex_arc([0, 1, 2, 3], synchronous_delivery=True)[3] == [12]
 
 
 @pytest.mark.parametrize(

@@ -441,7 +441,7 @@ class NeuronNetwork:
 
         synapse = self.synapse  # [N, *, 2]
         if happened[Action.RELEASE]:
-            releases = torch.where(release.unsqueeze(-1), accumulated, 0.0)  # [N, *, 2]
+            releases = accumulated * release.to(self.dtype).unsqueeze(-1)  # [N, *, 2] a or 0
             synapse.add_(releases)  # adding zero elsewhere is exact
             kept = torch.where(release, self.returnability, 1.0)  # [N, *] rho or 1 (exact)
             accumulated.mul_(kept.unsqueeze(-1))
@@ -474,13 +474,15 @@ class NeuronNetwork:
                 dendrite.zero_()
         else:
             if _any(accumulate):
-                accumulate2 = accumulate.unsqueeze(-1)  # [N, *, 1]
-                current.add_(torch.where(accumulate2, dendrite, 0.0))  # c += d (c + 0 exact)
-                dendrite.masked_fill_(accumulate2, 0.0)
+                # masks as 0/1 factors: c + 1 * d and c + 0 * d are exact, and a broadcast
+                # multiply is several times faster than masked_fill_/where on CPU
+                taken = accumulate.to(self.dtype).unsqueeze(-1)  # [N, *, 1]
+                current.addcmul_(dendrite, taken)  # c += d where accumulating
+                dendrite.mul_(1.0 - taken)  # d = 0 there
             if late is not None:
                 dendrite.add_(late[0], alpha=late[1])  # what reached i after its turn
         if happened[Action.ACTIVATE]:
-            current.masked_fill_(activate.unsqueeze(-1), 0.0)
+            current.mul_((~activate).to(self.dtype).unsqueeze(-1))  # c = 0 where activating
         self.last_state = current  # the same tensor from now on, as in the article
         return Sweep(actions, releases, sent)
 
