@@ -15,3 +15,10 @@ def simple_graph(num_src: int, num_dst: int, num_edges: int) -> torch.Tensor:
     src, dst = torch.meshgrid(torch.arange(num_src), torch.arange(num_dst), indexing="ij")
     pairs = torch.stack([src.flatten(), dst.flatten()])[:, src.flatten() != dst.flatten()]
     return pairs[:, torch.randperm(pairs.size(1))[:num_edges]]
+
+
+def random_graph(num_nodes: int, num_edges: int, isolated=()) -> torch.Tensor:
+    """Random ``[2, E']`` edges with repeats and self loops; targets in ``isolated`` get none."""
+    edge_index = torch.randint(0, num_nodes, (2, num_edges))
+    keep = ~torch.isin(edge_index[1], torch.tensor(list(isolated), dtype=torch.long))
+    return edge_index[:, keep]
