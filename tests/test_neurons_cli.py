@@ -42,8 +42,8 @@ def test_edge_list_stimulus_copies_plots_and_save(tmp_path, capsys):
         "--save", str(saved), "--no-progress",
     ])  # fmt: skip
     assert run_neurons_simulate(args) == 0
-    assert (tmp_path / "plots" / "raster.png").stat().st_size > 0
-    assert (tmp_path / "plots" / "traces.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "neurons_raster.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "neurons_traces.png").stat().st_size > 0
     net = load_network(saved)
     assert net.batch_shape == (2,) and net.edge_index.tolist() == [[0, 1], [1, 2]]
 

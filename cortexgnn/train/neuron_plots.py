@@ -35,7 +35,7 @@ def raster(actions: Tensor, path: str | Path | None = None, names: Sequence[str]
     from matplotlib.patches import Patch
 
     num_steps, num_nodes = actions.shape
-    fig, ax = plt.subplots(figsize=(min(2 + num_steps * 0.15, 14), min(1.5 + num_nodes * 0.25, 10)))
+    fig, ax = plt.subplots(figsize=(min(4 + num_steps * 0.15, 14), min(2 + num_nodes * 0.25, 10)))
     ax.imshow(
         actions.t().cpu().numpy(),
         aspect="auto",
@@ -63,7 +63,7 @@ def traces(
     nodes: Sequence[int],
     path: str | Path | None = None,
     names: Sequence[str] | None = None,
-    threshold: float | None = None,
+    thresholds: Sequence[float] | None = None,
 ):
     """Excitatory, inhibitory and summed ``current_state`` of chosen neurons over time.
 
@@ -72,7 +72,7 @@ def traces(
         nodes: the neurons' indices, for the legend.
         path: save the figure here.
         names: all neurons' names (default their indices).
-        threshold: drawn as a dashed line when given.
+        thresholds: each drawn neuron's threshold, a dashed line when given.
     """
     plt = _pyplot()
     num_steps = current_state.size(0)
@@ -84,8 +84,8 @@ def traces(
         ax.plot(sweeps, pair[:, 0].numpy(), color="#d7191c", label="excitatory")
         ax.plot(sweeps, pair[:, 1].numpy(), color="#2c7bb6", label="inhibitory")
         ax.plot(sweeps, pair.sum(-1).numpy(), color="black", lw=1, label="sum")
-        if threshold is not None:
-            ax.axhline(threshold, color="grey", ls="--", lw=1, label="threshold")
+        if thresholds is not None:
+            ax.axhline(thresholds[row], color="grey", ls="--", lw=1, label="threshold")
         ax.set_ylabel(f"neuron {label}")
     axes[0, 0].legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     axes[-1, 0].set_xlabel("sweep")
@@ -136,10 +136,12 @@ def animate(
     def frame(t: int):
         ax.clear()
         ax.set_axis_off()
-        amount = carried[t, edge_index[0]] / scale  # [E]
-        widths = [0.5 + 3.5 * float(a) for a in amount]
-        colours = [(0.85, 0.1, 0.1, 0.25 + 0.75 * float(a)) if a > 1e-3 else (0.7, 0.7, 0.7, 0.4)
-                   for a in amount]  # fmt: skip
+        # brightness on a log scale over three decades below the run's largest share
+        relative = carried[t, edge_index[0]] / scale  # [E]
+        light = ((relative.clamp(min=1e-30).log10() + 3) / 3).clamp(0, 1)  # [E] 0 dark, 1 lit
+        widths = [0.6 + 4.4 * float(a) for a in light]
+        colours = [(0.85, 0.1, 0.1, 0.2 + 0.8 * float(a)) if a > 0 else (0.6, 0.6, 0.6, 0.5)
+                   for a in light]  # fmt: skip
         nx.draw_networkx_edges(graph, layout, edgelist=links, width=widths, edge_color=colours,
                                ax=ax, arrows=True, arrowsize=8)  # fmt: skip
         node_colours = [ACTION_COLOURS[int(a)] for a in actions[t]]
@@ -148,7 +150,7 @@ def animate(
         if num_nodes <= 30:
             labels = {k: (names[k] if names is not None else f"{k}") for k in range(num_nodes)}
             nx.draw_networkx_labels(graph, layout, labels=labels, font_size=7, ax=ax)
-        ax.set_title(f"sweep {t + 1}")
+        ax.set_title(f"sweep {t + 1}: links lit by what they carry (log scale)")
 
     animation = FuncAnimation(fig, frame, frames=actions.size(0))
     path = Path(path)

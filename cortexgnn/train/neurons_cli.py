@@ -55,8 +55,10 @@ def add_neurons_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     out = p.add_argument_group("outputs (copy 0)")
     out.add_argument("--log", default=None, help="write the event log (article's order) here")
     out.add_argument("--readout", default=None, help="neurons whose releases are reported: 0,3")
-    out.add_argument("--plots", default=None, help="folder for raster.png and traces.png")
-    out.add_argument("--trace-nodes", default="0,1", help="neurons drawn in traces.png")
+    out.add_argument(
+        "--plots", default=None, help="folder for neurons_raster.png and neurons_traces.png"
+    )
+    out.add_argument("--trace-nodes", default="0,1", help="neurons drawn in neurons_traces.png")
     out.add_argument("--animation", default=None, help="write a GIF of the network here")
     out.add_argument("--save", default=None, help="save the final network here (.pt)")
     return p
@@ -204,10 +206,10 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
 
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
-        raster(actions, folder / "raster.png", net.names)
+        raster(actions, folder / "neurons_raster.png", net.names)
         states = copy0(out["current_state"])[:, trace_nodes]
-        threshold = float(net.threshold[(trace_nodes[0], *first)])
-        traces(states, trace_nodes, folder / "traces.png", net.names, threshold)
+        thresholds = [float(net.threshold[(k, *first)]) for k in trace_nodes]
+        traces(states, trace_nodes, folder / "neurons_traces.png", net.names, thresholds)
     if args.animation:
         from cortexgnn.train.neuron_plots import animate
 
