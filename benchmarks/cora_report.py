@@ -11,6 +11,11 @@ from pathlib import Path
 
 import torch
 
+try:
+    from . import harness
+except ImportError:  # run as a script from the benchmarks folder
+    import harness
+
 LABELS = {
     "column": "ColumnAttentionConv (projection='first')",
     "column_pyg": "ColumnAttentionConv (projection='first', fused=False)",
@@ -82,10 +87,7 @@ def _versus(value: float | None, baseline: float | None, kind: str, unit: str = 
 
 def update_doc(path: Path, result: dict) -> None:
     """Replace the text between the Cora table markers of ``path`` by ``render(result)``."""
-    text = path.read_text()
-    head, rest = text.split(DOC_START, 1)
-    _, tail = rest.split(DOC_END, 1)
-    path.write_text(f"{head}{DOC_START}\n{render(result)}\n{DOC_END}{tail}")
+    harness.replace_between(path, DOC_START, DOC_END, render(result))
 
 
 def plot(result: dict, path: Path) -> Path | None:

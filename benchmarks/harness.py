@@ -218,3 +218,18 @@ def write_result(name: str, result: dict, out_dir: str | Path | None = None) -> 
     path = folder / f"{name}.json"
     path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def replace_between(path: str | Path, start: str, end: str, text: str) -> bool:
+    """Replace what lies between the ``start`` and ``end`` markers of a Markdown file.
+
+    Returns ``False`` (and writes nothing) when a marker is missing.
+    """
+    path = Path(path)
+    content = path.read_text()
+    if start not in content or end not in content:
+        return False
+    head, rest = content.split(start, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    return True

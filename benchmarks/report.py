@@ -16,9 +16,11 @@ import json
 from pathlib import Path
 
 try:
+    from benchmarks import harness
     from benchmarks.plots import plots
     from benchmarks.report_sections import SECTIONS
 except ImportError:  # run as a script from the benchmarks folder
+    import harness
     from plots import plots
     from report_sections import SECTIONS
 
@@ -115,15 +117,9 @@ def headline_markdown(rows: list[dict]) -> str:
 
 def update_readme(readme: Path, table: str) -> bool:
     """Replace the marker region of ``readme``; ``False`` if the markers are missing."""
-    text = readme.read_text()
-    if START not in text or END not in text:
-        return False
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    readme.write_text(
-        f"{head}{START}\n{table}\n\n![scaling](docs/img/bench_scaling.png)\n{END}{tail}"
+    return harness.replace_between(
+        readme, START, END, f"{table}\n\n![scaling](docs/img/bench_scaling.png)"
     )
-    return True
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,0 +1,237 @@
+r"""Tables, figure and conclusions of the ablation study (``benchmarks/results/ablation.json``).
+
+``render`` is what ``docs/science.md`` shows between its markers, ``headline`` the README
+paragraph, ``plot`` the figure: nothing in them is typed by hand. Differences from
+``article`` are paired by seed (one seed gives every variant the same data order and
+graph seed), with a 95 % Student-t interval over the seeds both have; a
+conclusion claims an effect only when its interval excludes zero.
+
+    python benchmarks/ablation_report.py --update-doc docs/science.md README.md \
+        --plot docs/img/ablation.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+from pathlib import Path
+
+try:
+    from . import harness
+except ImportError:  # run as a script from the benchmarks folder
+    import harness
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
+DOC_START, DOC_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
+README_START, README_END = "<!-- science:start -->", "<!-- science:end -->"
+GROUPS = {
+    "article": "the article's model",
+    "ring": "graph", "random": "graph", "complete": "graph", "no-message-passing": "graph",
+    "plain": "message", "plain-no-hebbian": "message", "gated": "message",
+    "gated-no-hebbian": "message",
+    "no-homeostasis": "dynamics", "no-inhibition": "dynamics", "iterations-1": "dynamics",
+    "iterations-8": "dynamics",
+    "columns-16": "size", "columns-128": "size",
+    "mlp-small": "baseline", "mlp-matched": "baseline", "single-column": "baseline",
+}  # fmt: skip
+# two-sided 95 % quantiles of Student's t by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+       9: 2.262, 10: 2.228}  # fmt: skip
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default=str(RESULTS))
+    p.add_argument("--update-doc", nargs="*", default=[], help="docs/science.md and/or README.md")
+    p.add_argument("--plot", default=None, help="write the figure here (needs matplotlib)")
+    return p
+
+
+def interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and the half-width of its 95 % t interval (``None`` for fewer than 2 values)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, T95[min(len(values) - 1, 10)] * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def paired(row: dict, article: dict, key: str = "final_accuracy") -> list[float]:
+    """``row - article`` in accuracy points, for every seed both have."""
+    mine = dict(zip(row["seeds"], row[key], strict=True))
+    theirs = dict(zip(article["seeds"], article[key], strict=True))
+    return [100 * (mine[s] - theirs[s]) for s in sorted(mine.keys() & theirs.keys())]
+
+
+def _pct(values: list[float]) -> str:
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{100 * values[0]:.2f} %"
+    return f"{100 * statistics.fmean(values):.2f} ± {100 * statistics.stdev(values):.2f} %"
+
+
+def _difference(diffs: list[float]) -> str:
+    if not diffs:
+        return "–"
+    mean, half = interval(diffs)
+    if half is None:
+        return f"{mean:+.2f} (1 seed)"
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+
+
+def verdict(name: str, diffs: list[float]) -> tuple[str, str]:
+    """``(kind, sentence)``: kind is ``better``, ``worse``, ``none`` or ``pending``."""
+    if len(diffs) < 2:
+        return "pending", f"`{name}`: not enough seeds yet for an interval."
+    mean, half = interval(diffs)
+    span = f"{mean:+.2f} points, 95 % interval [{mean - half:+.2f}, {mean + half:+.2f}]"
+    if mean - half > 0:
+        return "better", f"`{name}` is more accurate than `article`: {span}."
+    if mean + half < 0:
+        return "worse", f"`{name}` is less accurate than `article`: {span}."
+    return "none", f"`{name}`: no detectable effect ({span}, {len(diffs)} paired seeds)."
+
+
+def render(results: dict) -> str:
+    """The Markdown between the markers of ``docs/science.md``."""
+    rows = {r["name"]: r for r in results["variants"]}
+    article = rows.get("article")
+    proto = results["protocol"]
+    lines = [
+        "| variant | group | parameters | seeds | final accuracy | best accuracy | final − "
+        "article, points [95 % CI] | ms per step |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ordered = [n for n in GROUPS if n in rows] + [n for n in rows if n not in GROUPS]
+    for name in ordered:
+        row = rows[name]
+        diffs = paired(row, article) if article and name != "article" else []
+        lines.append(
+            f"| `{name}` | {GROUPS.get(name, '')} | {row['parameters']:,} | {len(row['seeds'])} | "
+            f"{_pct(row['final_accuracy'])} | {_pct(row['best_accuracy'])} | "
+            f"{'baseline' if name == 'article' else _difference(diffs)} | "
+            f"{statistics.median(row['step_ms']):.1f} |"
+        )
+    missing = [n for n in GROUPS if n not in rows]
+    done = sum(len(r["seeds"]) for r in rows.values())
+    env = results.get("environment", {})
+    commits = sorted({c for r in rows.values() for c in r.get("commits", []) if c})
+    lines += [
+        "",
+        f"Fashion-MNIST, {proto['epochs']} epochs (AdamW lr {proto['lr']}, weight decay "
+        f"{proto['weight_decay']}, batch {proto['batch_size']}, cosine period "
+        f"{proto['t_max_epochs']:g} epochs), evaluation every {proto['eval_every']} steps and "
+        f"at the end; mean ± standard deviation over seeds; ms per step is the median over "
+        f"seeds of each run's mean training step (one thread per run, {env.get('cpu', '?')}, "
+        f"runs two at a time on a shared machine, torch {env.get('torch', '?')}); commits "
+        f"{', '.join(commits) or '?'}. {done} runs finished"
+        + (f"; not yet run: {', '.join(f'`{n}`' for n in missing)}." if missing else "."),
+        "",
+        "**Conclusions the intervals support** (final accuracy, paired by seed):",
+        "",
+    ]
+    verdicts = [verdict(n, paired(rows[n], article)) for n in ordered if n != "article"] if (
+        article
+    ) else []  # fmt: skip
+    for kind in ("better", "worse", "none", "pending"):
+        lines += [f"- {sentence}" for k, sentence in verdicts if k == kind]
+    full = results.get("full_protocol", [])
+    if full:
+        lines += ["", "The whole 10-epoch protocol, one seed each:", "",
+                  "| variant | parameters | final accuracy | best accuracy | ms per step |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for row in full:
+            lines.append(
+                f"| `{row['name']}` | {row['parameters']:,} | {_pct(row['final_accuracy'])} | "
+                f"{_pct(row['best_accuracy'])} | {statistics.median(row['step_ms']):.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def headline(results: dict) -> str:
+    """The README paragraph: the headline finding in numbers, and the link."""
+    rows = {r["name"]: r for r in results["variants"]}
+    article = rows.get("article")
+    if not article:
+        return "The ablation study has no finished run yet; see [docs/science.md](docs/science.md)."
+    verdicts = [(n, *verdict(n, paired(rows[n], article))) for n in rows if n != "article"]
+    decided = [(n, k) for n, k, _ in verdicts if k != "pending"]
+    none = [n for n, k in decided if k == "none"]
+    effects = [f"`{n}` ({k})" for n, k in decided if k != "none"]
+    mean, _ = interval(article["final_accuracy"])
+    text = (
+        f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "
+        f"Fashion-MNIST study with paired seeds, the article's model reaches "
+        f"{mean * 100:.2f} % ({len(article['seeds'])} seeds). "
+    )
+    if none:
+        text += (
+            f"Switching off or replacing parts made no detectable difference for "
+            f"{len(none)} of {len(decided)} variants with intervals so far"
+        )
+        text += f"; detectable differences: {', '.join(effects)}. " if effects else ". "
+    elif effects:
+        text += f"Detectable differences: {', '.join(effects)}. "
+    pending = len(verdicts) - len(decided)
+    if pending:
+        text += f"{pending} variants still lack a second seed. "
+    return text + "Table, figure and intervals: [docs/science.md](docs/science.md)."
+
+
+def plot(results: dict, path: Path) -> Path | None:
+    """Final accuracy per variant with 95 % intervals; ``None`` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    rows = {r["name"]: r for r in results["variants"]}
+    names = [n for n in GROUPS if n in rows][::-1]
+    means, halves = [], []
+    for name in names:
+        mean, half = interval([100 * a for a in rows[name]["final_accuracy"]])
+        means.append(mean)
+        halves.append(half or 0.0)
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+    colors = ["tab:gray" if GROUPS[n] == "baseline" else "tab:blue" for n in names]
+    ax.barh(range(len(names)), means, xerr=halves, color=colors, alpha=0.8, capsize=3)
+    for i, name in enumerate(names):  # every seed as a dot
+        ax.plot([100 * a for a in rows[name]["final_accuracy"]], [i] * len(rows[name]["seeds"]),
+                "k.", markersize=3)  # fmt: skip
+    if "article" in rows:
+        ax.axvline(statistics.fmean(rows["article"]["final_accuracy"]) * 100, color="tab:red",
+                   linewidth=1, label="article (mean)")  # fmt: skip
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    low = min(m - h for m, h in zip(means, halves, strict=True))
+    high = max(m + h for m, h in zip(means, halves, strict=True))
+    ax.set_xlim(max(0.0, low - 1.0), min(100.0, high + 1.0))
+    ax.set_xlabel("final test accuracy, % (mean, 95 % interval, seeds as dots)")
+    ax.set_title(f"Fashion-MNIST, {results['protocol']['epochs']} epochs", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    results = json.loads(Path(args.results).read_text())
+    for doc in args.update_doc:
+        doc = Path(doc)
+        if doc.name == "README.md":
+            harness.replace_between(doc, README_START, README_END, headline(results))
+        else:
+            harness.replace_between(doc, DOC_START, DOC_END, render(results))
+    if args.plot:
+        plot(results, Path(args.plot))
+    return results
+
+
+if __name__ == "__main__":
+    main()
