@@ -204,6 +204,12 @@ def test_resume_reads_checkpoints_written_before_the_progress_key(tmp_path):
     assert resumed["final_test_acc"] == whole["final_test_acc"] and resumed["steps"] == 12
 
 
+def test_progress_bar_shows_the_latest_accuracy(tmp_path, capsys):
+    train(tiny(tmp_path, epochs=1, progress=True, eval_every=3, final_eval=False))
+    err = capsys.readouterr().err
+    assert "6/6" in err and "acc=" in err and "acc=-" not in err.splitlines()[-1].split("\r")[-1]
+
+
 def test_runs_without_the_optional_tqdm_and_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # import now raises ImportError
     monkeypatch.setitem(sys.modules, "matplotlib", None)

@@ -60,6 +60,24 @@ MODEL_HELP = {
     "check_finite_input": "refuse NaN/Inf input (one reduction per batch)",
 }
 
+
+def _optional(kind: type):
+    """An argparse type: ``kind``, or ``None`` spelt ``none``."""
+
+    def parse(text: str):
+        if text.lower() == "none":
+            return None
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid {kind.__name__} value: {text!r} (or none)"
+            ) from None
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 # (group, flag, argparse options, help) of the TrainConfig fields outside the model; each
 # flag's destination is the field and its default the field's default.
 _TRAIN_FLAGS = [
@@ -80,9 +98,10 @@ _TRAIN_FLAGS = [
     ("protocol", "--seed", {"type": int}, "seeds weights, dropout, shuffling (and the graph "
      "unless --graph-seed)"),
     ("run", "--device", {}, "auto, cpu, cuda, cuda:N or mps"),
-    ("run", "--threads", {"type": int},
-     "torch CPU threads; None keeps torch's choice (one per core). On a shared or busy "
-     "machine 1 is often as fast: time a few --max-steps with 1 and 2"),
+    ("run", "--threads", {"type": _optional(int)},
+     "torch CPU threads; none: torch's choice (one per core). 1 measured fastest on a busy "
+     "2-core machine (digits defaults: 0.23 s/step vs 1.1 s/step with 2); on an idle "
+     "many-core machine compare the speed line of a few --max-steps with more"),
     ("run", "--compile", {"action": BOOL}, "torch.compile the column + message-passing stage "
      "(its dropout masks differ from eager mode's)"),
     ("run", "--out-dir", {}, "run folder (checkpoint.pth, metrics.jsonl, curves.png, "
@@ -102,23 +121,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _optional(kind: type):
-    """An argparse type: ``kind``, or ``None`` spelt ``none``."""
-
-    def parse(text: str):
-        if text.lower() == "none":
-            return None
-        try:
-            return kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"invalid {kind.__name__} value: {text!r} (or none)"
-            ) from None
-
-    parse.__name__ = kind.__name__
-    return parse
 
 
 def _model_flags() -> list[tuple[str, dict, str]]:

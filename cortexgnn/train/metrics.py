@@ -63,7 +63,12 @@ class MetricsLog:
             return
         source = Path(resume_from) if resume_from is not None else self.path
         kept = []
-        if resume_step is not None and source.is_file():
+        if resume_step is not None and source.is_symlink():
+            warnings.warn(
+                f"{source} is a symlink: not read; the log restarts at step {resume_step}",
+                stacklevel=2,
+            )
+        elif resume_step is not None and source.is_file():
             kept = [
                 r for r in read_metrics(source)
                 if r.get("step", 0) <= resume_step and not r.get("final", False)

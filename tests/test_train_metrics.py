@@ -1,0 +1,54 @@
+"""The metrics log reader and the curves figure."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+import pytest
+
+from cortexgnn.train.metrics import curves_figure, plot_curves, read_metrics
+
+matplotlib.use("Agg")
+
+
+def _log(tmp_path, lines):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def test_read_metrics_refuses_a_broken_line_in_the_middle(tmp_path):
+    path = _log(tmp_path, ['{"kind": "train", "step": 1}', "garbage", '{"step": 2}'])
+    with pytest.raises(ValueError, match="metrics.jsonl line 2 is not a metrics record"):
+        read_metrics(path)
+
+
+def test_read_metrics_skips_a_torn_last_line(tmp_path):
+    path = _log(tmp_path, ['{"kind": "train", "step": 1}', '{"kind": "tr'])
+    with pytest.warns(UserWarning, match=f"{path}: skipped its torn last line 2"):
+        assert read_metrics(path) == [{"kind": "train", "step": 1}]
+
+
+def test_curves_show_every_evaluation_and_never_exceed_100_percent(tmp_path):
+    import matplotlib.pyplot as plt
+
+    train = [{"kind": "train", "step": s, "loss": 2.3 / s} for s in range(1, 121)]
+    evals = [{"kind": "eval", "step": s, "test_acc": a}
+             for s, a in [(20, 0.9), (40, 0.97), (60, 0.99), (80, 1.0), (120, 0.995)]]  # fmt: skip
+    fig = curves_figure(train + evals, "cortexnet on digits")
+    ax_loss, ax_acc = fig.axes
+    (line,) = ax_acc.get_lines()
+    assert list(line.get_xdata()) == [20, 40, 60, 80, 120] and line.get_marker() == "o"
+    low, high = ax_acc.get_ylim()
+    assert high == 100 and low >= 0
+    visible = [
+        t for t in ax_loss.get_yticks() if ax_loss.get_ylim()[0] <= t <= ax_loss.get_ylim()[1]
+    ]
+    assert len(visible) >= 3  # a loss panel with several ticks (a log axis had one)
+    assert ax_loss.get_yscale() == "linear"
+    plt.close(fig)
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in train + evals))
+    png = plot_curves(path, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and png.endswith("curves.png")
