@@ -1,0 +1,88 @@
+"""README and docs are tested: every Python block runs, every table matches its results file.
+
+Python blocks run as written, in order, one namespace per file, in a fresh working
+directory (a block that needs a file writes it itself, visibly). Every table between
+``<!-- name:start -->`` markers is compared with what its renderer makes of the committed
+results, so a number that drifts from its source fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def python_blocks(path: Path) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+
+
+def between(path: Path, start: str, end: str) -> str:
+    text = path.read_text()
+    assert start in text and end in text, f"{path.name} lacks {start}"
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+@pytest.mark.parametrize("path", [p for p in DOCS if python_blocks(p)], ids=lambda p: p.name)
+def test_python_blocks_run_as_written(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": f"doc_{path.stem}"}
+    for number, block in enumerate(python_blocks(path)):
+        exec(compile(block, f"{path.name} block {number}", "exec"), namespace)
+
+
+def test_readme_blocks_produce_what_they_say():
+    namespace: dict = {}
+    blocks = python_blocks(ROOT / "README.md")
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["out"].shape == (1000, 8, 64)
+    assert namespace["logits"].shape == (100, 5)
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    quick_start = re.search(r"## Quick start\n+```bash\n(.*?)```", readme, flags=re.S).group(1)
+    lines = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
+    assert len(lines) == 2, "the quick start is exactly two commands"
+    test_command = lines[1].split("&&")[-1].strip()
+    ci_script = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci_script
+    assert any(line.startswith(f"{test_command} -m slow") for line in ci_script)
+
+
+def test_training_results_table_matches_the_committed_runs():
+    import runs_report
+
+    table = runs_report.render(ROOT / "docs" / "results")
+    assert between(ROOT / "README.md", runs_report.START, runs_report.END) == table
+
+
+def test_cora_tables_match_the_committed_result():
+    import cora_report
+
+    result = json.loads((ROOT / "benchmarks" / "results" / "cora.json").read_text())
+    for doc in (ROOT / "README.md", ROOT / "docs" / "layer.md"):
+        assert between(doc, cora_report.DOC_START, cora_report.DOC_END) == cora_report.render(
+            result
+        )
+
+
+def test_science_page_and_readme_match_the_ablation_results():
+    import ablation_report
+
+    results = json.loads((ROOT / "benchmarks" / "results" / "ablation.json").read_text())
+    science = ROOT / "docs" / "science.md"
+    assert between(science, ablation_report.DOC_START, ablation_report.DOC_END) == (
+        ablation_report.render(results)
+    )
+    assert between(
+        ROOT / "README.md", ablation_report.README_START, ablation_report.README_END
+    ) == (ablation_report.headline(results))
