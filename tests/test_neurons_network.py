@@ -333,3 +333,22 @@ def test_many_releases_take_the_full_product_few_take_the_release_links():
         releases += int((vec.step().actions == Action.RELEASE).sum())
         assert_same_state(ref, vec)
     assert releases > 4
+
+
+def test_delivery_paths_equal_a_dense_product():
+    from cortexgnn.neurons.delivery import TransmitterDelivery, deliver_into, delivery_adjacency
+
+    links = torch.tensor([[0, 0, 1, 2, 2, 3], [1, 3, 2, 0, 2, 1]])
+    weight = torch.rand(6, dtype=torch.float64)
+    x = torch.randn(4, 5, dtype=torch.float64)
+    dense = torch.zeros(4, 4, dtype=torch.float64)
+    dense[links[1], links[0]] = weight  # row receiver i, column sender j
+    conv = TransmitterDelivery()
+    torch.testing.assert_close(conv(x, delivery_adjacency(links, weight, 4)), dense @ x)
+    torch.testing.assert_close(conv(x, links, weight), dense @ x)  # PyG's edge-wise path
+    out = torch.ones(4, 5, dtype=torch.float64)
+    deliver_into(out, x, links[:, :3], weight[:3], 0.5)
+    part = torch.zeros_like(dense)
+    part[links[1, :3], links[0, :3]] = weight[:3]
+    torch.testing.assert_close(out, 1 + 0.5 * part @ x)
+    assert repr(conv) == "TransmitterDelivery()"

@@ -38,6 +38,22 @@ def delivery_adjacency(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) 
         )
 
 
+def deliver_into(
+    out: Tensor, x: Tensor, edge_index: Tensor, edge_weight: Tensor, scale: float = 1.0
+) -> Tensor:
+    """``out_i += scale * sum_{j->i} w_ji x_j`` over the given links, in place.
+
+    The gather and scatter-add of PyG's ``propagate`` with ``aggr="sum"``, accumulated into
+    an existing ``out`` instead of a fresh zero tensor: the cost is that of the links
+    given, not of ``N``.
+
+    Shapes:
+        - out: ``[N, F]``; x: ``[N, F]``; edge_index: ``[2, E_S]``; edge_weight: ``[E_S]``.
+    """
+    messages = x.index_select(0, edge_index[0]) * (edge_weight * scale).unsqueeze(-1)  # [E_S, F]
+    return out.index_add_(0, edge_index[1], messages)
+
+
 class TransmitterDelivery(MessagePassing):
     """Sum of weighted sender pairs into each receiver: ``out_i = sum_{j->i} w_ji x_j``.
 

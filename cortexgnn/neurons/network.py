@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from cortexgnn.neurons.actions import Action
-from cortexgnn.neurons.delivery import TransmitterDelivery, delivery_adjacency
+from cortexgnn.neurons.delivery import TransmitterDelivery, deliver_into, delivery_adjacency
 from cortexgnn.neurons.graphs import out_degree, toggle_links
 
 PARAMETERS = ("threshold", "returnability", "speed", "recovery", "reproductivity")
@@ -529,11 +529,14 @@ class NeuronNetwork:
             edges = links_of_releasing.get(part)
             if edges is not None and edges.numel() > 0:
                 factor = 1.0 if self.copy_synapse else SYNAPSE_DECAY
-                x = (releases * factor).reshape(self.num_nodes, -1)  # [N, F]
-                edge_index, edge_weight = links["edge_index"][:, edges], links["edge_weight"][edges]
-                value.mul_(scale).add_(
-                    self.delivery(x, edge_index, edge_weight).reshape(handed.shape)
-                )  # [N, *, 2] private cache, updated in place
+                value.mul_(scale)  # [N, *, 2] private cache, updated in place
+                deliver_into(
+                    value.view(self.num_nodes, -1),
+                    releases.reshape(self.num_nodes, -1),
+                    links["edge_index"].index_select(1, edges),
+                    links["edge_weight"].index_select(0, edges),
+                    factor,
+                )  # only the releasing senders' links
                 scale = 1.0
             delivered[part] = (value, scale)
         self._delivered = delivered

@@ -1,0 +1,44 @@
+"""docs/neurons.md: its Python runs, its benchmark table is the committed JSON rendered."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))  # the benchmarks package
+
+DOC = REPO_ROOT / "docs" / "neurons.md"
+RESULT = REPO_ROOT / "benchmarks" / "results" / "neurons-cpu.json"
+
+
+def test_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, str(DOC), "exec"), {})
+
+
+def test_benchmark_table_is_rendered_from_the_json():
+    from benchmarks.neurons import DOC_END, DOC_START, render
+
+    text = DOC.read_text()
+    table = text.split(DOC_START, 1)[1].split(DOC_END, 1)[0].strip()
+    assert table == render(json.loads(RESULT.read_text())).strip()
+
+
+@pytest.mark.slow
+def test_benchmark_smoke(tmp_path):
+    from benchmarks.neurons import main
+
+    result = main([
+        "--num-nodes", "60", "--copies", "2", "--big-nodes", "300", "--big-steps", "3",
+        "--sizes", "50,100,200", "--rounds", "1", "--min-run-time", "0.01", "--threads", "1",
+        "--out-dir", str(tmp_path),
+    ])  # fmt: skip
+    assert (tmp_path / "neurons-cpu.json").is_file()
+    assert result["quiet"]["compare"]["speedup_per_sweep"] > 0
