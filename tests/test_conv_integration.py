@@ -17,7 +17,7 @@ class TwoLayer(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.conv1 = ColumnAttentionConv(4, 3, heads=2, add_self_loops=True)  # raw values
-        self.conv2 = ColumnAttentionConv(8, 2, project_value=True)
+        self.conv2 = ColumnAttentionConv(8, 2, projection="value")
 
     def forward(self, x, edge_index):
         return self.conv2(self.conv1(x, edge_index).relu(), edge_index)
@@ -43,14 +43,12 @@ def test_attention_explainer_reads_the_weights():
     torch.testing.assert_close(explanation.edge_mask[hops], expected[hops])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "num_nodes,project_value,project_first",
-    [(6, False, False), (None, False, False), (6, True, False), (None, True, True)],
+    "num_nodes,projection", [(6, "none"), (None, "none"), (6, "value"), (None, "first")]
 )
-def test_compile_without_graph_breaks(num_nodes, project_value, project_first):
-    conv = ColumnAttentionConv(
-        4, 3, heads=2, num_nodes=num_nodes, project_value=project_value, project_first=project_first
-    )
+def test_compile_without_graph_breaks(num_nodes, projection):
+    conv = ColumnAttentionConv(4, 3, heads=2, num_nodes=num_nodes, projection=projection)
     x, edge_index, weight = torch.randn(6, 2, 4), simple_graph(6, 6, 14), torch.rand(14)
     expected = conv(x, edge_index, weight)
     explanation = torch._dynamo.explain(conv)(x, edge_index, weight)
@@ -59,10 +57,11 @@ def test_compile_without_graph_breaks(num_nodes, project_value, project_first):
     torch.testing.assert_close(compiled(x, edge_index, weight), expected)
 
 
+@pytest.mark.slow
 def test_compile_fullgraph_with_self_loops():
     # Replacing self loops keeps a data-dependent subset of edges: torch._dynamo.explain
     # counts breaks there (as for GATConv's default), but a fullgraph compile succeeds.
-    conv = ColumnAttentionConv(4, 3, heads=2, project_first=True, add_self_loops=True, bias=True)
+    conv = ColumnAttentionConv(4, 3, heads=2, projection="first", add_self_loops=True, bias=True)
     x, edge_index = torch.randn(6, 4), torch.tensor([[0, 1, 1, 2, 5], [1, 1, 2, 3, 0]])
     compiled = torch.compile(conv, fullgraph=True)
     torch.testing.assert_close(compiled(x, edge_index), conv(x, edge_index))
@@ -71,7 +70,7 @@ def test_compile_fullgraph_with_self_loops():
 class LazyEncoder(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.conv = ColumnAttentionConv((-1, -1), 4, heads=2, project_value=True, root_weight=True)
+        self.conv = ColumnAttentionConv((-1, -1), 4, heads=2, projection="value", root_weight=True)
 
     def forward(self, x, edge_index):
         return self.conv(x, edge_index)
