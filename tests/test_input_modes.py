@@ -140,3 +140,19 @@ def test_training_step_with_a_bad_x_blames_x_not_y():
         net.training_step((torch.rand(10), y))
     with pytest.raises(ValueError, match=r"^x has dtype torch.float64"):
         net.training_step((torch.rand(3, 10, dtype=torch.float64), y))
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+def test_other_float_dtypes_work_end_to_end(dtype):
+    torch.manual_seed(0)
+    reference = CortexNet(**TINY, dropout=0.0)
+    model = CortexNet(**TINY, dropout=0.0).to(dtype)
+    model.load_state_dict(reference.state_dict())
+    x, y = torch.rand(4, 10), torch.tensor([0, 1, 2, 0])
+    loss = model.training_step((x.to(dtype), y))
+    assert loss.dtype == dtype and torch.isfinite(loss)
+    assert all(p.grad.dtype == dtype for p in model.parameters() if p.grad is not None)
+    tolerance = {torch.float64: 1e-5, torch.bfloat16: 0.1, torch.float16: 0.02}[dtype]
+    torch.testing.assert_close(
+        loss.double(), reference.training_step((x, y)).double(), atol=tolerance, rtol=0
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -72,3 +73,37 @@ def test_dense_helper_agrees_for_weights():
     weight = torch.arange(edge_index.size(1), dtype=torch.float)
     dense = edge_index_to_dense(edge_index, 6, weight)
     assert dense[edge_index[1], edge_index[0]].tolist() == weight.tolist()
+
+
+def test_hebbian_rule_with_all_zero_activity_is_zero_not_nan():
+    edge_index = small_world_graph(6, 2, 0.0)
+    zeros = torch.zeros(6, 3, 4)
+    assert torch.equal(hebbian_delta(edge_index, zeros, zeros), torch.zeros(edge_index.size(1)))
+    weight = torch.randn(edge_index.size(1))
+    expected = weight.tanh()
+    hebbian_update_(weight, edge_index, zeros, torch.rand(6, 3, 4), lr=1.0)
+    assert torch.isfinite(weight).all()
+    # p = 0 leaves only the -0.1 q_i q_j term
+    assert not torch.equal(weight, expected)
+
+
+def test_homeostasis_divisor_near_zero_is_the_article_inf_unless_min_divisor():
+    h = torch.ones(2, 3, 4)
+    faithful = Homeostasis(2, freeze_in_eval=True).eval()
+    safe = Homeostasis(2, freeze_in_eval=True, min_divisor=0.05).eval()
+    for module in (faithful, safe):
+        module.activity_avg.fill_(-module.eps)  # a running mean that crossed zero
+    assert torch.isinf(faithful(h)).all()  # 1 / (a + eps) = 1 / 0: the article's arithmetic
+    torch.testing.assert_close(safe(h), h / 0.05)
+
+
+def test_homeostasis_min_divisor_keeps_sign_and_bounds_scale():
+    safe, faithful = Homeostasis(3, min_divisor=0.1), Homeostasis(3)
+    h = -torch.rand(3, 4, 2) - 0.5  # negative activity pulls the running mean through zero
+    for _ in range(300):
+        out_safe, out_faithful = safe(h), faithful(h)
+    assert (faithful.activity_avg < 0).all()
+    assert (out_faithful > 0).all()  # the article flips the sign of negative states
+    assert (out_safe < 0).all() and out_safe.abs().max() <= h.abs().max() / 0.1 + 1e-6
+    with pytest.raises(ValueError, match="min_divisor must be > 0"):
+        Homeostasis(3, min_divisor=0.0)

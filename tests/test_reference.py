@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from cortexgnn import DenseReference
+from cortexgnn import DenseReference, edge_index_to_dense, small_world_graph
 
 
 def article_keys(num_columns, use_attention=True, projection=True):
@@ -56,3 +57,44 @@ def test_hebbian_update_only_touches_graph_entries_before_tanh():
     off_graph = ref.adj_struct == 0
     torch.testing.assert_close(ref.adj_weight[off_graph], torch.tanh(before[off_graph]))
     assert not torch.allclose(ref.adj_weight[~off_graph], torch.tanh(before[~off_graph]))
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("attention_uses_edge_weight", True),
+        ("freeze_homeostasis_in_eval", True),
+        ("homeostasis_min_divisor", 0.1),
+        ("use_homeostasis", False),
+        ("use_hebbian", False),
+        ("check_finite_input", True),
+    ],
+)
+def test_refuses_the_fix_flags(flag, value):
+    with pytest.raises(ValueError, match=rf"none of the settings \{{'{flag}'.*build a CortexNet"):
+        DenseReference(num_columns=5, in_dim=4, col_out=4, graph_k=2, **{flag: value})
+
+
+def test_weights_round_trip_through_cortexnet():
+    ref = DenseReference(num_columns=8, in_dim=6, col_out=4, graph_k=4, graph_seed=3, dropout=0.0)
+    with torch.no_grad():
+        ref.activity_avg.uniform_(0.5, 1.5)
+    net = ref.to_cortexnet(freeze_homeostasis_in_eval=True)
+    assert net.config.freeze_homeostasis_in_eval and net.config.num_columns == 8
+    assert torch.equal(net.edge_index, ref.edge_index())
+    back = DenseReference.from_cortexnet(net)
+    assert torch.equal(back.adj_struct, ref.adj_struct)
+    on_graph = ref.adj_struct.bool()
+    assert torch.equal(back.adj_weight[on_graph], ref.adj_weight[on_graph])
+    assert back.adj_weight[~on_graph].abs().max() == 0  # off-graph entries are dropped
+    x = torch.rand(3, 6)
+    torch.testing.assert_close(back.eval()(x), ref.eval()(x), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="same hyper-parameters, with homeostasis"):
+        ref.to_cortexnet(use_homeostasis=False)
+
+
+def test_edge_index_reads_adj_struct():
+    ref = DenseReference(num_columns=6, in_dim=4, col_out=4, graph_k=2, graph_seed=0)
+    edge_index = ref.edge_index()
+    assert torch.equal(edge_index_to_dense(edge_index, 6), ref.adj_struct)
+    assert torch.equal(edge_index, small_world_graph(6, 2, 0.15, seed=0))
