@@ -112,6 +112,7 @@ def test_train_defaults_are_the_articles_protocol():
     )  # fmt: skip
     # 1437 / 128 -> 12 steps an epoch, 120 in all: evaluated several times, not never
     assert 120 // args.eval_every >= 4
+    assert args.threads == 1  # the fastest measured here (see --help)
 
 
 def test_every_model_setting_is_one_flag_named_after_its_field(capsys):

@@ -74,6 +74,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     for mode, flags in {**MODES, "attention_unsynced": MODES["attention"]}.items():
         model = _build(flags, seed=rank)  # replicas start different: distribute() broadcasts
         ddp = distribute(model)
+        results[f"{mode}_wraps_the_model"] = ddp.module is model  # no wrapper module between
         if mode == "attention_unsynced":
             model.sync_statistics = None  # the control: no all-reduce of the statistics
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1e-5)
@@ -118,6 +119,7 @@ def rank_results(tmp_path_factory) -> list[dict]:
 @pytest.mark.slow
 def test_join_torchrun_reads_torchrun_variables(rank_results):
     assert [r["context"] for r in rank_results] == [(0, 2, "gloo"), (1, 2, "gloo")]
+    assert all(r["attention_wraps_the_model"] and r["plain_wraps_the_model"] for r in rank_results)
 
 
 @pytest.mark.slow

@@ -161,7 +161,7 @@ def test_stop_flag_turns_ctrl_c_into_a_request():
 
 def test_no_final_eval_and_threads(tmp_path):
     try:
-        summary = train(tiny(tmp_path, epochs=1, eval_every=100, final_eval=False, threads=2))
+        summary = train(tiny(tmp_path, max_steps=2, eval_every=100, final_eval=False, threads=2))
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)

@@ -111,10 +111,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "threads"):
+        for name, none in (("max_steps", "no limit"), ("threads", "torch's choice")):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1 (or None for no limit), got {value}")
+                raise ValueError(f"{name} must be >= 1 (or None: {none}), got {value}")
         for name in ("lr", "weight_decay", "t_max_epochs"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
