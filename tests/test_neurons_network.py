@@ -352,3 +352,25 @@ def test_delivery_paths_equal_a_dense_product():
     part[links[1, :3], links[0, :3]] = weight[:3]
     torch.testing.assert_close(out, 1 + 0.5 * part @ x)
     assert repr(conv) == "TransmitterDelivery()"
+
+
+@pytest.mark.parametrize("share", [1.0, 0.0])
+def test_release_only_and_full_delivery_both_equal_the_loop(monkeypatch, share):
+    import cortexgnn.neurons.network as network_module
+
+    calls = []
+    original = network_module.deliver_into
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(network_module, "RELEASE_PATH_SHARE", share)
+    monkeypatch.setattr(network_module, "deliver_into", counting)
+    ref = random_reference(31, num_nodes=14, num_links=45)
+    vec = NeuronNetwork.from_reference(ref)
+    for _ in range(50):
+        ref.sweep()
+        vec.step()
+        assert_same_state(ref, vec)
+    assert bool(calls) is (share == 1.0)  # share 1: every release goes the release-only way
