@@ -45,13 +45,15 @@ def test_train_mnist_from_idx_files(tmp_path, capsys):
     assert state["hyperparams"]["in_dim"] == 784 and state["step"] == 3
 
 
-def test_missing_dataset_is_one_clear_line(tmp_path, capsys):
+def test_missing_dataset_is_one_clear_line_and_leaves_no_run_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default run folder: runs/<timestamp> here
     missing = tmp_path / "empty"
     code = main(["train", *TINY, "--dataset", "fashion-mnist", "--data-dir", str(missing)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("cortexgnn train: error: fashion-mnist not found in ")
     assert str(missing / "FashionMNIST" / "raw") in err and err.count("\n") == 1
+    assert list((tmp_path / "runs").iterdir()) == []  # the failed run left no empty folder
 
 
 def test_resume_takes_untyped_flags_from_the_checkpoint(tmp_path, capsys):

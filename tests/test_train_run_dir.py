@@ -24,6 +24,15 @@ def test_each_run_gets_a_new_folder_and_latest_points_at_it(tmp_path, monkeypatc
         assert first.created and (tmp_path / "runs" / "latest").resolve() == second.path.resolve()
 
 
+def test_an_old_runs_latest_folder_is_kept_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "latest").mkdir(parents=True)  # the old default run folder
+    (tmp_path / "runs" / "latest" / "checkpoint.pth").write_text("old run")
+    with pytest.warns(UserWarning, match="could not point .*latest"), open_run_dir(None) as run:
+        assert run.path.is_dir()
+    assert (tmp_path / "runs" / "latest" / "checkpoint.pth").read_text() == "old run"
+
+
 def test_a_folder_holding_a_run_is_refused_unless_overwrite(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("{}\n")
     with pytest.raises(RunDirError, match="already holds a run .*--overwrite"):

@@ -134,7 +134,12 @@ def train(config: TrainConfig) -> dict:
         resume_dir = Path(config.resume).parent if config.resume else None
         run = open_run_dir(config.out_dir, overwrite=config.overwrite, resume_dir=resume_dir)
     with run as run_dir:
-        return _train(config, state, device, context, run_dir)
+        try:
+            return _train(config, state, device, context, run_dir)
+        except BaseException:
+            if run_dir is not None:  # e.g. missing data: leave no empty runs/<timestamp>
+                run_dir.discard_if_unused()
+            raise
 
 
 def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir | None) -> dict:

@@ -81,6 +81,20 @@ class RunDir:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
 
+    def discard_if_unused(self) -> None:
+        """Remove a folder this run created but never wrote to (it failed before a file).
+
+        ``runs/latest`` is removed with it when it points there; a folder that was not
+        created by this run, or holds anything besides the lock, stays.
+        """
+        if not self.created or any(p.name != LOCK_NAME for p in self.path.iterdir()):
+            return
+        (self.path / LOCK_NAME).unlink(missing_ok=True)
+        self.path.rmdir()
+        latest = self.path.parent / LATEST
+        if latest.is_symlink() and os.readlink(latest) == self.path.name:
+            latest.unlink()
+
     def close(self) -> None:
         """Release the lock (the ``.lock`` file stays: deleting it would race a new owner)."""
         if self._lock_fd is not None:
