@@ -32,8 +32,8 @@ def test_round_trip_through_a_dict_and_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.num_columns = 4
     assert config.replace(num_columns=9).num_columns == 9 and config.num_columns == 8
-    with pytest.raises(ValueError, match="graph_k must lie in 0..num_columns=4"):
-        config.replace(num_columns=4)  # replace validates like a new config
+    with pytest.raises(ValueError, match="num_columns must be >= 1"):
+        config.replace(num_columns=0)  # replace validates like a new config
 
 
 def test_unknown_keys_are_refused():
@@ -66,7 +66,7 @@ def test_wrong_types_are_refused(field, value, match):
     [
         (dict(num_columns=0), r"num_columns must be >= 1, got 0"),
         (dict(message_iters=-1), r"message_iters must be >= 0"),
-        (dict(num_columns=4, graph_k=5), r"graph_k must lie in 0..num_columns=4"),
+        (dict(graph_k=-1), r"graph_k must be >= 0"),
         (dict(graph_p=1.5), r"graph_p is a probability in \[0, 1\]"),
         (dict(dropout=1.0), r"dropout must lie in \[0, 1\)"),
         (dict(plasticity_lr=float("inf")), r"plasticity_lr must be a finite number"),
@@ -82,10 +82,14 @@ def test_out_of_range_values_are_refused(settings, match):
 def test_a_graph_without_edges_is_refused_while_messages_pass(graph_k):
     match = rf"graph_k={graph_k} gives a graph without edges.*graph_k >= 2.*message_iters=0"
     with pytest.raises(ValueError, match=match):
-        ModelConfig(num_columns=6, graph_k=graph_k)
-    with pytest.raises(ValueError, match=match):
         CortexNet(num_columns=6, in_dim=4, col_out=4, graph_k=graph_k)
-    assert ModelConfig(num_columns=6, graph_k=graph_k, message_iters=0).graph_k == graph_k
+    columns_alone = CortexNet(num_columns=6, in_dim=4, col_out=4, graph_k=graph_k, message_iters=0)
+    assert columns_alone.edge_index.numel() == 0 and columns_alone.conv is None
+
+
+def test_a_small_world_wider_than_the_network_is_refused_where_it_is_built():
+    with pytest.raises(ValueError, match=r"k=8, num_nodes=4: lower k or add columns"):
+        CortexNet(num_columns=4, in_dim=4, col_out=4)
 
 
 def test_cortexnet_takes_a_config_and_keyword_overrides():

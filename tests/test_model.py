@@ -194,12 +194,6 @@ def test_custom_graph_is_sorted_by_target():
     assert as_int32.edge_index.dtype == torch.long
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ModelConfig checks graph_k <= num_columns even when a custom edge_index "
-    "replaces the small-world graph, so CortexNet(num_columns=3, edge_index=...) needs a "
-    "made-up graph_k (it worked on a3fbd8b)",
-)
 def test_custom_graph_needs_no_graph_k():
     edge_index = torch.tensor([[1, 0, 2], [0, 1, 1]])
     net = CortexNet(num_columns=3, in_dim=4, col_out=4, edge_index=edge_index)

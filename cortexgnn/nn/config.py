@@ -90,17 +90,10 @@ class ModelConfig:
             raise ValueError(
                 f"message_iters must be >= 0 (0: no message passing), got {self.message_iters}"
             )
-        if not 0 <= self.graph_k <= self.num_columns:
-            raise ValueError(
-                f"graph_k must lie in 0..num_columns={self.num_columns} (graph_k == "
-                f"num_columns gives the complete graph), got {self.graph_k}"
-            )
-        if self.message_iters > 0 and self.graph_k < 2:
-            raise ValueError(
-                f"graph_k={self.graph_k} gives a graph without edges, where no column has a "
-                f"neighbour to attend to: use graph_k >= 2, or message_iters=0 for no "
-                f"message passing"
-            )
+        # graph_k's bounds depend on whether the small-world graph is built at all (a custom
+        # edge_index replaces it): small_world_graph and CortexNet check them there.
+        if self.graph_k < 0:
+            raise ValueError(f"graph_k must be >= 0, got {self.graph_k}")
         if not 0.0 <= self.graph_p <= 1.0:
             raise ValueError(f"graph_p is a probability in [0, 1], got {self.graph_p}")
         if not 0.0 <= self.dropout < 1.0:

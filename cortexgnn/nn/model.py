@@ -92,6 +92,12 @@ class CortexNet(nn.Module):
             edge_index = small_world_graph(
                 num_nodes, config.graph_k, config.graph_p, seed=config.graph_seed
             )
+            if config.message_iters > 0 and edge_index.numel() == 0:
+                raise ValueError(
+                    f"graph_k={config.graph_k} gives a graph without edges, where no column "
+                    f"has a neighbour to attend to: use graph_k >= 2, or message_iters=0 for "
+                    f"no message passing"
+                )
         else:
             edge_index = sort_by_target(check_edge_index(edge_index, num_nodes), num_nodes)
         self.register_buffer("edge_index", edge_index)  # [2, E]
