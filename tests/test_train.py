@@ -179,6 +179,17 @@ def test_config_validation():
     assert replace(TrainConfig(), model="reference").model == "reference"
 
 
+def test_reference_under_torchrun_is_refused_before_any_file(tmp_path, monkeypatch):
+    from cortexgnn.train import loop
+    from cortexgnn.train.distributed import DistributedContext
+
+    context = DistributedContext(0, 2, 0, torch.device("cpu"), "gloo")
+    monkeypatch.setattr(loop, "join_torchrun", lambda device: context)
+    with pytest.raises(ValueError, match="--model reference trains in one process only"):
+        train(tiny(tmp_path / "run", model="reference"))
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_compile_trains_the_same_model(tmp_path):
     # no dropout: compiled code draws its random masks from another generator

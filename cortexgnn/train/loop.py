@@ -129,6 +129,11 @@ def train(config: TrainConfig) -> dict:
         check_resumable(state, config, config.resume)
     context = join_torchrun(device)  # None unless torchrun started several processes
     device, is_main = (device, True) if context is None else (context.device, context.is_main)
+    if context is not None and config.model != "cortexnet":
+        raise ValueError(
+            f"--model {config.model} trains in one process only: launch it without torchrun "
+            f"(or use --model cortexnet)"
+        )
     run = contextlib.nullcontext(None)
     if is_main:  # rank 0 owns the run folder; the other processes write nothing
         resume_dir = Path(config.resume).parent if config.resume else None
