@@ -67,7 +67,7 @@ DEFAULTS = {
 SYNAPSE_DECAY = 0.1  # the article's ``synapse * 0.1`` in the main loop
 # above this share of a part's links held by releasing senders, the full sparse product
 # replaces the release-only delivery: on CPU the full product was already slightly faster
-# with a twelfth of the senders releasing (the benchmark's busy regime, N = 10^3 .. 10^5);
+# with an eleventh of the senders releasing (the benchmark's busy regime, N = 10^3 .. 10^5);
 # the release-only path pays when releases are rare, as in the article's defaults
 RELEASE_PATH_SHARE = 1 / 32
 
