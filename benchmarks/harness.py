@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +31,49 @@ def new_parser(doc: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
         description=doc.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+
+
+def cuda_usable() -> bool:
+    """Whether a CUDA device can be used, asked without printing anything.
+
+    A build without CUDA (``torch.version.cuda`` unset) is answered from the build alone;
+    otherwise ``torch.cuda.is_available()`` asks the driver (silent where there is none)
+    with its "CUDA initialization" warnings silenced.
+    """
+    if not torch.backends.cuda.is_built() or torch.version.cuda is None:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.cuda.is_available()
+
+
+def quiet_cpu_profiler() -> None:
+    """Keep kineto (``torch.profiler``'s C++ side) quiet on a machine without CUDA.
+
+    Its first use logs ``ERROR ... gpuGetDeviceCount failed with code 35`` (it probes for a
+    GPU even for a CPU-only profile) and ``USDT ... profiler_start/stop`` on every profile;
+    ``KINETO_LOG_LEVEL=6`` (above its highest level, USDT = 5) drops both. Kineto reads the variable
+    when the profiler first starts, so call this before that; a value already set is kept,
+    and nothing changes where CUDA is usable (its messages may matter there).
+    """
+    if not cuda_usable():
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
+
+def _timer_class():
+    """``torch.utils.benchmark.Timer``, imported without its CUDA warning.
+
+    Importing it imports ``torch.utils.cpp_extension``, which logs ``No CUDA runtime is
+    found, using CUDA_HOME=...`` on a CUDA build without a GPU: irrelevant to CPU timing.
+    """
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.benchmark import Timer
+    finally:
+        cpp_logger.setLevel(level)
+    return Timer
 
 
 def synchronize(device: torch.device) -> None:
@@ -48,7 +93,9 @@ def _cpu_name() -> str:
 
 def environment(device: torch.device, num_threads: int) -> dict:
     """What produced a result: hardware, threads, versions, commit, load."""
-    import torch_geometric
+    with warnings.catch_warnings():  # PyG's import calls the deprecated torch.jit.script
+        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
+        import torch_geometric
 
     env = {
         "cpu": _cpu_name(),
@@ -99,8 +146,7 @@ def time_interleaved(
         min_run_time: seconds per ``blocked_autorange`` call.
         warmup: untimed calls of each function first.
     """
-    from torch.utils.benchmark import Timer
-
+    Timer = _timer_class()  # noqa: N806 - a class
     torch.set_num_threads(num_threads)
     for fn in fns.values():
         for _ in range(warmup):
@@ -207,7 +253,7 @@ def copy_bandwidth(device: torch.device, num_threads: int, num_bytes: int = 256 
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if cuda_usable() else "cpu")
     return torch.device(name)
 
 

@@ -3,7 +3,10 @@
 Reads ``<results>/{article_step,layer_sweep,model_sweep,bandwidth}-<device>.json`` (any
 that exist), writes Markdown tables and PNG plots (``bench_*.png``, needs matplotlib;
 skipped without it) and, with ``--readme``, replaces the README region between
-``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` with the headline table.
+``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` with the headline table,
+followed by a line naming the commit, machine and date of the results it came from.
+With ``--quick`` (smoke sizes, what ``run_all --quick`` renders) the table lists results
+without targets: small sizes say nothing about the targets, which need the full sizes.
 Nobody copies numbers by hand.
 
     python benchmarks/report.py
@@ -38,6 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--img-dir", default=str(ROOT / "docs" / "img"))
     p.add_argument("--readme", default=None, help="README to update between the markers")
+    p.add_argument("--quick", action=argparse.BooleanOptionalAction, default=False,
+                   help="smoke-size results: no targets in the table")  # fmt: skip
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="write the PNG plots (needs matplotlib)")  # fmt: skip
     return p
 
 
@@ -106,13 +113,64 @@ def headline(results: dict) -> list[dict]:
     return rows
 
 
-def headline_markdown(rows: list[dict]) -> str:
+def smoke_rows(rows: list[dict]) -> list[dict]:
+    """``rows`` measured at smoke sizes: the same results, no target and no verdict."""
+    return [{**r, "target": None, "met": None} for r in rows]
+
+
+def headline_markdown(rows: list[dict], smoke: bool | None = None) -> str:
+    """The headline table, or a sentence saying there is none.
+
+    Smoke-size rows (``smoke``; by default, when no row has a target) get two columns,
+    measurement and result, and no verdict.
+    """
+    if not rows:
+        return "No headline measurement in these results."
+    if smoke is None:
+        smoke = all(r["target"] is None for r in rows)
+    if smoke:
+        lines = ["| measurement (smoke size: no target) | result |", "|---|---|"]
+        return "\n".join(lines + [f"| {r['what']} | {r['value']} |" for r in rows])
     lines = ["| measurement | result | target | reached |", "|---|---|---|---|"]
     lines += [
         f"| {r['what']} | {r['value']} | {r['target']} | {'yes' if r['met'] else 'no'} |"
         for r in rows
     ]
     return "\n".join(lines)
+
+
+def _when(env: dict) -> str:
+    date = env.get("date_utc") or "date unknown"
+    return date.replace("T", " ")[:16] + " UTC" if date.endswith("Z") else date
+
+
+def _machine(env: dict) -> str:
+    threads = env.get("num_threads")
+    gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
+    return (
+        f"{env.get('cpu', 'unknown CPU')} ({env.get('cpu_count')} cores){gpu}, "
+        f"{threads} thread{'' if threads == 1 else 's'}"
+    )
+
+
+def source_line(results: dict, where: str = "benchmarks/results/*.json") -> str:
+    """One line naming what the headline was rendered from: commit, machine, date.
+
+    Read from each result's ``environment``; the machine is named once when all results
+    share it, otherwise with each result.
+    """
+    envs = {name: r["environment"] for name, r in results.items() if r.get("environment")}
+    if not envs:
+        return ""
+    machines = {_machine(e) for e in envs.values()}
+    one_machine = len(machines) == 1
+    parts = [
+        f"`{name}` at commit {e.get('git_commit') or 'unknown'}, {_when(e)}"
+        + ("" if one_machine else f", {_machine(e)}")
+        for name, e in envs.items()
+    ]
+    on = f" on {machines.pop()}" if one_machine else ""
+    return f"Rendered from `{where}`, measured{on}: " + "; ".join(parts) + "."
 
 
 def update_readme(readme: Path, table: str) -> bool:
@@ -122,16 +180,37 @@ def update_readme(readme: Path, table: str) -> bool:
     )
 
 
+def _shown(folder: Path) -> str:
+    """The results folder as the docs name it: relative to the checkout where inside it."""
+    try:
+        return str(folder.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(folder)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     folder = Path(args.results)
     names = ("article_step", "layer_sweep", "model_sweep", "bandwidth")
     results = {n: r for n in names if (r := _load(folder, n, args.device)) is not None}
     rows = headline(results)
-    table = headline_markdown(rows)
-    doc = [
-        "# Benchmarks",
-        "",
+    if args.quick:
+        rows = smoke_rows(rows)
+        table = headline_markdown(rows, smoke=True)
+    else:
+        table = headline_markdown(rows)
+        source = source_line(results, f"{_shown(folder)}/*-{args.device}.json")
+        table += f"\n\n{source}" if source else ""
+    doc = ["# Benchmarks", ""]
+    if args.quick:
+        doc += [
+            "Smoke run (`python -m benchmarks.run_all --quick`, or `cortexgnn bench --quick`): "
+            "small sizes that check every script runs and the report renders. The targets "
+            "are set at the full sizes, so nothing here is compared with them; "
+            "`python -m benchmarks.run_all` measures those.",
+            "",
+        ]
+    doc += [
         "Generated by `benchmarks/report.py` from `benchmarks/results/*.json`; regenerate "
         "everything with `python -m benchmarks.run_all` (or `cortexgnn bench`). The machine "
         "is shared: other jobs ran during these measurements, so every number is a median of "
@@ -144,7 +223,7 @@ def main(argv: list[str] | None = None) -> dict:
         "largest sizes. No GPU was lent to this session, so there are no GPU results; the "
         "scripts take `--device cuda` and write `*-cuda.json` beside these.",
         "",
-        "## Headline",
+        "## Headline" + (" (smoke sizes, no targets)" if args.quick else ""),
         "",
         table,
         "",
@@ -155,7 +234,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(doc))
-    images = plots(results, Path(args.img_dir))
+    images = plots(results, Path(args.img_dir)) if args.plots else []
     readme_updated = update_readme(Path(args.readme), table) if args.readme else None
     return {"doc": str(out), "images": [str(p) for p in images], "headline": rows,
             "readme_updated": readme_updated}  # fmt: skip

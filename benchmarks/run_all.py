@@ -5,7 +5,10 @@
 
 The full run writes ``benchmarks/results/*-<device>.json``, ``docs/benchmarks.md``,
 ``docs/img/bench_*.png`` and the README's headline table. ``--quick`` writes everything
-under ``--out-dir`` (default ``benchmarks/results/quick``) and leaves docs and README alone.
+under ``--out-dir`` (default ``benchmarks/results/quick``) and leaves docs and README alone;
+its sizes are smoke sizes, so its table shows results without targets (only a full run is
+compared with the targets, and its table names the commit, machine and date measured).
+On a machine without CUDA nothing prints CUDA or profiler messages.
 Set ``THP_MEM_ALLOC_ENABLE=1`` in the shell (torch reads it before this module runs); every
 result records whether it was set.
 """
@@ -27,7 +30,8 @@ except ImportError:  # run as a script from the benchmarks folder
 
 QUICK = {
     "article_step": ["--batch-size", "16", "--num-columns", "16", "--in-dim", "64",
-                     "--rounds", "2", "--min-run-time", "0.05", "--gemm-size", "512"],
+                     "--rounds", "2", "--min-run-time", "0.05", "--gemm-size", "512",
+                     "--no-profile"],
     "layer_sweep": ["--min-log2", "6", "--max-log2", "10", "--extra-sizes", "--rounds", "1",
                     "--min-run-time", "0.05", "--budget-s", "2", "--fit-range", "64", "1024"],
     "model_sweep": ["--per-column-sizes", "16", "32", "--shared-sizes", "256", "1024",
@@ -53,6 +57,8 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     device = harness.pick_device(args.device)
+    if device.type == "cpu":
+        harness.quiet_cpu_profiler()  # article_step's profile, in a full run
     out_dir = args.out_dir
     if out_dir is None:
         out_dir = str(harness.RESULTS_DIR / "quick") if args.quick else str(harness.RESULTS_DIR)
@@ -65,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
         summary[name] = SCRIPTS[name].main(script_args)
     publish = not args.quick and args.out_dir is None
     report_args = ["--results", out_dir, "--device", device.type]
+    if args.quick:
+        report_args.append("--quick")
     if publish:
         report_args += ["--readme", str(report.ROOT / "README.md")]
     else:

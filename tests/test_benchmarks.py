@@ -1,17 +1,24 @@
 """Smoke tests of the benchmark scripts at tiny sizes, and the maths of their helpers.
 
 No timing assertions: only that each script runs, its result has the promised structure,
-the implementations it compares agree numerically, and the report renders it.
+the implementations it compares agree numerically, and the report renders it: quick runs
+without targets, full runs with them and with the commit, machine and date they came from.
+The default part runs in about 15 s; ``-m slow`` adds ``cortexgnn bench --quick`` at its
+real sizes (minutes), checked for CUDA and profiler messages.
 """
 
 import json
 import math
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package
 
 from benchmarks import (  # noqa: E402
     article_step,
@@ -20,6 +27,7 @@ from benchmarks import (  # noqa: E402
     layer_sweep,
     model_sweep,
     report,
+    report_sections,
     run_all,
 )
 
@@ -107,13 +115,133 @@ def test_report_headline_and_readme_markers(tmp_path):
     assert not report.update_readme(no_markers, "| new |")
 
 
-def test_run_all_quick_writes_a_report(tmp_path):
-    summary = run_all.main(
-        ["--quick", "--out-dir", str(tmp_path), "--only", "article_step", "bandwidth"]
-    )
+TINY = {  # run_all's quick sizes, shrunk further so the default suite stays fast
+    "article_step": ["--batch-size", "4", "--num-columns", "8", "--in-dim", "12",
+                     "--col-out", "6", "--rounds", "1", "--min-run-time", "0.01",
+                     "--gemm-size", "64", "--no-profile"],
+    "bandwidth": ["--sizes", "300", "--batch-size", "2", "--channels", "8", "--rounds", "1",
+                  "--min-run-time", "0.01", "--copy-mib", "1", "--backends", "torch"],
+}  # fmt: skip
+COMMITTED = ROOT / "benchmarks" / "results"  # the full-size results README's table shows
+
+
+def _table_cells(table: str) -> list[list[str]]:
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()]
+
+
+def assert_smoke_table(table: str) -> None:
+    """A quick run's table: results only, no target column and no yes/no verdict."""
+    header, *rows = _table_cells(table)
+    assert header == ["measurement (smoke size: no target)", "result"]
+    assert rows and all(len(r) == 2 for r in rows)
+    assert not {"yes", "no"} & {c for r in rows for c in r}
+    assert "reached" not in table and ">= " not in table
+
+
+def test_run_all_quick_writes_a_report(tmp_path, monkeypatch):
+    for name, args in TINY.items():
+        monkeypatch.setitem(run_all.QUICK, name, args)
+    summary = run_all.main(["--quick", "--out-dir", str(tmp_path), "--only", "article_step"])
     doc = (tmp_path / "benchmarks.md").read_text()
-    assert "## 1. Article configuration" in doc and "## 4. Bandwidth" in doc
+    assert "## 1. Article configuration" in doc
     assert summary["report"]["readme_updated"] is None  # quick runs never touch the README
+    assert summary["article_step"]["config"]["profile"] is False  # no profiler in quick runs
+    rows = summary["report"]["headline"]
+    assert rows and all(r["target"] is None and r["met"] is None for r in rows)
+    assert_smoke_table(report.headline_markdown(rows))  # what `cortexgnn bench` prints
+    table = doc.split("## Headline (smoke sizes, no targets)\n\n", 1)[1].split("\n\n", 1)[0]
+    assert_smoke_table(table)
+    assert "Rendered from" not in doc  # the source line belongs to full runs
+
+
+def test_quick_report_of_full_size_results_still_has_no_targets(tmp_path):
+    """``--quick`` drops the targets whatever the sizes: the flag, not the numbers, decides."""
+    summary = report.main(["--results", str(COMMITTED), "--quick", "--no-plots",
+                           "--out", str(tmp_path / "b.md")])  # fmt: skip
+    assert_smoke_table(report.headline_markdown(summary["headline"]))
+    assert "Rendered from" not in (tmp_path / "b.md").read_text()
+    assert report.headline_markdown([]) == "No headline measurement in these results."
+
+
+def test_full_report_names_commit_machine_and_date(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.START}\nold\n{report.END}\noutro\n")
+    summary = report.main(["--results", str(COMMITTED), "--no-plots", "--out",
+                           str(tmp_path / "b.md"), "--readme", str(readme)])  # fmt: skip
+    assert summary["readme_updated"]
+    region = readme.read_text().split(report.START, 1)[1].split(report.END, 1)[0]
+    table, source, image = region.strip().split("\n\n")
+    # The full-run table keeps its format: four columns, a yes/no verdict per row.
+    header, _, *rows = _table_cells(table)
+    assert header == ["measurement", "result", "target", "reached"]
+    assert rows and all(r[3] in ("yes", "no") for r in rows)
+    assert table == report.headline_markdown(summary["headline"])
+    assert image == "![scaling](docs/img/bench_scaling.png)"
+    # The line under it names where every number came from.
+    assert source.startswith("Rendered from `benchmarks/results/*-cpu.json`, measured on ")
+    for path in sorted(COMMITTED.glob("*-cpu.json")):
+        env = json.loads(path.read_text()).get("environment")
+        name = path.name.removesuffix("-cpu.json")
+        if env is None or name not in report_sections.SECTIONS:
+            continue
+        assert f"`{name}` at commit {env['git_commit']}, {env['date_utc'][:10]}" in source
+        assert f"{env['cpu']} ({env['cpu_count']} cores)" in source
+        assert f"{env['num_threads']} thread" in source
+    assert source in (tmp_path / "b.md").read_text()  # docs/benchmarks.md shows it too
+
+
+def test_source_line_names_each_machine_when_they_differ():
+    env = {"cpu": "A", "cpu_count": 2, "num_threads": 1, "git_commit": "abc1234",
+           "date_utc": "2026-01-02T03:04:05Z", "gpu": None}  # fmt: skip
+    same = report.source_line({"x": {"environment": env}, "y": {"environment": env}})
+    assert same == ("Rendered from `benchmarks/results/*.json`, measured on A (2 cores), "
+                    "1 thread: `x` at commit abc1234, 2026-01-02 03:04 UTC; `y` at commit "
+                    "abc1234, 2026-01-02 03:04 UTC.")  # fmt: skip
+    other = {**env, "cpu": "B", "num_threads": 2, "gpu": "H200"}
+    mixed = report.source_line({"x": {"environment": env}, "y": {"environment": other}})
+    assert "`y` at commit abc1234, 2026-01-02 03:04 UTC, B (2 cores), GPU H200, 2 threads" in mixed
+    assert report.source_line({"x": {"config": {}}}) == ""
+
+
+@pytest.mark.slow  # a fresh interpreter (torch, PyG): 5-15 s on the shared 2-core box
+def test_harness_is_quiet_on_a_cpu_machine():
+    """No CUDA or profiler messages from picking the device, timing, profiling, describing."""
+    code = (
+        "import torch\n"
+        "from benchmarks import harness\n"
+        "harness.quiet_cpu_profiler()\n"
+        "device = harness.pick_device('auto')\n"
+        "harness.time_interleaved({'f': lambda: torch.ones(4) + 1}, device=device,\n"
+        "                         num_threads=1, rounds=1, min_run_time=0.001)\n"
+        "from torch.profiler import ProfilerActivity, profile\n"
+        "with profile(activities=[ProfilerActivity.CPU]):\n"
+        "    torch.ones(4) + 1\n"
+        "print(device)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() != "cpu":
+        pytest.skip("CUDA is usable here: its messages are left alone")
+    assert done.stderr == ""
+
+
+@pytest.mark.slow
+def test_bench_quick_prints_no_cuda_or_profiler_noise(tmp_path):
+    """The issue's check: ``cortexgnn bench --quick`` at its real sizes, output grepped."""
+    if harness.cuda_usable():
+        pytest.skip("CUDA is usable here: its messages are left alone")
+    env = {k: v for k, v in os.environ.items() if k != "KINETO_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "cortexgnn", "bench", "--quick", "--out-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    output = done.stdout + done.stderr
+    noisy = [ln for ln in output.splitlines() if re.search("error|cuda|usdt|warn", ln, re.I)]
+    assert noisy == []
+    assert_smoke_table(output.split("report:", 1)[0].strip())
 
 
 def test_peak_memory_sees_a_large_allocation():
@@ -125,9 +253,13 @@ def test_peak_memory_sees_a_large_allocation():
     assert peak >= 0.9 * (64 << 20)  # 16 Mi floats = 64 MiB
 
 
-def test_cli_bench_quick_runs_one_script(tmp_path, capsys):
+def test_cli_bench_quick_runs_one_script(tmp_path, capsys, monkeypatch):
     from cortexgnn.train.cli import main
 
+    monkeypatch.setitem(run_all.QUICK, "bandwidth", TINY["bandwidth"])
     assert main(["bench", "--quick", "--only", "bandwidth", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "bandwidth-cpu.json").is_file()
-    assert "report:" in capsys.readouterr().out
+    assert "## 4. Bandwidth" in (tmp_path / "benchmarks.md").read_text()
+    out = capsys.readouterr().out
+    assert "report:" in out
+    assert "| yes |" not in out and "| no |" not in out and "reached" not in out
