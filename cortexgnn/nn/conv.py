@@ -208,22 +208,25 @@ class ColumnAttentionConv(MessagePassing):
         r"""Folded, scaled queries :math:`\tau K_i^{h\top} Q_i^h x_i`: ``[N, *, H, F_k]``.
 
         ``x_dst`` is ``[N, *, F_q]``, or ``[N, *, H, C]`` (one row per head) with
-        ``projection="first"``. Shared weights without a given ``fold`` project the query
-        first (two thin products, cheaper than an ``F x F`` fold when ``F`` exceeds ``2C``).
+        ``projection="first"``. Shared weights fold into one GEMM unless two thin products
+        (``Q x``, then ``K^T``) cost less, as when ``F`` is much larger than ``C``.
         """
         if self.projection == "first":
             fold = self.fold() if fold is None else fold  # [*, H, C, C]
             if self.num_nodes is None:
                 return torch.einsum("hkq,n...hq->n...hk", fold, x_dst)
             return torch.einsum("nhkq,n...hq->n...hk", fold, x_dst)
-        if fold is None and self.num_nodes is None:
-            heads, channels = self.heads, self.out_channels
-            q = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
-            key = self.key_weight.unflatten(0, (heads, channels)) * channels**-0.5  # [H, C, F]
-            return torch.einsum("n...hc,hck->n...hk", q, key)
-        fold = self.fold() if fold is None else fold  # [*, H, F_k, F_q]
         if self.num_nodes is None:
-            return torch.einsum("hkq,n...q->n...hk", fold, x_dst)
+            heads, channels = self.heads, self.out_channels
+            f_q, f_k = self.query_weight.size(-1), self.key_weight.size(-1)
+            if fold is None and f_q * f_k > channels * (f_q + f_k):  # two thin GEMMs are cheaper
+                q = (x_dst @ self.query_weight.t()).unflatten(-1, (heads, channels))  # [N, *, H, C]
+                key = self.key_weight.unflatten(0, (heads, channels)) * channels**-0.5  # [H, C, F]
+                return torch.einsum("n...hc,hck->n...hk", q, key)
+            fold = self.fold() if fold is None else fold  # [H, F_k, F_q]
+            folded = x_dst @ fold.permute(2, 0, 1).flatten(1)  # [N, *, H*F_k]: one GEMM
+            return folded.unflatten(-1, (heads, f_k))
+        fold = self.fold() if fold is None else fold  # [N, H, F_k, F_q]
         if x_dst.dim() == 3 and self.heads == 1:  # the model's case: one batched GEMM
             return torch.bmm(x_dst, fold.squeeze(1).transpose(1, 2)).unsqueeze(2)
         return torch.einsum("nhkq,n...q->n...hk", fold, x_dst)
