@@ -213,9 +213,15 @@ class ColumnAttentionConv(MessagePassing):
         """
         if self.projection == "first":
             fold = self.fold() if fold is None else fold  # [*, H, C, C]
-            if self.num_nodes is None:
-                return torch.einsum("hkq,n...hq->n...hk", fold, x_dst)
-            return torch.einsum("nhkq,n...hq->n...hk", fold, x_dst)
+            if self.num_nodes is not None:
+                return torch.einsum("nhkq,n...hq->n...hk", fold, x_dst)
+            # One [H*C, H*C] block-diagonal GEMM (measured faster than H small ones); the
+            # blocks are placed by one product with the identity, a single autograd node.
+            heads, channels = fold.shape[0], fold.shape[-1]
+            eye = torch.eye(heads, dtype=fold.dtype, device=fold.device)  # [H, H]
+            block = fold.transpose(1, 2).unsqueeze(2) * eye[:, None, :, None]  # [H, Cq, H, Ck]
+            folded = x_dst.flatten(-2) @ block.reshape(heads * channels, heads * channels)
+            return folded.unflatten(-1, (heads, channels))  # [N, *, H, C]
         if self.num_nodes is None:
             heads, channels = self.heads, self.out_channels
             f_q, f_k = self.query_weight.size(-1), self.key_weight.size(-1)
