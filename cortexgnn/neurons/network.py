@@ -174,11 +174,11 @@ class NeuronNetwork:
         device: where every tensor lives.
 
     Shapes:
-        - counters ``sta``, ``str``: ``[N, *]`` long.
+        - counters ``sta``, ``str``: ``[N, *]`` int32.
         - pairs ``dendrite``, ``synapse``, ``accumulated``, ``current_state``,
           ``last_state``: ``[N, *, 2]``.
         - parameters: ``threshold``, ``returnability`` ``[N, *]``; ``speed``, ``recovery``
-          ``[N, *]`` long; ``reproductivity`` ``[N, *, 2]`` (broadcast views).
+          ``[N, *]`` int32; ``reproductivity`` ``[N, *, 2]`` (broadcast views).
     """
 
     def __init__(
