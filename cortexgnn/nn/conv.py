@@ -287,7 +287,6 @@ class ColumnAttentionConv(MessagePassing):
         self._check_inputs(x_src, x_dst, edge_index, edge_weight)
         if self.add_self_loops:
             edge_index, edge_weight = _with_self_loops(edge_index, edge_weight, min(size))
-        out = None
         if self._fuses(x_src, x_dst, return_attention_weights):
             out = self._fused(x_src, edge_index, edge_weight, fold)
         else:
