@@ -19,9 +19,9 @@ from . import _import_pyg
 
 _import_pyg()
 
-from torch_geometric import EdgeIndex  # noqa: E402
-from torch_geometric.typing import SparseTensor  # noqa: E402
-from torch_geometric.utils import is_torch_sparse_tensor  # noqa: E402
+from torch_geometric import EdgeIndex
+from torch_geometric.typing import SparseTensor
+from torch_geometric.utils import is_torch_sparse_tensor
 
 __all__ = [
     "as_edge_list",

@@ -8,8 +8,6 @@ Graph layouts and refused input live in ``test_conv_inputs.py``; explainers, com
 from __future__ import annotations
 
 import math
-import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -345,13 +343,3 @@ def test_repr():
         "add_self_loops=True, bias=True, concat=False, fused=False)"
     )
     assert "projection='first'" in repr(ColumnAttentionConv(4, 4, projection="first"))
-
-
-def test_docs_layer_snippets_run():
-    text = (Path(__file__).resolve().parents[1] / "docs" / "layer.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert blocks
-    namespace: dict = {}
-    for block in blocks:
-        exec(compile(block, "docs/layer.md", "exec"), namespace)
-    assert namespace["logits"].shape == (100, 5)

@@ -1,4 +1,4 @@
-"""Saving and loading neuron networks, and reading them from networkx graphs.
+"""Saving and loading neuron networks: plain tensors in a file read as data.
 
 The article's GUI saved and loaded models; here a model is one ``torch.save`` file of plain
 tensors, strings and numbers (parameters, links in link order, state, flags, names),
@@ -13,15 +13,13 @@ import zipfile
 from pathlib import Path
 
 import torch
-from torch import Tensor
 
-from cortexgnn.neurons.network import DEFAULTS, PARAMETERS, STATE, NeuronNetwork
+from cortexgnn.neurons.network import PARAMETERS, STATE, NeuronNetwork
 
 FORMAT = "cortexgnn.neurons"
 VERSION = 1
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
            "float64": torch.float64}  # fmt: skip
-_ALIASES = {"treshold": "threshold", "returnablity": "returnability"}  # the article's spellings
 
 
 def save_network(network: NeuronNetwork, path: str | Path) -> Path:
@@ -90,39 +88,3 @@ def load_network(path: str | Path, *, device: torch.device | str | None = None) 
         **values,
     )
     return network
-
-
-def networkx_arrays(graph: object) -> tuple[Tensor, dict[str, list]]:
-    """Links and per-neuron columns of a networkx graph, in its node and edge order.
-
-    Returns:
-        ``edge_index [2, E]`` (both ways for an undirected graph) and the constructor's
-        keyword arguments: ``names`` and one list per node attribute that any node sets
-        (defaults fill the nodes that do not).
-    """
-    nodes = list(graph.nodes)
-    index = {node: k for k, node in enumerate(nodes)}
-    links = []
-    for u, v in graph.edges():
-        links.append((index[u], index[v]))
-        if not graph.is_directed() and u != v:
-            links.append((index[v], index[u]))
-    edge_index = torch.tensor(links, dtype=torch.long).reshape(-1, 2).t()
-    known = set(PARAMETERS + STATE) | set(_ALIASES)
-    columns: dict[str, list] = {"names": [f"{node}" for node in nodes]}
-    spellings: dict[str, list[str]] = {}  # canonical name -> the keys that set it
-    for key in known:
-        spellings.setdefault(_ALIASES.get(key, key), []).append(key)
-    nodes_data = [data for _, data in graph.nodes(data=True)]
-    for name, keys in sorted(spellings.items()):
-        if not any(key in data for data in nodes_data for key in keys):
-            continue
-        fallback = DEFAULTS.get(name, DEFAULTS["current_state"])
-        column = []
-        for node, data in zip(nodes, nodes_data, strict=True):
-            given = [key for key in keys if key in data]
-            if len(given) > 1:
-                raise ValueError(f"node {node!r} sets {name!r} twice (as {given})")
-            column.append(data[given[0]] if given else fallback)
-        columns[name] = column
-    return edge_index, columns

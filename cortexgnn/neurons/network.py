@@ -347,9 +347,7 @@ class NeuronNetwork:
         graph links both ways. Keyword arguments go to the constructor (``batch_shape``,
         flags, ``dtype``, ``device``) and may not repeat a node attribute.
         """
-        from cortexgnn.neurons.io import networkx_arrays
-
-        edge_index, columns = networkx_arrays(graph)
+        edge_index, columns = _networkx_columns(graph)
         clash = sorted(set(columns) & set(kwargs))
         if clash:
             raise ValueError(f"{clash} given both as node attributes and as arguments")
@@ -662,3 +660,43 @@ class NeuronNetwork:
             + "".join(f", {f}" for f in flags)
             + ")"
         )
+
+
+#: the article's misspellings, accepted as node attributes
+_ALIASES = {"treshold": "threshold", "returnablity": "returnability"}  # the article's spellings
+
+
+def _networkx_columns(graph: object) -> tuple[Tensor, dict[str, list]]:
+    """Links and per-neuron columns of a networkx graph, in its node and edge order.
+
+    Returns:
+        ``edge_index [2, E]`` (both ways for an undirected graph) and the constructor's
+        keyword arguments: ``names`` and one list per node attribute that any node sets
+        (defaults fill the nodes that do not).
+    """
+    nodes = list(graph.nodes)
+    index = {node: k for k, node in enumerate(nodes)}
+    links = []
+    for u, v in graph.edges():
+        links.append((index[u], index[v]))
+        if not graph.is_directed() and u != v:
+            links.append((index[v], index[u]))
+    edge_index = torch.tensor(links, dtype=torch.long).reshape(-1, 2).t()
+    known = set(PARAMETERS + STATE) | set(_ALIASES)
+    columns: dict[str, list] = {"names": [f"{node}" for node in nodes]}
+    spellings: dict[str, list[str]] = {}  # canonical name -> the keys that set it
+    for key in known:
+        spellings.setdefault(_ALIASES.get(key, key), []).append(key)
+    nodes_data = [data for _, data in graph.nodes(data=True)]
+    for name, keys in sorted(spellings.items()):
+        if not any(key in data for data in nodes_data for key in keys):
+            continue
+        fallback = DEFAULTS.get(name, DEFAULTS["current_state"])
+        column = []
+        for node, data in zip(nodes, nodes_data, strict=True):
+            given = [key for key in keys if key in data]
+            if len(given) > 1:
+                raise ValueError(f"node {node!r} sets {name!r} twice (as {given})")
+            column.append(data[given[0]] if given else fallback)
+        columns[name] = column
+    return edge_index, columns

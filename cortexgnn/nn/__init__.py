@@ -1,5 +1,1 @@
 """The column network's layers and model."""
-
-from .. import _import_pyg
-
-_import_pyg()

@@ -13,6 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter, is_lazy
+
+from .. import _import_pyg
+
+_import_pyg()  # PyG's import-time deprecation warning, silenced once
+
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
 
@@ -282,7 +287,6 @@ class ColumnAttentionConv(MessagePassing):
         self._check_inputs(x_src, x_dst, edge_index, edge_weight)
         if self.add_self_loops:
             edge_index, edge_weight = _with_self_loops(edge_index, edge_weight, min(size))
-        out = None
         if self._fuses(x_src, x_dst, return_attention_weights):
             out = self._fused(x_src, edge_index, edge_weight, fold)
         else:

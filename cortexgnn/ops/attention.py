@@ -38,6 +38,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .. import _import_pyg
+
+_import_pyg()  # PyG's import-time deprecation warning, silenced once
+
 from torch_geometric.utils import softmax
 
 from .kernel import load_kernel

@@ -276,6 +276,12 @@ def add_doctor_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--data-dir", default=None, help="also look for datasets here")
+    p.add_argument(
+        "--build-kernel",
+        action=BOOL,
+        default=False,
+        help="compile the attention kernel now (once per source version, 30-60 s)",
+    )
     p.set_defaults(handler=run_doctor)
     return p
 
@@ -284,6 +290,15 @@ def run_doctor(args: argparse.Namespace) -> int:
     """Print the :func:`~cortexgnn.train.doctor.diagnose` report, one fact a line."""
     from .doctor import diagnose
 
+    if args.build_kernel:
+        from ..ops.kernel import build_kernel
+
+        try:
+            build_kernel()
+        except RuntimeError as err:
+            print(f"cortexgnn doctor: error: the attention kernel did not build: {err}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
     for name, value in diagnose(args.data_dir).items():
         print(f"{name:<16} {value}")
     return 0

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch loads inside the handlers: --help stays fast
+    import torch
 
 
 def add_neurons_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -76,6 +78,8 @@ def _node_list(text: str, num_nodes: int, flag: str) -> list[int]:
 
 
 def _stimulus(specs: list[str], num_nodes: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    import torch
+
     if not specs:
         return None
     nodes, pairs = [], []
@@ -91,6 +95,8 @@ def _stimulus(specs: list[str], num_nodes: int) -> tuple[torch.Tensor, torch.Ten
 
 
 def _read_edge_list(path: Path) -> torch.Tensor:
+    import torch
+
     links = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -110,6 +116,8 @@ def _read_edge_list(path: Path) -> torch.Tensor:
 
 def build_network(args: argparse.Namespace):
     """The network the arguments describe (a saved file keeps its own flags and copies)."""
+    import torch
+
     from cortexgnn.neurons import NeuronNetwork, load_network, random_links
     from cortexgnn.neurons.reference import Network, Neuron
 
@@ -143,6 +151,8 @@ def build_network(args: argparse.Namespace):
 
 
 def _device(name: str) -> torch.device:
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -152,6 +162,8 @@ def _device(name: str) -> torch.device:
 
 def run_neurons_simulate(args: argparse.Namespace) -> int:
     """Run the simulation the arguments describe; returns the exit status."""
+    import torch
+
     from cortexgnn.neurons import Action, event_log, save_network
 
     if getattr(args, "neurons_command", "simulate") is None:
