@@ -209,7 +209,8 @@ def run_train(args: argparse.Namespace) -> int:
     processes = f", {s['world_size']} processes" if s.get("world_size", 1) > 1 else ""
     lines = [
         f"cortexgnn train: {s['model']} on {s['dataset']}, {s['num_parameters']:,} parameters,"
-        f" {env['threads']} threads{processes}, commit {env['git_commit']}",
+        f" {env['threads']} thread{'s' if env['threads'] != 1 else ''}{processes}, commit "
+        f"{env['git_commit']}",
         f"  steps          {s['steps']} ({s['epochs_completed']} epochs of "
         f"{s['steps_per_epoch']} steps{'' if s['finished'] else ', stopped early'})",
         f"  test accuracy  final {acc}, best {best} (step {s['best_step']})",

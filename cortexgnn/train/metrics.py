@@ -182,11 +182,13 @@ def curves_figure(records: list[dict], title: str = ""):
     ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy")
     low = min(accuracy, default=0.0)
     ax_acc.set_ylim(max(0.0, low - max(2.0, 0.1 * (100 - low))), 100.0)
-    ax_acc.yaxis.set_major_formatter(PercentFormatter(decimals=0))
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(nbins=6))
         ax.grid(alpha=0.3)
+    ax_loss.yaxis.set_major_locator(MaxNLocator(nbins=6))
+    # whole-percent ticks (1, 2, 5 or 10 apart), so a label never rounds its own tick
+    ax_acc.yaxis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 5, 10], integer=True))
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(decimals=0))
     if evals:
         best = max(accuracy)
         title += f" (last {accuracy[-1]:.2f} %, best {best:.2f} %)"
