@@ -155,7 +155,13 @@ def headline(results: dict) -> str:
     rows = {r["name"]: r for r in results["variants"]}
     article = rows.get("article")
     if not article:
-        return "The ablation study has no finished run yet; see [docs/science.md](docs/science.md)."
+        done = sum(len(r["seeds"]) for r in rows.values())
+        return (
+            f"**Does the biology matter?** The ablation study is under way: {done} run"
+            f"{'s' if done != 1 else ''} finished, none yet of the article's own model, so no "
+            f"comparison can be made; progress and every finished run: "
+            f"[docs/science.md](docs/science.md)."
+        )
     verdicts = [(n, *verdict(n, paired(rows[n], article))) for n in rows if n != "article"]
     decided = [(n, k) for n, k, _ in verdicts if k != "pending"]
     none = [n for n, k in decided if k == "none"]
