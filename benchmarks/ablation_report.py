@@ -137,6 +137,10 @@ def render(results: dict) -> str:
     ) else []  # fmt: skip
     for kind in ("better", "worse", "none", "pending"):
         lines += [f"- {sentence}" for k, sentence in verdicts if k == kind]
+    if not article:
+        lines.append(
+            "- none yet: no run of `article` has finished, and every comparison is paired with it."
+        )
     full = results.get("full_protocol", [])
     if full:
         lines += ["", "The whole 10-epoch protocol, one seed each:", "",
@@ -147,7 +151,7 @@ def render(results: dict) -> str:
                 f"| `{row['name']}` | {row['parameters']:,} | {_pct(row['final_accuracy'])} | "
                 f"{_pct(row['best_accuracy'])} | {statistics.median(row['step_ms']):.1f} |"
             )
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip()
 
 
 def headline(results: dict) -> str:
