@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_save, read_checkpoint
-from ..nn.model import CortexNet
 from .config import TrainConfig, build_model, check_resumable, resolve_device
 from .data import load_dataset
 from .distributed import all_reduce_mean, distribute, join_torchrun, shard_batch
@@ -108,9 +107,15 @@ def _restore(state: dict, model, optimizer, scheduler, shuffle, device) -> _Prog
 
 
 def _compile_stage(model: nn.Module) -> None:
-    """``torch.compile`` the message passing (the costly part) in place."""
-    name = "message_passing" if isinstance(model, CortexNet) else "_column_activations"
-    setattr(model, name, torch.compile(getattr(model, name)))
+    """``torch.compile`` the costly part in place.
+
+    That is the message passing of ``CortexNet``, the column loop of the reference, or the
+    whole forward of a baseline.
+    """
+    for name in ("message_passing", "_column_activations", "forward"):
+        if hasattr(model, name):
+            setattr(model, name, torch.compile(getattr(model, name)))
+            return
 
 
 def train(config: TrainConfig) -> dict:
