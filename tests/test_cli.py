@@ -35,6 +35,15 @@ def test_train_digits_then_eval_replays_the_final_accuracy(tmp_path, capsys):
     assert "360 digits test images" in out
 
 
+@pytest.mark.parametrize("model", ["mlp-matched", "single-column"])
+def test_a_baseline_trains_and_evaluates_from_its_checkpoint(model, tmp_path, capsys):
+    assert main(["train", *TINY, "--model", model, "--out-dir", str(tmp_path)]) == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "checkpoint.pth")]) == 0
+    assert f"test accuracy {100 * summary['final_test_acc']:.2f} %" in capsys.readouterr().out
+
+
 def test_train_mnist_from_idx_files(tmp_path, capsys):
     write_tiny_mnist(tmp_path / "data", num_train=48, num_test=16)
     args = ["train", *TINY, "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),

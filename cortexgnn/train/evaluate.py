@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoint import load_article_checkpoint, read_checkpoint
-from .config import CheckpointMismatchError, resolve_device
+from .config import CheckpointMismatchError, TrainConfig, build_model, resolve_device
 from .data import Split, load_dataset
 
 __all__ = ["evaluate", "evaluate_checkpoint"]
@@ -55,7 +55,11 @@ def evaluate_checkpoint(
     state = read_checkpoint(path)
     saved = state.get("config")
     saved = saved if isinstance(saved, dict) else {}
-    model = load_article_checkpoint(path).to(torch_device)
+    if saved.get("model", "cortexnet") in ("cortexnet", "reference"):
+        model = load_article_checkpoint(path)
+    else:  # a baseline of the ablation study: rebuilt from its run's settings
+        model = _baseline(state, saved, path)
+    model = model.to(torch_device)
     in_dim = model.config.in_dim
     dataset = dataset or saved.get("dataset") or {784: "mnist", 64: "digits"}.get(in_dim)
     if dataset is None:
@@ -75,3 +79,18 @@ def evaluate_checkpoint(
         "epoch": state.get("epoch"),
         "model_config": model.config.to_dict(),
     }
+
+
+def _baseline(state: dict, saved: dict, path: str) -> nn.Module:
+    """The ``--model`` baseline a training checkpoint holds, with its weights."""
+    try:
+        config = TrainConfig.from_dict(saved)
+        sizes = state["model_config"]
+        model = build_model(config, int(sizes["in_dim"]), int(sizes["top_out"]))
+        model.load_state_dict(state["model_state_dict"], strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointMismatchError(
+            f"{path}: its --model {saved.get('model')!r} settings do not rebuild the stored "
+            f"weights: {err}"
+        ) from err
+    return model
