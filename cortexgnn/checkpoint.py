@@ -38,6 +38,7 @@ from .nn.model import CortexNet
 from .reference import DenseReference
 
 __all__ = [
+    "model_from_state",
     "UnsafeCheckpointError",
     "atomic_save",
     "read_checkpoint",
@@ -254,7 +255,16 @@ def load_article_checkpoint(
             (an out-of-range graph, say); the message names the file.
     """
     path = Path(path)
-    state = read_checkpoint(path, map_location)
+    return model_from_state(read_checkpoint(path, map_location), path, **settings)
+
+
+def model_from_state(state: dict, path: str | os.PathLike, **settings) -> CortexNet:
+    """The ``CortexNet`` of a checkpoint dict already read by :func:`read_checkpoint`.
+
+    What :func:`load_article_checkpoint` does after reading the file (``path`` only names
+    the file in errors); for callers that also need the rest of the dict.
+    """
+    path = Path(path)
     config = _stored_config(state, path, settings)
     weights = state["model_state_dict"]
     if not isinstance(weights, dict):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_article_checkpoint, read_checkpoint
+from ..checkpoint import model_from_state, read_checkpoint
 from .config import CheckpointMismatchError, TrainConfig, build_model, resolve_device
 from .data import Split, load_dataset
 
@@ -56,7 +56,7 @@ def evaluate_checkpoint(
     saved = state.get("config")
     saved = saved if isinstance(saved, dict) else {}
     if saved.get("model", "cortexnet") in ("cortexnet", "reference"):
-        model = load_article_checkpoint(path)
+        model = model_from_state(state, path)  # the file is read once
     else:  # a baseline of the ablation study: rebuilt from its run's settings
         model = _baseline(state, saved, path)
     model = model.to(torch_device)
