@@ -128,7 +128,7 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
                 f"only running code from the file could rebuild. cortexgnn checkpoints hold "
                 f"only tensors and plain values (dicts, lists, numbers, strings), so this file "
                 f"was not written by cortexgnn or has been altered; it was not loaded"
-            ) from None  # torch's message suggests weights_only=False: not advice to repeat
+            ) from None  # torch's message suggests switching weights_only off: not advice to repeat
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
         ) from err
