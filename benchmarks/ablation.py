@@ -87,6 +87,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="cut every run short (smoke)")
     p.add_argument("--runs-dir", default="runs/ablation", help="run folders (checkpoints)")
     p.add_argument("--results", default=str(RESULTS), help="the results JSON")
+    p.add_argument(
+        "--rescan",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="only recompute step times of recorded runs from their run folders",
+    )
     return p
 
 
@@ -133,10 +139,41 @@ def run_one(args, proto: dict, name: str, seed: int) -> dict:
         "parameters": summary["num_parameters"],
         "final_accuracy": summary["final_test_acc"],
         "best_accuracy": summary["best_test_acc"],
-        "step_ms": 1e3 * summary["time_per_step_s"],
+        "step_ms": median_step_ms(out_dir),
         "wall_s": time.perf_counter() - start,
         "commit": summary["environment"].get("git_commit"),
     }
+
+
+def median_step_ms(out_dir: Path) -> float:
+    """Median training time per step over the run's logged windows (``metrics.jsonl``).
+
+    A median over windows of a few steps, unlike the run's mean, ignores the windows in
+    which the machine was busy elsewhere or the run was paused.
+    """
+    rates = []
+    for line in (out_dir / "metrics.jsonl").read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        if row.get("kind") == "train" and row.get("steps_per_s"):
+            rates.append(row["steps_per_s"])
+    return 1e3 / statistics.median(rates)
+
+
+def rescan(args) -> dict:
+    """Recompute ``step_ms`` of every recorded run from its run folder, where it still is."""
+    path = Path(args.results)
+    results = load(path)
+    for section, tag in (("variants", "short"), ("full_protocol", "full")):
+        for row in results.get(section, []):
+            for k, seed in enumerate(row["seeds"]):
+                out_dir = Path(args.runs_dir) / tag / f"{row['name']}-s{seed}"
+                if (out_dir / "metrics.jsonl").is_file():
+                    row["step_ms"][k] = median_step_ms(out_dir)
+    save(path, results)
+    return results
 
 
 def load(path: Path) -> dict:
@@ -204,6 +241,8 @@ def pending(results: dict, args, section: str) -> list[tuple[str, int]]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
+    if args.rescan:
+        return rescan(args)
     path = Path(args.results)
     results = load(path)
     section = "full_protocol" if args.full else "variants"

@@ -123,8 +123,8 @@ def render(results: dict) -> str:
         f"Fashion-MNIST, {proto['epochs']} epochs (AdamW lr {proto['lr']}, weight decay "
         f"{proto['weight_decay']}, batch {proto['batch_size']}, cosine period "
         f"{proto['t_max_epochs']:g} epochs), evaluation every {proto['eval_every']} steps and "
-        f"at the end; mean ± standard deviation over seeds; ms per step is the median over "
-        f"seeds of each run's mean training step (one thread per run, {env.get('cpu', '?')}, "
+        f"at the end; mean ± standard deviation over seeds; ms per step: the median over seeds "
+        f"of each run's median over 10-step windows (one thread per run, {env.get('cpu', '?')}, "
         f"runs two at a time on a shared machine, torch {env.get('torch', '?')}); commits "
         f"{', '.join(commits) or '?'}. {done} runs finished"
         + (f"; not yet run: {', '.join(f'`{n}`' for n in missing)}." if missing else "."),
