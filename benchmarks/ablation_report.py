@@ -174,7 +174,7 @@ def headline(results: dict) -> str:
     text = (
         f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "
         f"Fashion-MNIST study with paired seeds, the article's model reaches "
-        f"{mean * 100:.2f} % ({len(article['seeds'])} seeds). "
+        f"{mean * 100:.2f} % ({len(article['seeds'])} seed{'s' if len(article['seeds']) != 1 else ''}). "
     )
     if none:
         text += (
