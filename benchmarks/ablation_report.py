@@ -174,7 +174,7 @@ def headline(results: dict) -> str:
     text = (
         f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "
         f"Fashion-MNIST study with paired seeds, the article's model reaches "
-        f"{mean * 100:.2f} % ({len(article['seeds'])} seed{'s' if len(article['seeds']) != 1 else ''}). "
+        f"{mean * 100:.2f} % ({_seeds(len(article['seeds']))}). "
     )
     if none:
         text += (
@@ -188,6 +188,10 @@ def headline(results: dict) -> str:
     if pending:
         text += f"{pending} variants still lack a second seed. "
     return text + "Table, figure and intervals: [docs/science.md](docs/science.md)."
+
+
+def _seeds(count: int) -> str:
+    return f"{count} seed{'s' if count != 1 else ''}"
 
 
 def plot(results: dict, path: Path) -> Path | None:
