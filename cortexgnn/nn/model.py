@@ -148,9 +148,10 @@ class CortexNet(nn.Module):
         config, post = self.config, pre
         if config.message_iters == 0:
             return post
-        edge_index = check_edge_index(self.edge_index, config.num_columns)  # [2, E]
         weight = torch.sigmoid(self.edge_weight)  # [E]
         if self.conv is None:
+            # the conv validates the graph on every call; without it, check it here once
+            edge_index = check_edge_index(self.edge_index, config.num_columns)  # [2, E]
             for _ in range(config.message_iters):
                 message = weighted_neighbour_sum(post, edge_index, weight)  # [N, B, D]
                 post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
@@ -158,7 +159,7 @@ class CortexNet(nn.Module):
         gate = weight if config.attention_uses_edge_weight else None
         fold = self.conv.fold()  # [N, 1, D, D]: the query/key weights, folded once per forward
         for _ in range(config.message_iters):
-            message = self.conv(post, edge_index, gate, fold=fold)  # [N, B, D]
+            message = self.conv(post, self.edge_index, gate, fold=fold)  # [N, B, D]
             post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
         return post
 
