@@ -52,3 +52,32 @@ def test_curves_show_every_evaluation_and_never_exceed_100_percent(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in train + evals))
     png = plot_curves(path, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG" and png.endswith("curves.png")
+
+
+def test_git_commit_counts_code_edits_but_not_regenerated_results(tmp_path):
+    """``git_commit``'s pathspec: a results file or doc edited by a run is not ``+dirty``."""
+    import shutil
+    import subprocess
+
+    from cortexgnn.train.metrics import _CODE_PATHS
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        return subprocess.run(
+            ["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True
+        ).stdout
+
+    git("init", "-q")
+    for name in ("cortexgnn/model.py", "benchmarks/results/x.json", "docs/a.md", "README.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("one\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    status = ("status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS)
+    for name in ("benchmarks/results/x.json", "docs/a.md", "README.md"):
+        (tmp_path / name).write_text("two\n")
+    assert git(*status).strip() == ""
+    (tmp_path / "cortexgnn/model.py").write_text("two\n")
+    assert "cortexgnn/model.py" in git(*status)

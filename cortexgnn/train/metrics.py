@@ -127,9 +127,20 @@ def peak_memory_mb(device: torch.device) -> float:
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
 
 
-def git_commit() -> str:
-    """Short hash of the checkout this package runs from, ``+dirty`` with uncommitted edits.
+#: what ``git_commit`` checks for edits: the whole checkout except what runs write
+_CODE_PATHS = (
+    ":(top)",
+    ":(top,exclude)benchmarks/results",
+    ":(top,exclude)docs",
+    ":(top,exclude)README.md",
+)
 
+
+def git_commit() -> str:
+    """Short hash of the checkout this package runs from, ``+dirty`` with uncommitted code.
+
+    Edits to what runs write (``benchmarks/results/``, ``docs/``, ``README.md``) do not
+    count: a benchmark that regenerates several results files in turn stays at one commit.
     ``"unknown"`` outside a git checkout (an installed wheel) or without git.
     """
     here = Path(__file__).resolve().parent
@@ -139,7 +150,7 @@ def git_commit() -> str:
             cwd=here, capture_output=True, text=True, check=True, timeout=5,
         ).stdout.strip()  # fmt: skip
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *_CODE_PATHS],
             cwd=here, capture_output=True, text=True, timeout=5,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.SubprocessError):
