@@ -290,7 +290,50 @@ def render(result: dict) -> str:
         f"medians over {a['rounds']} interleaved rounds; copy bandwidth "
         f"{result['copy_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s."
     )
-    return "\n".join(rows + table) + "\n" + footer
+    return "\n".join(rows + table) + "\n" + footer + "\n\n" + floor_paragraph(result)
+
+
+#: bytes one quiet sweep must move per neuron-copy and transmitter byte width: read and
+#: write ``accumulated``, ``synapse``, ``current_state``, ``dendrite`` (4 pairs, 2 x 4 x 2
+#: values), read the two cached deliveries (2 pairs), read the two int32 counters
+def floor_bytes(itemsize: int) -> int:
+    return (4 * 2 * 2 + 2 * 2) * itemsize + 2 * 4
+
+
+def floor_paragraph(result: dict) -> str:
+    """The memory-traffic bound on the batched speed-up, from the run's own measurements."""
+    a = result["args"]
+    n, b = a["num_nodes"], a["copies"]
+    loop_s = result["quiet"]["compare"]["per_sweep"]["loop"]["median_s"]
+    bandwidth = result["copy_bandwidth_bytes_per_s"]
+    budget_ms = b * loop_s / 1000 * 1e3
+    parts, reachable = [], []
+    for name, itemsize in (("float64", 8), ("float32", 4)):
+        floor_ms = n * b * floor_bytes(itemsize) / bandwidth * 1e3
+        best = b * loop_s * 1e3 / floor_ms
+        parts.append(
+            f"{name}: {floor_bytes(itemsize)} B per neuron-copy, {floor_ms:.1f} ms, "
+            f"at most {best:,.0f}x"
+        )
+        if best >= 1000:
+            reachable.append(name)
+    verdict = (
+        "Below 1,000x in both precisions: as long as every sweep leaves every neuron's state "
+        "in memory (what `run` records and `neuron_state` reads), no kernel reaches the "
+        "target on this machine"
+        if not reachable
+        else f"A perfectly fused kernel could reach 1,000x in {' and '.join(reachable)} only"
+    )
+    return (
+        f"**The bound on the batched speed-up.** 1,000x asks {b} copies to advance in "
+        f"{b} / 1,000 of a loop sweep: {budget_ms:.1f} ms for {n * b:,} neuron-copies "
+        f"(quiet loop sweep {loop_s * 1e3:.1f} ms in this run). Even a single fused pass must "
+        "read and write `accumulated`, `synapse`, `current_state` and `dendrite`, read the "
+        "two cached deliveries and the two counters. At the copy bandwidth measured in the "
+        f"same run ({bandwidth / 1e9:.1f} GB/s) that floor is, for "
+        + "; for ".join(parts)
+        + f". {verdict}; the busy regime adds the sparse product of every releasing sender."
+    )
 
 
 def update_doc(result: dict, path: Path = DOC) -> None:

@@ -38,9 +38,12 @@ def delivery_adjacency(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) 
     torch.cumsum(counts, 0, out=crow[1:])
     with warnings.catch_warnings():  # torch calls its sparse CSR support beta
         warnings.simplefilter("ignore", UserWarning)
+        # int32 indices where they fit: the CPU product converts int64 ones on every call
+        index = torch.int32 if edge_index.size(1) < 2**31 and num_nodes < 2**31 else torch.long
         return torch.sparse_csr_tensor(
-            crow, edge_index[0, order], edge_weight[order], (num_nodes, num_nodes)
-        )
+            crow.to(index), edge_index[0, order].to(index), edge_weight[order],
+            (num_nodes, num_nodes),
+        )  # fmt: skip
 
 
 def deliver_into(
