@@ -256,6 +256,18 @@ def test_doctor_reports_versions_kernel_and_data(tmp_path, capsys, monkeypatch):
     assert f"{tmp_path}: FashionMNIST/raw" in out
 
 
+def test_doctor_prints_no_warnings_of_the_libraries_it_imports(tmp_path):
+    """A fresh process: PyG's import-time deprecation warning must not reach the user."""
+    done = subprocess.run(
+        [sys.executable, "-m", "cortexgnn", "doctor", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "CORTEXGNN_NO_KERNEL": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "warning" not in done.stderr.lower(), done.stderr
+    assert "torch_geometric" in done.stdout
+
+
 def test_doctor_survives_a_kernel_module_without_kernel_status(capsys, monkeypatch):
     import cortexgnn.ops.kernel as kernel
 

@@ -24,6 +24,10 @@ def _version(module: str) -> str:
     if importlib.util.find_spec(module) is None:
         return "not installed"
     try:
+        if module == "torch_geometric":
+            from .. import _import_pyg
+
+            _import_pyg()  # without PyG's import-time deprecation warning
         return __import__(module).__version__
     except Exception as err:  # a broken installation: say so, keep reporting
         return f"broken ({type(err).__name__}: {err})"
