@@ -72,6 +72,9 @@ def test_training_results_table_matches_the_committed_runs():
 
     table = runs_report.render(ROOT / "docs" / "results")
     assert between(ROOT / "README.md", runs_report.START, runs_report.END) == table
+    full = runs_report.render_full_run(ROOT / "docs" / "results")
+    page = ROOT / "docs" / "results.md"
+    assert between(page, runs_report.FULL_START, runs_report.FULL_END) == full
 
 
 def test_science_page_and_readme_match_the_ablation_results():
