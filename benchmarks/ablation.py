@@ -6,13 +6,17 @@ weight decay 1e-5), batch 128, a cosine schedule whose period keeps the article'
 (12 epochs of period for 10 of training, so ``1.2 * epochs``), evaluation every
 ``--eval-every`` steps and at the end. ``--seeds`` seeds each (3), and ``--extra-seeds``
 more (5 in all) for ``article`` and for the best variant once all first seeds are in.
-``--full`` instead runs the article's whole 10-epoch protocol, one seed, for ``article``,
-``mlp-matched`` and the best variant.
+``--full`` instead runs the article's whole 10-epoch protocol (evaluation every 100
+steps, the article's cadence), one seed, for ``article``, ``mlp-matched`` and the best
+variant. ``--adopt NAME=DIR`` records a finished run made elsewhere (the README's
+full-protocol run is the ``article`` one) after checking that every setting it stored is
+the one this study would pass.
 
 Runs are subprocesses of ``cortexgnn train`` with one thread each, ``--jobs`` at a time.
 The study is resumable: finished runs are read back from ``benchmarks/results/ablation.json``
 and skipped; a run that was killed resumes from its last epoch checkpoint (its folder under
-``--runs-dir``); every finished run is written to the JSON at once (atomically). Render the
+``--runs-dir``); every finished run is added to the JSON at once (read, add, write
+atomically, so runs recorded meanwhile by another process are kept). Render the
 tables and the figure with ``benchmarks/ablation_report.py``.
 """
 
@@ -75,7 +79,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3, help="seeds per variant")
     p.add_argument("--extra-seeds", type=int, default=2, help="more for article and the best")
-    p.add_argument("--eval-every", type=int, default=200, help="optimizer steps between evals")
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=None,
+        help="optimizer steps between evals (default 200; 100, the article's, with --full)",
+    )
     p.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     p.add_argument(
@@ -93,14 +102,24 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="only recompute step times of recorded runs from their run folders",
     )
+    p.add_argument(
+        "--adopt",
+        nargs="*",
+        default=[],
+        metavar="NAME=DIR",
+        help="record finished runs made elsewhere with exactly this protocol's settings "
+        "(checked against their summary.json), then stop; with --full for 10-epoch runs",
+    )
     return p
 
 
 def protocol(args) -> dict:
     """The shared training settings, as stored in the results file."""
+    epochs = 10 if args.full else args.epochs
+    eval_every = args.eval_every or (100 if args.full else 200)
     return {
-        "dataset": "fashion-mnist", "epochs": args.epochs, "batch_size": 128, "lr": 1e-3,
-        "weight_decay": 1e-5, "t_max_epochs": 1.2 * args.epochs, "eval_every": args.eval_every,
+        "dataset": "fashion-mnist", "epochs": epochs, "batch_size": 128, "lr": 1e-3,
+        "weight_decay": 1e-5, "t_max_epochs": 1.2 * epochs, "eval_every": eval_every,
         "threads_per_run": 1, "max_steps": args.max_steps,
     }  # fmt: skip
 
@@ -111,9 +130,9 @@ def train_command(args, proto: dict, name: str, seed: int, out_dir: Path) -> lis
     cmd += ["--dataset", proto["dataset"], "--data-dir", args.data_dir]
     cmd += ["--epochs", str(proto["epochs"]), "--batch-size", str(proto["batch_size"])]
     cmd += ["--lr", str(proto["lr"]), "--weight-decay", str(proto["weight_decay"])]
-    cmd += ["--t-max-epochs", str(proto["t_max_epochs"]), "--eval-every", str(args.eval_every)]
+    cmd += ["--t-max-epochs", str(proto["t_max_epochs"]), "--eval-every", str(proto["eval_every"])]
     cmd += ["--seed", str(seed), "--threads", "1", "--no-progress", "--no-plot"]
-    cmd += ["--max-steps", str(args.max_steps)] if args.max_steps else []
+    cmd += ["--max-steps", str(proto["max_steps"])] if proto["max_steps"] else []
     checkpoint = out_dir / "checkpoint.pth"
     if checkpoint.is_file():  # killed earlier: continue from its last epoch
         return [*cmd, "--resume", str(checkpoint)]
@@ -132,6 +151,11 @@ def run_one(args, proto: dict, name: str, seed: int) -> dict:
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{name} seed {seed} failed: {done.stderr.strip()[-2000:]}")
+    return run_record(name, seed, out_dir, time.perf_counter() - start)
+
+
+def run_record(name: str, seed: int, out_dir: Path, wall_s: float | None) -> dict:
+    """One finished run's entry, read from its folder's ``summary.json``."""
     summary = json.loads((out_dir / "summary.json").read_text())
     return {
         "name": name,
@@ -140,9 +164,52 @@ def run_one(args, proto: dict, name: str, seed: int) -> dict:
         "final_accuracy": summary["final_test_acc"],
         "best_accuracy": summary["best_test_acc"],
         "step_ms": median_step_ms(out_dir),
-        "wall_s": time.perf_counter() - start,
+        "wall_s": wall_s,
         "commit": summary["environment"].get("git_commit"),
     }
+
+
+#: ``cortexgnn train`` settings that do not change what a run computes
+_INCIDENTAL = {"data_dir", "out_dir", "resume", "progress", "plot", "overwrite", "download",
+               "device", "log_every", "command", "handler"}  # fmt: skip
+
+
+def adopt(args, proto: dict, spec: str) -> dict:
+    """The record of a finished run made elsewhere, after checking it used this protocol.
+
+    ``spec`` is ``NAME=DIR``. The run's stored settings (``summary.json``'s ``config`` and
+    its ``model_config``) must equal what this study would have passed for ``NAME``, seed
+    included, except settings that do not change the computation (folders, progress).
+
+    Raises:
+        ValueError: unknown variant, unfinished run, or a setting that differs.
+    """
+    from cortexgnn.train.cli import get_parser as train_parser
+
+    name, _, folder = spec.partition("=")
+    if name not in VARIANTS or not folder:
+        raise ValueError(f"--adopt takes NAME=DIR with NAME one of {sorted(VARIANTS)}: {spec!r}")
+    out_dir = Path(folder)
+    summary_path = out_dir / "summary.json"
+    if not summary_path.is_file():
+        raise ValueError(f"{summary_path} does not exist: adopt a finished run's folder")
+    summary = json.loads(summary_path.read_text())
+    config = summary["config"]
+    cut_short = config.get("max_steps") and summary["steps"] >= config["max_steps"]
+    if not (summary.get("finished") or cut_short):
+        raise ValueError(f"{out_dir} did not finish its run; resume it first")
+    seed = config["seed"]
+    argv = train_command(args, proto, name, seed, Path(args.runs_dir) / "unused")[3:]
+    expected = vars(train_parser().parse_args(argv))
+    stored = {**config, **config.get("model_config", {})}
+    differ = [
+        f"{key}: run {stored.get(key)!r}, study {value!r}"
+        for key, value in expected.items()
+        if key not in _INCIDENTAL and stored.get(key) != value
+    ]
+    if differ:
+        raise ValueError(f"{out_dir} is not a {name!r} run of this protocol: " + "; ".join(differ))
+    return run_record(name, seed, out_dir, summary["train_time_s"] + summary["eval_time_s"])
 
 
 def median_step_ms(out_dir: Path) -> float:
@@ -246,10 +313,20 @@ def main(argv: list[str] | None = None) -> dict:
     path = Path(args.results)
     results = load(path)
     section = "full_protocol" if args.full else "variants"
-    proto = protocol(args) if not args.full else {**protocol(args), "epochs": 10,
-                                                  "t_max_epochs": 12.0}  # fmt: skip
-    results.setdefault("protocol", protocol(args))
-    results.setdefault("full_protocol_settings", {**proto, "epochs": 10, "t_max_epochs": 12.0})
+    proto = protocol(args)
+    settings = "full_protocol_settings" if args.full else "protocol"
+    if not results[section] or settings not in results:  # the first run fixes the protocol
+        results[settings] = proto
+    elif results[settings] != proto:
+        raise SystemExit(
+            f"{path} holds runs of another protocol ({results[settings]}); "
+            f"these settings ({proto}) would mix them: use another --results"
+        )
+    if args.adopt:
+        for spec in args.adopt:
+            record(results, section, adopt(args, proto, spec))
+        save(path, results)
+        return results
     results["environment"] = harness.environment(harness.pick_device("cpu"), 1)
     failures = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -268,11 +345,15 @@ def main(argv: list[str] | None = None) -> dict:
             for future in finished:
                 job = running.pop(future)
                 try:
-                    record(results, section, future.result())
+                    run = future.result()
                 except RuntimeError as err:
                     failures.append(job)
                     print(err, file=sys.stderr)
                     continue
+                # read, add, write: runs recorded meanwhile by another process (--adopt,
+                # --rescan) are kept, and the next pick sees them
+                results = {**load(path), "environment": results["environment"]}
+                record(results, section, run)
                 save(path, results)
                 print(f"done {job[0]} seed {job[1]}", flush=True)
     return results

@@ -1,0 +1,136 @@
+"""benchmarks/ablation.py: bookkeeping of the study, adopting outside runs, a smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_data import write_tiny_mnist
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package
+
+from benchmarks import ablation  # noqa: E402
+
+
+def _run(name, seed, acc=0.5):
+    return {"name": name, "seed": seed, "parameters": 10, "final_accuracy": acc,
+            "best_accuracy": acc, "step_ms": 1.0, "wall_s": 2.0, "commit": "abc"}  # fmt: skip
+
+
+def _complete(results, seeds, best="ring"):
+    """Every variant with ``seeds`` seeds; ``best`` a point above the rest."""
+    for name in ablation.VARIANTS:
+        for seed in range(seeds):
+            ablation.record(results, "variants", _run(name, seed, 0.9 if name == best else 0.8))
+
+
+def test_record_keeps_seeds_sorted_and_each_seed_once():
+    results = {"variants": []}
+    for seed, acc in ((2, 0.3), (0, 0.1), (1, 0.2), (0, 0.9)):
+        ablation.record(results, "variants", _run("ring", seed, acc))
+    (row,) = results["variants"]
+    assert row["seeds"] == [0, 1, 2]
+    assert row["final_accuracy"] == [0.1, 0.2, 0.3]  # the repeated seed 0 was ignored
+    assert row["flags"] == ablation.VARIANTS["ring"]
+
+
+def test_best_variant_waits_for_every_first_seed_and_skips_article_and_baselines():
+    results = {"variants": []}
+    _complete(results, 2, best="mlp-matched")  # a baseline on top is not a candidate
+    assert ablation.best_variant(results, 3) is None
+    _complete(results, 3, best="columns-128")
+    assert ablation.best_variant(results, 3) == "columns-128"
+
+
+def test_pending_runs_baselines_first_then_the_extra_seeds_of_article_and_the_best():
+    args = ablation.get_parser().parse_args(["--data-dir", "x"])
+    results = {"variants": [], "full_protocol": []}
+    todo = ablation.pending(results, args, "variants")
+    assert todo[:3] == [("mlp-small", 0), ("mlp-matched", 0), ("single-column", 0)]
+    assert len(todo) == 3 * len(ablation.VARIANTS) + 2  # the best's extra seeds wait
+    assert todo[-2:] == [("article", 3), ("article", 4)]
+    _complete(results, 3, best="gated")
+    assert ablation.pending(results, args, "variants") == [
+        ("article", 3), ("article", 4), ("gated", 3), ("gated", 4)
+    ]  # fmt: skip
+    assert ablation.pending(results, args, "full_protocol") == [
+        ("article", 0), ("mlp-matched", 0), ("gated", 0)
+    ]  # fmt: skip
+
+
+def test_the_full_protocol_is_ten_epochs_at_the_articles_evaluation_cadence():
+    short = ablation.protocol(ablation.get_parser().parse_args(["--data-dir", "x"]))
+    full = ablation.protocol(ablation.get_parser().parse_args(["--data-dir", "x", "--full"]))
+    assert (short["epochs"], short["eval_every"]) == (3, 200)
+    assert (full["epochs"], full["t_max_epochs"], full["eval_every"]) == (10, 12.0, 100)
+
+
+def _tiny_fashion(root: Path) -> Path:
+    write_tiny_mnist(root, num_train=40, num_test=20)
+    (root / "MNIST").rename(root / "FashionMNIST")  # the same IDX files, Fashion's folder
+    return root
+
+
+def test_adopt_records_a_matching_run_and_names_every_setting_that_differs(tmp_path):
+    from cortexgnn.train.cli import main as cortexgnn
+
+    data = _tiny_fashion(tmp_path / "data")
+    argv = ["--data-dir", str(data), "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "ablation.json")]  # fmt: skip
+    args = ablation.get_parser().parse_args(argv)
+    proto = ablation.protocol(args)
+    run_dir = tmp_path / "elsewhere"
+    command = ablation.train_command(args, proto, "mlp-small", 1, run_dir)
+    assert cortexgnn(command[3:]) == 0  # what the study would run, made outside it
+
+    results = ablation.main([*argv, "--adopt", f"mlp-small={run_dir}"])
+    (row,) = results["variants"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (row["name"], row["seeds"]) == ("mlp-small", [1])
+    assert row["final_accuracy"] == [summary["final_test_acc"]]
+    assert json.loads((tmp_path / "ablation.json").read_text())["variants"] == [row]
+
+    with pytest.raises(ValueError, match="model: run 'mlp-small', study 'mlp-matched'"):
+        ablation.main([*argv, "--adopt", f"mlp-matched={run_dir}"])
+    with pytest.raises(ValueError, match="NAME=DIR"):
+        ablation.main([*argv, "--adopt", f"no-such-variant={run_dir}"])
+    other = ablation.get_parser().parse_args([*argv[:2], "--max-steps", "3"])
+    with pytest.raises(ValueError, match="max_steps: run 2, study 3"):
+        ablation.adopt(other, ablation.protocol(other), f"mlp-small={run_dir}")
+
+
+def test_a_results_file_of_another_protocol_is_refused(tmp_path):
+    path = tmp_path / "ablation.json"
+    results = {"variants": [], "full_protocol": [], "protocol": {"epochs": 7}}
+    ablation.record(results, "variants", _run("ring", 0))
+    path.write_text(json.dumps(results))
+    with pytest.raises(SystemExit, match="another protocol"):
+        ablation.main(["--data-dir", "x", "--results", str(path), "--adopt", f"ring={tmp_path}"])
+    assert json.loads(path.read_text()) == results  # untouched
+
+
+@pytest.mark.slow
+def test_the_study_runs_resumes_and_skips_what_is_done(tmp_path):
+    """Two short runs through real ``cortexgnn train`` subprocesses, then a rerun that skips."""
+    data = _tiny_fashion(tmp_path / "data")
+    results_path = tmp_path / "ablation.json"
+    argv = ["--data-dir", str(data), "--max-steps", "2", "--seeds", "2", "--extra-seeds", "0",
+            "--variants", "mlp-small", "--jobs", "2", "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(results_path)]  # fmt: skip
+    script = [sys.executable, str(ROOT / "benchmarks" / "ablation.py"), *argv]
+    env = {**os.environ, "CORTEXGNN_NO_KERNEL": "1"}
+    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(results_path.read_text())["variants"]
+    assert row["seeds"] == [0, 1] and len(row["final_accuracy"]) == 2
+    shutil.rmtree(tmp_path / "runs")  # a rerun must not need (or redo) finished runs
+    again = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert "done" not in again.stdout
+    assert json.loads(results_path.read_text())["variants"] == [row]
