@@ -151,6 +151,15 @@ def render(results: dict) -> str:
                 f"| `{row['name']}` | {row['parameters']:,} | {_pct(row['final_accuracy'])} | "
                 f"{_pct(row['best_accuracy'])} | {statistics.median(row['step_ms']):.1f} |"
             )
+        settings = results.get("full_protocol_settings", {})
+        commits = sorted({c for r in full for c in r.get("commits", []) if c})
+        lines += [
+            "",
+            f"{settings.get('epochs', '?')} epochs, cosine period "
+            f"{settings.get('t_max_epochs', float('nan')):g} epochs, evaluation every "
+            f"{settings.get('eval_every', '?')} steps (the article's cadence) and at the end; "
+            f"seed 0; commits {', '.join(commits) or '?'}.",
+        ]
     return "\n".join(lines).rstrip()
 
 
