@@ -103,3 +103,22 @@ def test_fashion_mnist_offline_copy(data_dir):
     assert train.x.shape == (60000, 784) and test.x.shape == (10000, 784)
     assert 0 <= float(train.x.min()) and float(train.x.max()) <= 1
     assert torch.bincount(test.y).tolist() == [1000] * 10
+
+
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+             "t10k-labels-idx1-ubyte")  # fmt: skip
+
+
+def test_dataset_unknown_name_lists_the_choices():
+    with pytest.raises(ValueError, match="choose one of digits, mnist, fashion-mnist"):
+        load_dataset("fashion", "unused")
+
+
+@pytest.mark.parametrize("present", [(), IDX_FILES[2:], IDX_FILES])
+def test_dataset_missing_partial_or_corrupt_directory(tmp_path, present):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in present:  # files that exist but hold no valid IDX data
+        (raw / name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
+    with pytest.raises(DatasetNotFoundError, match=r"FashionMNIST/raw.*--download"):
+        load_dataset("fashion-mnist", tmp_path)

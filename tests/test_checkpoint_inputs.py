@@ -1,6 +1,5 @@
-"""Files from outside get a clear error naming the problem and the fix: checkpoints and
-dataset folders. (Refused tensors are tested beside their module: test_graph, test_conv,
-test_conv_inputs, test_model, test_config.)"""
+"""Checkpoint files from outside: a truncated, missing or foreign file gets an error that
+names the problem and the fix."""
 
 from __future__ import annotations
 
@@ -15,9 +14,6 @@ TINY = dict(num_columns=6, in_dim=10, col_out=4, top_out=3, graph_k=2, graph_see
 @pytest.fixture
 def net() -> CortexNet:
     return CortexNet(**TINY)
-
-
-# --- checkpoints -----------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -68,28 +64,3 @@ def test_checkpoint_of_another_model(saved, edit, match):
     torch.save(edit(state), tmp_path / "bad.pth")
     with pytest.raises(ValueError, match=match):
         load_article_checkpoint(tmp_path / "bad.pth")
-
-
-# --- datasets ------------------------------------------------------------------------------
-
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")  # fmt: skip
-
-
-def test_dataset_unknown_name_lists_the_choices():
-    from cortexgnn.train.data import load_dataset
-
-    with pytest.raises(ValueError, match="choose one of digits, mnist, fashion-mnist"):
-        load_dataset("fashion", "unused")
-
-
-@pytest.mark.parametrize("present", [(), IDX_FILES[2:], IDX_FILES])
-def test_dataset_missing_partial_or_corrupt_directory(tmp_path, present):
-    from cortexgnn.train.data import DatasetNotFoundError, load_dataset
-
-    raw = tmp_path / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in present:  # files that exist but hold no valid IDX data
-        (raw / name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
-    with pytest.raises(DatasetNotFoundError, match=r"FashionMNIST/raw.*--download"):
-        load_dataset("fashion-mnist", tmp_path)
