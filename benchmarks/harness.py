@@ -91,8 +91,31 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def package_checkout_warning() -> str | None:
+    """Why the commit in a result may not be this checkout's, or ``None`` when it is.
+
+    ``python benchmarks/x.py`` puts ``benchmarks/`` first on ``sys.path``, so ``cortexgnn``
+    comes from wherever it is installed (an editable install of another worktree, say): the
+    result then times, and is stamped with, that code.
+    """
+    import cortexgnn
+
+    package = Path(cortexgnn.__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]
+    if package.parent == here:
+        return None
+    return (
+        f"cortexgnn is imported from {package.parent}, not from this checkout ({here}): the "
+        f"results time and name that code; run `python -m benchmarks.<script>` from {here} "
+        "to time this checkout"
+    )
+
+
 def environment(device: torch.device, num_threads: int) -> dict:
     """What produced a result: hardware, threads, versions, commit, load."""
+    problem = package_checkout_warning()
+    if problem:
+        logging.getLogger("benchmarks").warning(problem)
     with warnings.catch_warnings():  # PyG's import calls the deprecated torch.jit.script
         warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
         import torch_geometric

@@ -263,3 +263,14 @@ def test_cli_bench_quick_runs_one_script(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "report:" in out
     assert "| yes |" not in out and "| no |" not in out and "reached" not in out
+
+
+def test_a_benchmark_says_when_it_times_another_checkouts_package(monkeypatch, tmp_path):
+    import cortexgnn
+
+    assert harness.package_checkout_warning() is None  # this checkout's package
+    elsewhere = tmp_path / "other-tree" / "cortexgnn" / "__init__.py"
+    monkeypatch.setattr(cortexgnn, "__file__", str(elsewhere))
+    message = harness.package_checkout_warning()
+    assert message is not None and str(tmp_path / "other-tree") in message
+    assert "python -m benchmarks." in message
