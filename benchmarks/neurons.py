@@ -322,7 +322,8 @@ def floor_paragraph(result: dict) -> str:
         "in memory (what `run` records and `neuron_state` reads), no kernel reaches the "
         "target on this machine"
         if not reachable
-        else f"A perfectly fused kernel could reach 1,000x in {' and '.join(reachable)} only"
+        else "At this run's loop time a perfectly fused kernel could reach 1,000x in "
+        + ("both precisions" if len(reachable) == 2 else f"{reachable[0]} only")
     )
     return (
         f"**The bound on the batched speed-up.** 1,000x asks {b} copies to advance in "
