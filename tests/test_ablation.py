@@ -134,3 +134,11 @@ def test_the_study_runs_resumes_and_skips_what_is_done(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "done" not in again.stdout
     assert json.loads(results_path.read_text())["variants"] == [row]
+
+
+def test_the_figure_axis_leaves_a_far_outlier_out_and_keeps_the_rest():
+    from benchmarks.ablation_report import axis_range
+
+    low, high = axis_range([88.3, 88.1, 63.2, 86.3], [0.2, 0.0, 0.0, 0.4], centre=88.3)
+    assert (round(low, 6), round(high, 6)) == (84.9, 89.5)  # 63.2 is > 5 points away
+    assert axis_range([70.0, 80.0], [0.0, 0.0], centre=None) == (69.0, 81.0)
