@@ -239,14 +239,12 @@ def plot(results: dict, path: Path) -> Path | None:
     for i, name in enumerate(names):  # every seed as a dot
         ax.plot([100 * a for a in rows[name]["final_accuracy"]], [i] * len(rows[name]["seeds"]),
                 "k.", markersize=3)  # fmt: skip
-    if "article" in rows:
-        ax.axvline(statistics.fmean(rows["article"]["final_accuracy"]) * 100, color="tab:red",
-                   linewidth=1, label="article (mean)")  # fmt: skip
-        ax.legend(loc="lower right", fontsize=8)
-    ax.set_yticks(range(len(names)), names, fontsize=8)
-    centre = None
+    centre = None  # the article's mean, in %
     if "article" in rows:
         centre = statistics.fmean(rows["article"]["final_accuracy"]) * 100
+        ax.axvline(centre, color="tab:red", linewidth=1, label="article (mean)")
+        ax.legend(loc="lower right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
     low, high = axis_range(means, halves, centre)
     ax.set_xlim(max(0.0, low), min(100.0, high))
     for i, mean in enumerate(means):

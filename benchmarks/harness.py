@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from cortexgnn import _import_pyg
 from cortexgnn.train.metrics import git_commit
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -116,9 +117,8 @@ def environment(device: torch.device, num_threads: int) -> dict:
     problem = package_checkout_warning()
     if problem:
         logging.getLogger("benchmarks").warning(problem)
-    with warnings.catch_warnings():  # PyG's import calls the deprecated torch.jit.script
-        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
-        import torch_geometric
+    _import_pyg()  # without PyG's import-time deprecation warning
+    import torch_geometric
 
     env = {
         "cpu": _cpu_name(),

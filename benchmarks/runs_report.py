@@ -75,7 +75,7 @@ def render_full_run(results_dir: Path, folder: str = FULL_RUN) -> str:
     s = json.loads((run / "summary.json").read_text())
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r.get("kind") == "eval"]
-    windows = sorted(1 / r["steps_per_s"] for r in records if r.get("kind") == "train")
+    windows = [1 / r["steps_per_s"] for r in records if r.get("kind") == "train"]
     q1, median, q3 = statistics.quantiles(windows, n=4) if len(windows) > 1 else [0.0] * 3
     epoch_end = {}  # epoch -> the last evaluation in it
     for r in evals:  # the evaluation after the last step belongs to the last epoch

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import warnings
 from pathlib import Path
 
 from .data import DATA_DIR_ENV
@@ -24,11 +25,9 @@ def _version(module: str) -> str:
     if importlib.util.find_spec(module) is None:
         return "not installed"
     try:
-        if module == "torch_geometric":
-            from .. import _import_pyg
-
-            _import_pyg()  # without PyG's import-time deprecation warning
-        return __import__(module).__version__
+        with warnings.catch_warnings():  # a library's import-time warnings are not the report
+            warnings.simplefilter("ignore")
+            return __import__(module).__version__
     except Exception as err:  # a broken installation: say so, keep reporting
         return f"broken ({type(err).__name__}: {err})"
 
