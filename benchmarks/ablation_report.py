@@ -4,7 +4,9 @@ r"""Tables, figure and conclusions of the ablation study (``benchmarks/results/a
 paragraph, ``plot`` the figure: nothing in them is typed by hand. Differences from
 ``article`` are paired by seed (one seed gives every variant the same data order and
 graph seed), with a 95 % Student-t interval over the seeds both have; a
-conclusion claims an effect only when its interval excludes zero.
+conclusion claims an effect only when its interval excludes zero, and calls it firm only
+when the Bonferroni interval for the study's 17 comparisons excludes zero too (at 95 %
+each, about one of 17 intervals would exclude zero with no effect at all).
 
     python benchmarks/ablation_report.py --update-doc docs/science.md README.md \
         --plot docs/img/ablation.png
@@ -13,6 +15,7 @@ conclusion claims an effect only when its interval excludes zero.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -36,9 +39,9 @@ GROUPS = {
     "columns-16": "size", "columns-128": "size",
     "mlp-small": "baseline", "mlp-matched": "baseline", "single-column": "baseline",
 }  # fmt: skip
-# two-sided 95 % quantiles of Student's t by degrees of freedom
-T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-       9: 2.262, 10: 2.228}  # fmt: skip
+#: every variant but ``article`` is compared with it: the family the Bonferroni level covers
+COMPARISONS = len(GROUPS) - 1
+FIRM_LEVEL = 1 - 0.05 / COMPARISONS
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -49,12 +52,35 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and the half-width of its 95 % t interval (``None`` for fewer than 2 values)."""
+@functools.cache
+def t_quantile(level: float, df: int) -> float:
+    """``q`` with ``P(|T| <= q) = level`` for Student's t with ``df`` degrees of freedom.
+
+    Substituting ``t = sqrt(df) tan(theta)`` turns the density into ``cos(theta)**(df - 1)``
+    on ``[0, pi/2)``, so the central probability is a bounded integral (Simpson's rule) and
+    the quantile a bisection on ``theta``.
+    """
+
+    def mass(theta: float, n: int = 2000) -> float:
+        h = theta / n
+        ends = 1 + math.cos(theta) ** (df - 1)
+        inner = sum((4 if i % 2 else 2) * math.cos(i * h) ** (df - 1) for i in range(1, n))
+        return (ends + inner) * h / 3
+
+    total, low, high = mass(math.pi / 2), 0.0, math.pi / 2
+    for _ in range(50):
+        mid = (low + high) / 2
+        low, high = (mid, high) if mass(mid) / total < level else (low, mid)
+    return math.sqrt(df) * math.tan((low + high) / 2)
+
+
+def interval(values: list[float], level: float = 0.95) -> tuple[float, float | None]:
+    """Mean and the half-width of its t interval (``None`` for fewer than 2 values)."""
     mean = statistics.fmean(values)
     if len(values) < 2:
         return mean, None
-    return mean, T95[min(len(values) - 1, 10)] * statistics.stdev(values) / math.sqrt(len(values))
+    quantile = t_quantile(level, len(values) - 1)
+    return mean, quantile * statistics.stdev(values) / math.sqrt(len(values))
 
 
 def paired(row: dict, article: dict, key: str = "final_accuracy") -> list[float]:
@@ -81,17 +107,33 @@ def _difference(diffs: list[float]) -> str:
     return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
+def is_firm(diffs: list[float]) -> bool:
+    """Whether the Bonferroni interval (level ``FIRM_LEVEL``) of ``diffs`` excludes zero."""
+    mean, wide = interval(diffs, FIRM_LEVEL)
+    return wide is not None and abs(mean) > wide
+
+
 def verdict(name: str, diffs: list[float]) -> tuple[str, str]:
-    """``(kind, sentence)``: kind is ``better``, ``worse``, ``none`` or ``pending``."""
+    """``(kind, sentence)``: kind is ``better``, ``worse``, ``none`` or ``pending``.
+
+    An effect's sentence also says whether it is firm: whether the Bonferroni interval
+    (level ``FIRM_LEVEL``) excludes zero as well as the 95 % one.
+    """
     if len(diffs) < 2:
         return "pending", f"`{name}`: not enough seeds yet for an interval."
     mean, half = interval(diffs)
     span = f"{mean:+.2f} points, 95 % interval [{mean - half:+.2f}, {mean + half:+.2f}]"
-    if mean - half > 0:
-        return "better", f"`{name}` is more accurate than `article`: {span}."
-    if mean + half < 0:
-        return "worse", f"`{name}` is less accurate than `article`: {span}."
-    return "none", f"`{name}`: no detectable effect ({span}, {len(diffs)} paired seeds)."
+    if abs(mean) <= half:
+        return "none", f"`{name}`: no detectable effect ({span}, {len(diffs)} paired seeds)."
+    _, wide = interval(diffs, FIRM_LEVEL)
+    firm = (
+        f"firm: the {100 * FIRM_LEVEL:.1f} % interval excludes zero too"
+        if is_firm(diffs)
+        else f"not firm: the {100 * FIRM_LEVEL:.1f} % interval [{mean - wide:+.2f}, "
+        f"{mean + wide:+.2f}] includes zero"
+    )
+    kind, than = ("better", "more") if mean > 0 else ("worse", "less")
+    return kind, f"`{name}` is {than} accurate than `article`: {span}; {firm}."
 
 
 def render(results: dict) -> str:
@@ -129,7 +171,10 @@ def render(results: dict) -> str:
         f"{', '.join(commits) or '?'}. {done} runs finished"
         + (f"; not yet run: {', '.join(f'`{n}`' for n in missing)}." if missing else "."),
         "",
-        "**Conclusions the intervals support** (final accuracy, paired by seed):",
+        "**Conclusions the intervals support** (final accuracy, paired by seed). With "
+        f"{COMPARISONS} comparisons at 95 % each, about {COMPARISONS / 20:.2f} would exclude "
+        f"zero with no effect at all, so an effect is called firm only when its Bonferroni "
+        f"interval ({100 * FIRM_LEVEL:.1f} %) excludes zero too:",
         "",
     ]
     verdicts = [verdict(n, paired(rows[n], article)) for n in ordered if n != "article"] if (
@@ -175,10 +220,15 @@ def headline(results: dict) -> str:
             f"comparison can be made; progress and every finished run: "
             f"[docs/science.md](docs/science.md)."
         )
-    verdicts = [(n, *verdict(n, paired(rows[n], article))) for n in rows if n != "article"]
+    diffs = {n: paired(rows[n], article) for n in rows if n != "article"}
+    verdicts = [(n, *verdict(n, d)) for n, d in diffs.items()]
     decided = [(n, k) for n, k, _ in verdicts if k != "pending"]
     none = [n for n, k in decided if k == "none"]
-    effects = [f"`{n}` ({k})" for n, k in decided if k != "none"]
+    effects = [
+        f"`{n}` ({k}, {'firm' if is_firm(diffs[n]) else 'not firm after Bonferroni'})"
+        for n, k in decided
+        if k != "none"
+    ]
     mean, _ = interval(article["final_accuracy"])
     text = (
         f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "

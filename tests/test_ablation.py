@@ -142,3 +142,25 @@ def test_the_figure_axis_leaves_a_far_outlier_out_and_keeps_the_rest():
     low, high = axis_range([88.3, 88.1, 63.2, 86.3], [0.2, 0.0, 0.0, 0.4], centre=88.3)
     assert (round(low, 6), round(high, 6)) == (84.9, 89.5)  # 63.2 is > 5 points away
     assert axis_range([70.0, 80.0], [0.0, 0.0], centre=None) == (69.0, 81.0)
+
+
+def test_t_quantiles_match_scipy_at_95_percent_and_at_the_bonferroni_level():
+    stats = pytest.importorskip("scipy.stats")
+    from benchmarks.ablation_report import FIRM_LEVEL, t_quantile
+
+    for df in (1, 2, 4, 9, 30):
+        for level in (0.95, FIRM_LEVEL):
+            assert t_quantile(level, df) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), 1e-9)
+
+
+def test_a_verdict_claims_an_effect_only_when_its_interval_excludes_zero_and_says_if_it_is_firm():
+    from benchmarks.ablation_report import verdict
+
+    assert verdict("x", [0.4])[0] == "pending"
+    kind, sentence = verdict("x", [0.1, -0.1, 0.05])
+    assert kind == "none" and "no detectable effect" in sentence
+    # 95 % interval -1 ± 0.25 excludes zero; the Bonferroni one (t = 18.4 at 2 df) does not
+    kind, sentence = verdict("x", [-1.0, -1.1, -0.9])
+    assert kind == "worse" and "not firm" in sentence
+    kind, sentence = verdict("x", [1.0, 1.01, 0.99])
+    assert kind == "better" and "; firm:" in sentence
