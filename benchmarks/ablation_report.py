@@ -107,6 +107,13 @@ def _difference(diffs: list[float]) -> str:
     return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
+def _in_words(diffs: list[float]) -> str:
+    mean, half = interval(diffs)
+    if half is None:
+        return f"{mean:+.2f} points, 1 seed"
+    return f"{mean:+.2f} points, 95 % interval {mean - half:+.2f} to {mean + half:+.2f}"
+
+
 def is_firm(diffs: list[float]) -> bool:
     """Whether the Bonferroni interval (level ``FIRM_LEVEL``) of ``diffs`` excludes zero."""
     mean, wide = interval(diffs, FIRM_LEVEL)
@@ -221,29 +228,35 @@ def headline(results: dict) -> str:
             f"[docs/science.md](docs/science.md)."
         )
     diffs = {n: paired(rows[n], article) for n in rows if n != "article"}
-    verdicts = [(n, *verdict(n, d)) for n, d in diffs.items()]
-    decided = [(n, k) for n, k, _ in verdicts if k != "pending"]
-    none = [n for n, k in decided if k == "none"]
+    kinds = {n: verdict(n, d)[0] for n, d in diffs.items()}
+    decided = [n for n, k in kinds.items() if k != "pending"]
+    none = [n for n in decided if kinds[n] == "none"]
     effects = [
-        f"`{n}` ({k}, {'firm' if is_firm(diffs[n]) else 'not firm after Bonferroni'})"
-        for n, k in decided
-        if k != "none"
+        f"`{n}` ({_in_words(diffs[n])}, {'firm' if is_firm(diffs[n]) else 'not firm'})"
+        for n in decided
+        if kinds[n] != "none"
     ]
-    mean, _ = interval(article["final_accuracy"])
     text = (
         f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "
         f"Fashion-MNIST study with paired seeds, the article's model reaches "
-        f"{mean * 100:.2f} % ({_seeds(len(article['seeds']))}). "
+        f"{_pct(article['final_accuracy'])} ({_seeds(len(article['seeds']))})"
     )
+    matched = rows.get("mlp-matched")
+    if matched and diffs["mlp-matched"]:
+        text += (
+            f", and a one-hidden-layer MLP with its parameter count "
+            f"{_pct(matched['final_accuracy'])} ({_in_words(diffs['mlp-matched'])})"
+        )
+    text += ". "
     if none:
         text += (
-            f"Switching off or replacing parts made no detectable difference for "
-            f"{len(none)} of {len(decided)} variants with intervals so far"
+            f"Switching off or replacing a part made no detectable difference for "
+            f"{len(none)} of the {len(decided)} variants with intervals so far"
         )
-        text += f"; detectable differences: {', '.join(effects)}. " if effects else ". "
+        text += f"; detectable: {'; '.join(effects)}. " if effects else ". "
     elif effects:
-        text += f"Detectable differences: {', '.join(effects)}. "
-    pending = len(verdicts) - len(decided)
+        text += f"Detectable differences: {'; '.join(effects)}. "
+    pending = len(kinds) - len(decided)
     if pending:
         text += f"{pending} variants still lack a second seed. "
     return text + "Table, figure and intervals: [docs/science.md](docs/science.md)."
