@@ -164,3 +164,22 @@ def test_a_verdict_claims_an_effect_only_when_its_interval_excludes_zero_and_say
     assert kind == "worse" and "not firm" in sentence
     kind, sentence = verdict("x", [1.0, 1.01, 0.99])
     assert kind == "better" and "; firm:" in sentence
+
+
+def test_the_readme_paragraph_names_the_matched_mlp_and_each_effect_with_its_interval():
+    from benchmarks.ablation_report import headline
+
+    def row(name, accs):
+        return {"name": name, "seeds": [0, 1, 2], "parameters": 10, "final_accuracy": accs,
+                "best_accuracy": accs, "step_ms": [1.0] * 3, "commits": ["abc"] * 3}  # fmt: skip
+
+    results = {"protocol": {"epochs": 3}, "variants": [
+        row("article", [0.880, 0.882, 0.881]),
+        row("mlp-matched", [0.881, 0.881, 0.883]),  # diffs +0.1, -0.1, +0.2: no effect
+        row("no-message-passing", [0.630, 0.632, 0.631]),  # -25 points every seed: firm
+    ]}  # fmt: skip
+    text = headline(results)
+    assert "88.10 ± 0.10 %" in text and "MLP with its parameter count 88.17 ± 0.12 %" in text
+    assert "no detectable difference for 1 of the 2 variants" in text
+    assert "`no-message-passing` (-25.00 points, 95 % interval -25.00 to -25.00, firm)" in text
+    assert "lack a second seed" not in text
