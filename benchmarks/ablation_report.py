@@ -258,7 +258,8 @@ def headline(results: dict) -> str:
         text += f"Detectable differences: {'; '.join(effects)}. "
     pending = len(kinds) - len(decided)
     if pending:
-        text += f"{pending} variants still lack a second seed. "
+        text += "1 variant still lacks" if pending == 1 else f"{pending} variants still lack"
+        text += " a second seed. "
     return text + "Table, figure and intervals: [docs/science.md](docs/science.md)."
 
 
