@@ -210,13 +210,20 @@ def render(results: dict) -> str:
             f"{settings.get('epochs', '?')} epochs, cosine period "
             f"{settings.get('t_max_epochs', float('nan')):g} epochs, evaluation every "
             f"{settings.get('eval_every', '?')} steps (the article's cadence) and at the end; "
-            f"seed 0; commits {', '.join(commits) or '?'}.",
+            f"seed 0; commits {', '.join(commits) or '?'}. With one seed there is no "
+            f"interval: these rows check that the short study's picture holds at the "
+            f"article's length; they do not measure a difference.",
         ]
     return "\n".join(lines).rstrip()
 
 
 def headline(results: dict) -> str:
-    """The README paragraph: the headline finding in numbers, and the link."""
+    """The README paragraph: the headline finding in numbers, and the link.
+
+    The variants that change a biological part (graph, message rule, dynamics) are summed
+    up apart from the size and baseline variants, so "no detectable difference" counts
+    only what it claims to; the 10-epoch runs close the paragraph when there are any.
+    """
     rows = {r["name"]: r for r in results["variants"]}
     article = rows.get("article")
     if not article:
@@ -230,12 +237,13 @@ def headline(results: dict) -> str:
     diffs = {n: paired(rows[n], article) for n in rows if n != "article"}
     kinds = {n: verdict(n, d)[0] for n, d in diffs.items()}
     decided = [n for n, k in kinds.items() if k != "pending"]
-    none = [n for n in decided if kinds[n] == "none"]
-    effects = [
-        f"`{n}` ({_in_words(diffs[n])}, {'firm' if is_firm(diffs[n]) else 'not firm'})"
-        for n in decided
-        if kinds[n] != "none"
-    ]
+    missing = [n for n in GROUPS if n not in rows]
+    complete = not missing and len(decided) == len(kinds)
+
+    def effect(n: str, firmness: bool = True) -> str:
+        firm = f", {'firm' if is_firm(diffs[n]) else 'not firm'}" if firmness else ""
+        return f"`{n}` ({_in_words(diffs[n])}{firm})"
+
     text = (
         f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "
         f"Fashion-MNIST study with paired seeds, the article's model reaches "
@@ -248,18 +256,44 @@ def headline(results: dict) -> str:
             f"{_pct(matched['final_accuracy'])} ({_in_words(diffs['mlp-matched'])})"
         )
     text += ". "
-    if none:
+    biology = [n for n in decided if GROUPS.get(n) in ("graph", "message", "dynamics")]
+    if biology:
+        moved = [n for n in biology if kinds[n] != "none"]
+        still = len(biology) - len(moved)
+        verb = "s that change" if len(biology) != 1 else " that changes"
         text += (
-            f"Switching off or replacing a part made no detectable difference for "
-            f"{len(none)} of the {len(decided)} variants with intervals so far"
+            f"Of the {len(biology)} variant{verb} a biological part (graph, message rule "
+            f"or dynamics)"
+            f"{'' if complete else ' with intervals so far'}, {still} "
+            f"make{'s' if still == 1 else ''} no detectable difference"
         )
-        text += f"; detectable: {'; '.join(effects)}. " if effects else ". "
-    elif effects:
-        text += f"Detectable differences: {'; '.join(effects)}. "
+        if moved and not any(is_firm(diffs[n]) for n in moved):
+            text += (
+                f"; {len(moved)} differ{'s' if len(moved) == 1 else ''} at 95 % but none "
+                f"firmly (Bonferroni over {COMPARISONS} comparisons): "
+                f"{'; '.join(effect(n, False) for n in moved)}. "
+            )
+        else:
+            text += f"; detectable: {'; '.join(effect(n) for n in moved)}. " if moved else ". "
+    others = [n for n in decided if n not in biology and n != "mlp-matched"]
+    if others:
+        moved = [n for n in others if kinds[n] != "none"]
+        still = [f"`{n}`" for n in others if kinds[n] == "none"]
+        parts = [effect(n) for n in moved]
+        if still:
+            parts.append(f"no detectable difference: {', '.join(still)}")
+        text += f"Size and baselines: {'; '.join(parts)}. "
     pending = len(kinds) - len(decided)
     if pending:
         text += "1 variant still lacks" if pending == 1 else f"{pending} variants still lack"
         text += " a second seed. "
+    if missing:
+        text += f"Not yet run: {', '.join(f'`{n}`' for n in missing)}. "
+    full = results.get("full_protocol", [])
+    if full:
+        epochs = results.get("full_protocol_settings", {}).get("epochs", "?")
+        runs = ", ".join(f"`{r['name']}` {_pct(r['final_accuracy'])}" for r in full)
+        text += f"Over the full {epochs}-epoch protocol (one seed each): {runs}. "
     return text + "Table, figure and intervals: [docs/science.md](docs/science.md)."
 
 

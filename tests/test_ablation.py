@@ -180,6 +180,34 @@ def test_the_readme_paragraph_names_the_matched_mlp_and_each_effect_with_its_int
     ]}  # fmt: skip
     text = headline(results)
     assert "88.10 ± 0.10 %" in text and "MLP with its parameter count 88.17 ± 0.12 %" in text
-    assert "no detectable difference for 1 of the 2 variants" in text
+    assert "Of the 1 variant that changes a biological part" in text and "so far" in text
+    assert "0 make no detectable difference" in text
     assert "`no-message-passing` (-25.00 points, 95 % interval -25.00 to -25.00, firm)" in text
-    assert "lack a second seed" not in text
+    assert "lack a second seed" not in text and "Not yet run: `ring`" in text
+
+
+def test_the_readme_paragraph_of_a_finished_study_drops_so_far_and_adds_the_long_runs():
+    from benchmarks.ablation_report import GROUPS, headline
+
+    def row(name, accs):
+        return {"name": name, "seeds": [0, 1, 2], "parameters": 10, "final_accuracy": accs,
+                "best_accuracy": accs, "step_ms": [1.0] * 3, "commits": ["abc"] * 3}  # fmt: skip
+
+    base = [0.880, 0.882, 0.881]
+    variants = [row(n, base) for n in GROUPS]  # every variant equal to `article`: no effect
+    variants[1] = row("ring", [0.878, 0.879, 0.878])  # -0.2, -0.3, -0.3: not firm at 2 df
+    full = [
+        {**row("article", [0.894]), "seeds": [0]},
+        {**row("mlp-matched", [0.891]), "seeds": [0]},
+    ]
+    text = headline({"protocol": {"epochs": 3}, "variants": variants, "full_protocol": full,
+                     "full_protocol_settings": {"epochs": 10}})  # fmt: skip
+    assert "so far" not in text and "Not yet run" not in text
+    assert "Of the 12 variants that change a biological part" in text
+    assert "11 make no detectable difference; 1 differs at 95 % but none firmly" in text
+    assert "`ring` (-0.27 points, 95 % interval" in text
+    assert (
+        "no detectable difference: `columns-16`, `columns-128`, `mlp-small`, `single-column`"
+        in text
+    )
+    assert "10-epoch protocol (one seed each): `article` 89.40 %, `mlp-matched` 89.10 %." in text
