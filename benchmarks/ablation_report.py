@@ -39,6 +39,8 @@ GROUPS = {
     "columns-16": "size", "columns-128": "size",
     "mlp-small": "baseline", "mlp-matched": "baseline", "single-column": "baseline",
 }  # fmt: skip
+#: the groups whose variants change a biological part of the model (not its size or a baseline)
+BIOLOGY = ("graph", "message", "dynamics")
 #: every variant but ``article`` is compared with it: the family the Bonferroni level covers
 COMPARISONS = len(GROUPS) - 1
 FIRM_LEVEL = 1 - 0.05 / COMPARISONS
@@ -256,7 +258,7 @@ def headline(results: dict) -> str:
             f"{_pct(matched['final_accuracy'])} ({_in_words(diffs['mlp-matched'])})"
         )
     text += ". "
-    biology = [n for n in decided if GROUPS.get(n) in ("graph", "message", "dynamics")]
+    biology = [n for n in decided if GROUPS.get(n) in BIOLOGY]
     if biology:
         moved = [n for n in biology if kinds[n] != "none"]
         still = len(biology) - len(moved)

@@ -166,17 +166,20 @@ def test_a_verdict_claims_an_effect_only_when_its_interval_excludes_zero_and_say
     assert kind == "better" and "; firm:" in sentence
 
 
+def _report_row(name, accs):
+    """A finished variant as ``ablation.json`` holds it, one accuracy per seed."""
+    n = len(accs)
+    return {"name": name, "seeds": list(range(n)), "parameters": 10, "final_accuracy": accs,
+            "best_accuracy": accs, "step_ms": [1.0] * n, "commits": ["abc"] * n}  # fmt: skip
+
+
 def test_the_readme_paragraph_names_the_matched_mlp_and_each_effect_with_its_interval():
     from benchmarks.ablation_report import headline
 
-    def row(name, accs):
-        return {"name": name, "seeds": [0, 1, 2], "parameters": 10, "final_accuracy": accs,
-                "best_accuracy": accs, "step_ms": [1.0] * 3, "commits": ["abc"] * 3}  # fmt: skip
-
     results = {"protocol": {"epochs": 3}, "variants": [
-        row("article", [0.880, 0.882, 0.881]),
-        row("mlp-matched", [0.881, 0.881, 0.883]),  # diffs +0.1, -0.1, +0.2: no effect
-        row("no-message-passing", [0.630, 0.632, 0.631]),  # -25 points every seed: firm
+        _report_row("article", [0.880, 0.882, 0.881]),
+        _report_row("mlp-matched", [0.881, 0.881, 0.883]),  # diffs +0.1, -0.1, +0.2: no effect
+        _report_row("no-message-passing", [0.630, 0.632, 0.631]),  # -25 points every seed: firm
     ]}  # fmt: skip
     text = headline(results)
     assert "88.10 ± 0.10 %" in text and "MLP with its parameter count 88.17 ± 0.12 %" in text
@@ -189,17 +192,10 @@ def test_the_readme_paragraph_names_the_matched_mlp_and_each_effect_with_its_int
 def test_the_readme_paragraph_of_a_finished_study_drops_so_far_and_adds_the_long_runs():
     from benchmarks.ablation_report import GROUPS, headline
 
-    def row(name, accs):
-        return {"name": name, "seeds": [0, 1, 2], "parameters": 10, "final_accuracy": accs,
-                "best_accuracy": accs, "step_ms": [1.0] * 3, "commits": ["abc"] * 3}  # fmt: skip
-
     base = [0.880, 0.882, 0.881]
-    variants = [row(n, base) for n in GROUPS]  # every variant equal to `article`: no effect
-    variants[1] = row("ring", [0.878, 0.879, 0.878])  # -0.2, -0.3, -0.3: not firm at 2 df
-    full = [
-        {**row("article", [0.894]), "seeds": [0]},
-        {**row("mlp-matched", [0.891]), "seeds": [0]},
-    ]
+    variants = [_report_row(n, base) for n in GROUPS]  # every variant equal to `article`: no effect
+    variants[1] = _report_row("ring", [0.878, 0.879, 0.878])  # -0.2, -0.3, -0.3: not firm at 2 df
+    full = [_report_row("article", [0.894]), _report_row("mlp-matched", [0.891])]
     text = headline({"protocol": {"epochs": 3}, "variants": variants, "full_protocol": full,
                      "full_protocol_settings": {"epochs": 10}})  # fmt: skip
     assert "so far" not in text and "Not yet run" not in text
