@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -107,6 +108,39 @@ def test_dense_path_gradcheck_in_float64():
     assert torch.autograd.gradcheck(
         lambda q, v, w: folded_attention(q, v, graph, w, scale=0.5, backend="dense"), leaves
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_derivatives_pass_gradgradcheck(backend, dtype):
+    if backend == "cpp" and dtype == torch.float64:
+        pytest.skip("the kernel is float32-only")
+    query, x, edge_index, weight = random_graph_case(num_nodes=6, batch=2, heads=1, features=3)
+    leaves = [t.to(dtype).requires_grad_() for t in (query, x, weight)]
+    graph = attention_graph(edge_index, 6)
+    # float32 finite differences need a larger step and tolerance than float64's defaults
+    loose = {} if dtype == torch.float64 else {"eps": 1e-3, "atol": 2e-2, "rtol": 2e-2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # gradcheck's "not double precision"
+        assert torch.autograd.gradgradcheck(
+            lambda q, v, w: folded_attention(q, v, graph, w, scale=0.5, backend=backend),
+            leaves,
+            **loose,
+        )
+
+
+@needs_kernel
+def test_kernel_double_backward_equals_the_pytorch_path():
+    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    hessian_terms = {}
+    for name in ("torch", "cpp"):
+        leaves = [t.clone().requires_grad_() for t in (query, x, weight)]
+        out = attend(*leaves[:2], edge_index, leaves[2], scale=0.3, backend=name)
+        grads = torch.autograd.grad(out.pow(2).sum(), leaves, create_graph=True)
+        penalty = sum(g.pow(2).sum() for g in grads)
+        hessian_terms[name] = torch.autograd.grad(penalty, leaves)
+    for got, want in zip(hessian_terms["cpp"], hessian_terms["torch"], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
 @needs_kernel
