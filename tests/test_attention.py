@@ -33,6 +33,11 @@ def random_graph_case(num_nodes=12, batch=3, heads=2, features=5, isolated=True)
     return query, x, edge_index, weight
 
 
+def float32(t):
+    """A float tensor in float32; an index tensor unchanged."""
+    return t.float() if t.is_floating_point() else t
+
+
 def attend(query, x, edge_index, weight=None, **kwargs):
     return folded_attention(query, x, attention_graph(edge_index, x.size(0)), weight, **kwargs)
 
@@ -56,7 +61,7 @@ def test_matches_the_oracle_with_isolated_node_and_parallel_edges(backend, weigh
 
 @pytest.mark.parametrize("backend", ["dense", pytest.param("cpp", marks=needs_kernel)])
 def test_gradients_match_the_pytorch_path(backend):
-    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    query, x, edge_index, weight = (float32(t) for t in random_graph_case())
     grad_out = torch.randn_like(query)
     grads = {}
     for name in ("torch", backend):
@@ -70,7 +75,7 @@ def test_gradients_match_the_pytorch_path(backend):
 @pytest.mark.parametrize("per_head", [False, True])
 @needs_kernel
 def test_dropout_and_gradients_of_the_kernel_match_the_pytorch_path(per_head):
-    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    query, x, edge_index, weight = (float32(t) for t in random_graph_case())
     if per_head:
         x = torch.randn_like(query)
     grad_out = torch.randn_like(query)
@@ -131,7 +136,7 @@ def test_second_derivatives_pass_gradgradcheck(backend, dtype):
 
 @needs_kernel
 def test_kernel_double_backward_equals_the_pytorch_path():
-    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    query, x, edge_index, weight = (float32(t) for t in random_graph_case())
     hessian_terms = {}
     for name in ("torch", "cpp"):
         leaves = [t.clone().requires_grad_() for t in (query, x, weight)]
@@ -145,7 +150,7 @@ def test_kernel_double_backward_equals_the_pytorch_path():
 
 @needs_kernel
 def test_kernel_gradient_without_edge_weight():
-    query, x, edge_index, _ = (t.float() for t in random_graph_case(isolated=False))
+    query, x, edge_index, _ = (float32(t) for t in random_graph_case(isolated=False))
     query.requires_grad_(), x.requires_grad_()
     attend(query, x, edge_index, scale=1 / math.sqrt(5), backend="cpp").sum().backward()
     assert query.grad.abs().sum() > 0 and x.grad.abs().sum() > 0

@@ -23,12 +23,23 @@ def weighted_neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -
 
     Args:
         x: ``[N, B, D]`` node states.
-        edge_index: ``[2, E]``.
+        edge_index: ``[2, E]``, checked by :func:`cortexgnn.graph.check_edge_index`.
         edge_weight: ``[E]``.
 
     Returns:
         ``[N, B, D]``.
     """
+    edge_index = check_edge_index(edge_index, x.size(0))
+    if edge_weight.shape != (edge_index.size(1),):
+        raise ValueError(
+            f"edge_weight must have shape [E] = ({edge_index.size(1)},), one weight per edge, "
+            f"got {tuple(edge_weight.shape)}"
+        )
+    return _neighbour_sum(x, edge_index, edge_weight)
+
+
+def _neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
+    """:func:`weighted_neighbour_sum` on a graph already checked (the model's loop)."""
     source, target = edge_index
     messages = x.index_select(0, source) * edge_weight.view(-1, 1, 1)  # [E, B, D]
     return torch.zeros_like(x).index_add_(0, target, messages)
@@ -153,7 +164,7 @@ class CortexNet(nn.Module):
             # the conv validates the graph on every call; without it, check it here once
             edge_index = check_edge_index(self.edge_index, config.num_columns)  # [2, E]
             for _ in range(config.message_iters):
-                message = weighted_neighbour_sum(post, edge_index, weight)  # [N, B, D]
+                message = _neighbour_sum(post, edge_index, weight)  # [N, B, D]
                 post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
             return post
         gate = weight if config.attention_uses_edge_weight else None

@@ -44,6 +44,7 @@ _import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.utils import softmax
 
+from ..graph import as_plain_tensor, check_edge_index
 from .kernel import load_kernel
 from .tensor_cache import TensorCache
 
@@ -87,10 +88,12 @@ class AttentionGraph:
         """Build the CSR, its transpose and (for small ``N``) the dense multiplicity.
 
         Args:
-            edge_index: ``[2, E]`` integer edges ``(source j, target i)``, any order.
+            edge_index: ``[2, E]`` integer edges ``(source j, target i)``, any order; checked
+                by :func:`cortexgnn.graph.check_edge_index` (``ValueError`` out of range).
             num_nodes: ``N``.
         """
-        edge_index = edge_index.long()
+        _check_num_nodes(num_nodes)
+        edge_index = as_plain_tensor(check_edge_index(edge_index, num_nodes))
         source, target = edge_index  # [E], [E]
         order = torch.sort(target * num_nodes + source).indices  # [E] CSR order
         col, dst = source[order], target[order]  # [E], [E]
@@ -116,6 +119,54 @@ class AttentionGraph:
             has_isolated=bool((degree == 0).any()),
         )
 
+    def __post_init__(self) -> None:
+        _check_graph(self)
+
+
+def _check_num_nodes(num_nodes) -> None:
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ValueError(f"num_nodes must be an int >= 1, got {num_nodes!r}")
+
+
+def _check_graph(graph: AttentionGraph) -> None:
+    """Refuse an :class:`AttentionGraph` whose indices could reach outside its tensors.
+
+    The C++ kernel trusts ``ptr``, ``col``, ``tptr``, ``tedge`` and ``tdst``, so a graph
+    built by hand (not by :meth:`AttentionGraph.from_edge_index`) is checked here once.
+    """
+    _check_num_nodes(graph.num_nodes)
+    num_nodes, fields = graph.num_nodes, ("ptr", "col", "dst", "order", "tptr", "tedge", "tdst")
+    for name in fields:
+        value = getattr(graph, name)
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.dtype != torch.long:
+            raise ValueError(f"AttentionGraph.{name} must be a 1-D int64 tensor, got {value!r:.80}")
+    num_edges = graph.col.numel()
+    for name in fields:
+        expected = num_nodes + 1 if name in ("ptr", "tptr") else num_edges
+        if getattr(graph, name).numel() != expected:
+            raise ValueError(
+                f"AttentionGraph.{name} must have {expected} entries, got "
+                f"{getattr(graph, name).numel()}: build it with attention_graph(edge_index, N)"
+            )
+    for name in ("ptr", "tptr"):
+        ptr = getattr(graph, name)
+        if ptr[0] != 0 or ptr[-1] != num_edges or bool((ptr.diff() < 0).any()):
+            raise ValueError(
+                f"AttentionGraph.{name} must rise from 0 to E={num_edges}: build the graph "
+                f"with attention_graph(edge_index, N)"
+            )
+    if num_edges:
+        check_edge_index(torch.stack([graph.col, graph.dst]), num_nodes)
+        check_edge_index(torch.stack([graph.tdst, graph.tdst]), num_nodes)
+        check_edge_index(torch.stack([graph.order, graph.tedge]), num_edges)
+    degree = graph.ptr.diff()  # [N]
+    in_csr = torch.repeat_interleave(torch.arange(num_nodes, device=degree.device), degree)
+    if not torch.equal(graph.dst, in_csr) or not torch.equal(graph.tdst, graph.dst[graph.tedge]):
+        raise ValueError(
+            "AttentionGraph.dst/tdst disagree with ptr/tedge: build the graph with "
+            "attention_graph(edge_index, N)"
+        )
+
 
 _GRAPH_CACHE: TensorCache[AttentionGraph] = TensorCache()
 
@@ -125,8 +176,12 @@ def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
 
     A model calls its layer with the same ``edge_index`` every iteration and every step, so
     the sort and transpose run once; an edited graph is rebuilt (see
-    :class:`~cortexgnn.ops.tensor_cache.TensorCache`).
+    :class:`~cortexgnn.ops.tensor_cache.TensorCache`). A graph is checked by
+    :func:`cortexgnn.graph.check_edge_index` when it is built.
     """
+    if not isinstance(edge_index, Tensor):
+        check_edge_index(edge_index, num_nodes)  # raises the validator's TypeError
+    edge_index = as_plain_tensor(edge_index)
     return _GRAPH_CACHE.get(
         edge_index, num_nodes, lambda: AttentionGraph.from_edge_index(edge_index, num_nodes)
     )
@@ -292,6 +347,11 @@ def folded_attention(
         raise ValueError(
             f"graph must be an AttentionGraph over the {num_nodes} nodes of x (build it with "
             f"attention_graph(edge_index, num_nodes)), got {graph!r:.80}"
+        )
+    if edge_weight is not None and edge_weight.shape != graph.order.shape:
+        raise ValueError(
+            f"edge_weight must have shape [E] = {tuple(graph.order.shape)} (one weight per "
+            f"edge of the graph), got {tuple(edge_weight.shape)}"
         )
     weight = None if edge_weight is None else edge_weight[graph.order]  # [E] in CSR order
     mask = None
