@@ -111,6 +111,7 @@ class CortexNet(nn.Module):
                 )
         else:
             edge_index = sort_by_target(check_edge_index(edge_index, num_nodes), num_nodes)
+            _check_graph_has_edges(edge_index, config)
         self.register_buffer("edge_index", edge_index)  # [2, E]
         self.sync_statistics = sync_statistics
         self.columns = CorticalColumns(
@@ -259,7 +260,25 @@ class CortexNet(nn.Module):
 
 
 def _check_loaded_graph(module: CortexNet, state_dict: dict, prefix: str, *args) -> None:
-    """``load_state_dict`` pre-hook: a graph that arrives in a state dict is validated too."""
+    """``load_state_dict`` pre-hook: what the constructor refuses is refused here too.
+
+    A graph out of range, an empty graph while messages pass, non-finite edge weights.
+    """
     edge_index = state_dict.get(prefix + "edge_index")
     if edge_index is not None:
         check_edge_index(edge_index, module.config.num_columns)
+        _check_graph_has_edges(edge_index, module.config)
+    weight = state_dict.get(prefix + "edge_weight")
+    if isinstance(weight, Tensor) and weight.is_floating_point() and not weight.isfinite().all():
+        raise ValueError(
+            "edge_weight holds NaN or Inf: the Hebbian rule and the messages would spread it "
+            "to every column; load weights from a run that stayed finite"
+        )
+
+
+def _check_graph_has_edges(edge_index: Tensor, config: ModelConfig) -> None:
+    if config.message_iters > 0 and edge_index.numel() == 0:
+        raise ValueError(
+            f"the graph has no edges but message_iters={config.message_iters}: no column has "
+            f"a neighbour to attend to; give a graph with edges, or message_iters=0"
+        )

@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .. import __version__
+from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
 from ..nn.config import ModelConfig
 from .config import DATASET_FIELDS, MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
@@ -246,6 +247,18 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--download", action=BOOL, default=False, help="as for train")
     p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        help="refuse a checkpoint whose sizes ask for more elements (raise it on purpose)",
+    )
+    p.add_argument(
+        "--max-message-iters",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_ITERS,
+        help="refuse a checkpoint with more message-passing iterations",
+    )
     p.set_defaults(handler=run_eval)
     return p
 
@@ -261,6 +274,8 @@ def run_eval(args: argparse.Namespace) -> int:
         download=args.download,
         batch_size=args.batch_size,
         device=args.device,
+        max_elements=args.max_elements,
+        max_message_iters=args.max_message_iters,
     )
     print(
         f"{r['checkpoint']}: test accuracy {100 * r['test_acc']:.2f} % "
