@@ -335,6 +335,10 @@ def test_dropout_only_in_training_on_both_paths():
         ((4, 4), dict(dropout=1.0), r"dropout must lie in \[0, 1\), got 1.0"),
         ((4, 4), dict(projection="key"), r"projection must be one of .*got 'key'"),
         (((5, 3), 4), dict(projection="first"), r"projection='first' .* equal source and target"),
+        ((4, 4), dict(num_nodes=5.5), r"num_nodes must be an int, got 5.5 \(float\)"),
+        ((4, 4), dict(heads=2.0), r"heads must be an int, got 2.0"),
+        ((4, 4.0), {}, r"out_channels must be an int"),
+        (((4, True), 4), {}, r"in_channels must be an int, got True"),
     ],
 )
 def test_constructor_errors(args, kwargs, match):

@@ -8,6 +8,7 @@ folding of the key into the query, and the choice between its two execution path
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -466,6 +467,12 @@ def _check_arguments(
     projection: str,
 ) -> tuple[int, int]:
     """Refuse constructor arguments the layer cannot use; returns ``(F_src, F_dst)``."""
+    sides = in_channels if isinstance(in_channels, tuple) else (in_channels,)
+    counts = [("in_channels", c) for c in sides] + [("out_channels", out_channels)]
+    counts += [("heads", heads)] + ([("num_nodes", num_nodes)] if num_nodes is not None else [])
+    for name, value in counts:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     src_channels, dst_channels = (
         in_channels if isinstance(in_channels, tuple) else (in_channels, in_channels)
     )
