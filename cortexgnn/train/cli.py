@@ -223,8 +223,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"  files          {s['out_dir']}/ (checkpoint.pth, metrics.jsonl, summary.json"
         f"{', curves.png' if s.get('plot') else ''})",
     ]
+    if s.get("interrupted"):
+        lines.append("  interrupted    by Ctrl-C after the checkpoint above: --resume continues")
     print("\n".join(lines))
-    return 0
+    return 130 if s.get("interrupted") else 0  # 128 + SIGINT, the shell's convention
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:

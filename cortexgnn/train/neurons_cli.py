@@ -179,10 +179,9 @@ def build_network(args: argparse.Namespace):
         raise ValueError(f"--out-degree must be >= 0, got {args.out_degree}")
     check_network_size(args.num_nodes, batch_shape, args.num_nodes * args.out_degree,
                        args.max_elements, what="--num-nodes/--copies", fix=_RAISE)  # fmt: skip
-    try:
-        generator = torch.Generator().manual_seed(args.seed)
-    except RuntimeError as err:
-        raise ValueError(f"--seed must fit in 64 bits, got {args.seed}") from err
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must fit in 64 bits (0 <= seed < 2^63), got {args.seed}")
+    generator = torch.Generator().manual_seed(args.seed)
     links = random_links(args.num_nodes, args.out_degree, generator=generator)
     return NeuronNetwork(links, args.num_nodes, batch_shape=batch_shape, dtype=dtype,
                          device=device, **flags)  # fmt: skip
