@@ -46,6 +46,7 @@ from .reference import DenseReference
 __all__ = [
     "DEFAULT_MAX_MESSAGE_ITERS",
     "check_model_size",
+    "stored_elements",
     "model_from_state",
     "SizeLimitError",
     "UnsafeCheckpointError",
@@ -247,18 +248,43 @@ def save_article_checkpoint(
     return atomic_save(state, path)
 
 
+def stored_elements(value: Any) -> int:
+    """Elements of the tensors in a (nested) dict or list read from a file."""
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, dict):
+        return sum(stored_elements(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(stored_elements(item) for item in value)
+    return 0
+
+
 def check_model_size(
     config: ModelConfig,
     path: str | os.PathLike,
     *,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
     max_message_iters: int = DEFAULT_MAX_MESSAGE_ITERS,
+    stored_elements: int = 0,
+    dense_adjacency: bool = True,
 ) -> None:
     """Refuse settings from a file that would build a huge model or loop for hours.
 
     Runs before any graph or weight is built: the element count is an upper estimate of
     what ``CortexNet`` or ``DenseReference`` allocates for these settings (column weights,
-    per-column query/key, the graph, a dense ``[N, N]`` adjacency, the readout).
+    per-column query/key, the graph, a dense ``[N, N]`` adjacency, the readout). A file
+    that really holds a model that big holds its weights too: the limit is the larger of
+    ``max_elements`` and four times ``stored_elements`` (what the file's tensors hold), so
+    a genuine large checkpoint loads while a few-KB file with edited sizes is refused.
+
+    Args:
+        config: the file's model settings.
+        path: the file, for the message.
+        max_elements: the limit for settings beyond what the file stores.
+        max_message_iters: the most message-passing iterations per forward.
+        stored_elements: elements of the tensors the file holds.
+        dense_adjacency: the model builds a dense ``[N, N]`` adjacency (the article's
+            layout); ``CortexNet`` only builds one for ``N <= 256``.
 
     Raises:
         SizeLimitError: the estimate exceeds ``max_elements`` or ``message_iters`` exceeds
@@ -268,14 +294,14 @@ def check_model_size(
     elements = (
         n * (3 * d * f + 2 * d * d + 4 * d)  # columns (3 branches at most), per-column Q/K
         + 3 * n * max(config.graph_k, 1)  # edge_index [2, E] and edge weights [E]
-        + 2 * n * n  # dense adjacency and its weights (the reference), or the CSR count
+        + 2 * (n if dense_adjacency else min(n, 256)) ** 2  # dense adjacency, or the count
         + d * (d + config.top_out + 4)  # readout
     )
     check_elements(
         f"{path}: a model of num_columns={n}, in_dim={f}, col_out={d}, top_out="
         f"{config.top_out}, graph_k={config.graph_k}",
         elements,
-        max_elements,
+        max(max_elements, 4 * stored_elements),
         bytes_each=4,
         fix="pass max_elements= (cortexgnn eval --max-elements)",
     )
@@ -338,8 +364,15 @@ def model_from_state(
     """
     path = Path(path)
     config = _stored_config(state, path, settings)
-    check_model_size(config, path, max_elements=max_elements, max_message_iters=max_message_iters)
     weights = state["model_state_dict"]
+    check_model_size(
+        config,
+        path,
+        max_elements=max_elements,
+        max_message_iters=max_message_iters,
+        stored_elements=stored_elements(weights),
+        dense_adjacency=not isinstance(weights, dict) or "edge_index" not in weights,
+    )
     if not isinstance(weights, dict):
         raise ValueError(
             f"{path}: 'model_state_dict' must be a state dict, got {type(weights).__name__}"

@@ -68,12 +68,21 @@ def test_checkpoint_of_another_model(saved, edit, match):
 
 
 @pytest.mark.parametrize(
-    "field, value",
-    [("num_columns", 10**5), ("num_columns", 10**9), ("in_dim", 10**9), ("top_out", 10**9)],
+    "field, value, article",
+    [
+        ("num_columns", 10**5, True),  # the article's layout builds a dense [N, N] adjacency
+        ("num_columns", 10**9, False),
+        ("in_dim", 10**9, False),
+        ("top_out", 10**9, True),
+    ],
 )
-def test_sizes_in_a_checkpoint_are_bounded_before_anything_is_built(saved, field, value):
+def test_sizes_in_a_checkpoint_are_bounded_before_anything_is_built(
+    saved, net, field, value, article
+):
     tmp_path, state, _ = saved
-    config = dict(CortexNet(**TINY).config.to_dict(), **{field: value})
+    if article:
+        state = torch.load(save_article_checkpoint(tmp_path / "a.pth", net), weights_only=True)
+    config = dict(net.config.to_dict(), **{field: value})
     edited = dict(state, hyperparams={**state["hyperparams"], field: value}, model_config=config)
     path = atomic_save(edited, tmp_path / "huge.pth")
     with pytest.raises(SizeLimitError, match=r"huge.pth: a model of .* GiB.*max_elements"):
@@ -122,3 +131,8 @@ def test_a_loaded_model_is_one_its_constructor_would_accept(saved, net):
     torch.save(stored, article)
     with pytest.raises(ValueError, match="adj_weight holds NaN"):
         load_article_checkpoint(article)
+
+
+def test_a_file_that_holds_its_weights_is_not_limited_by_max_elements(saved):
+    _, _, good = saved
+    assert isinstance(load_article_checkpoint(good, max_elements=10), CortexNet)

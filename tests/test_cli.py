@@ -350,3 +350,16 @@ def test_an_oversized_checkpoint_is_one_line_naming_the_flag(tmp_path, capsys):
     assert main(["eval", str(path)]) == 2
     err = capsys.readouterr().err
     assert "GiB" in err and "--max-elements" in err and err.count("\n") == 1
+
+
+def test_resuming_a_checkpoint_with_edited_sizes_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max-steps", "2", "--out-dir", str(run)]) == 0
+    checkpoint = run / "checkpoint.pth"
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["model_config"]["num_columns"] = 10**9
+    torch.save(state, checkpoint)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(checkpoint), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "num_columns=1000000000" in err and "GiB" in err and err.count("\n") == 1

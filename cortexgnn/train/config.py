@@ -249,6 +249,14 @@ def check_resumable(state: dict, config: TrainConfig, path: str) -> None:
         saved = _flat(TrainConfig.from_dict(state["config"]).to_dict())
     except (TypeError, ValueError) as err:
         raise CheckpointMismatchError(f"{path} holds an unreadable run config: {err}") from err
+    from ..checkpoint import check_model_size, stored_elements
+
+    check_model_size(
+        TrainConfig.from_dict(state["config"]).model_config,
+        path,
+        stored_elements=stored_elements(state.get("model_state_dict")),
+        dense_adjacency=config.model == "reference",
+    )
     ignored = SESSION_FIELDS | EXTENDABLE_FIELDS | set(DATASET_FIELDS)
     diff = [
         f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}"

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
-from ..checkpoint import check_model_size, model_from_state, read_checkpoint
+from ..checkpoint import check_model_size, model_from_state, read_checkpoint, stored_elements
 from ..nn.config import ModelConfig
 from .config import CheckpointMismatchError, TrainConfig, build_model, resolve_device
 from .data import Split, load_dataset
@@ -95,7 +95,8 @@ def _baseline(state: dict, saved: dict, path: str, max_elements: int) -> nn.Modu
             stored = ModelConfig.from_dict(dict(sizes))
         except (TypeError, ValueError) as err:
             raise CheckpointMismatchError(f"{path}: its model_config is damaged: {err}") from err
-        check_model_size(stored, path, max_elements=max_elements)
+        held = stored_elements(state.get("model_state_dict"))
+        check_model_size(stored, path, max_elements=max_elements, stored_elements=held)
     try:
         config = TrainConfig.from_dict(saved)
         sizes = state["model_config"]
