@@ -304,7 +304,12 @@ def folded_attention(
     r"""Attention of every node over its in-neighbours, given folded queries.
 
     See the module docstring for the maths. Differentiable in ``query``, ``x`` and
-    ``edge_weight`` on every backend.
+    ``edge_weight`` on every backend, twice included (``create_graph=True``): the C++
+    kernel's backward then recomputes on the PyTorch path (see :class:`_CSRAttention`).
+
+    Raises:
+        ValueError: bad shapes, a ``graph`` not built over ``x``'s nodes, an
+            ``edge_weight`` that is not ``[E]``.
 
     Args:
         query: ``[N, B, H, F]`` folded queries :math:`\tilde q`.
