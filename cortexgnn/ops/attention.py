@@ -23,8 +23,11 @@ implementations:
   CPU and float32 only; built on first use (see :mod:`cortexgnn._attention_kernel`).
 - ``"torch"``: gather, PyG's segment softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
+- ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,
+  float16; see :mod:`cortexgnn.ops.triton_attention`), a ``torch.library`` custom op.
+  Opt-in: tested under Triton's CPU interpreter, not yet measured on a GPU.
 
-``backend="auto"`` picks the compiled kernel where it applies and builds (measured faster
+``backend="auto"`` never picks Triton; it picks the C++ kernel where it applies and builds (measured faster
 than dense even at the article's 64 columns and batch 128 on a CPU), else dense for
 ``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The dropout multipliers
 are drawn in CSR edge order before the backend is chosen, so one seed gives one mask on
@@ -51,7 +54,7 @@ from .tensor_cache import TensorCache
 __all__ = ["DENSE_MAX_NODES", "AttentionGraph", "attention_graph", "folded_attention"]
 
 DENSE_MAX_NODES = 256  # without the kernel, dense [N, N] scores beat scatter up to here
-BACKENDS = ("auto", "dense", "cpp", "torch")
+BACKENDS = ("auto", "dense", "cpp", "torch", "triton")
 
 
 @dataclass(frozen=True)
@@ -230,8 +233,9 @@ def folded_attention(
             built from, :math:`w_e` multiplying the coefficients, or ``None``.
         scale: score scale :math:`\tau` (``1 / sqrt(channels)`` for scaled dot products).
         dropout: attention dropout probability :math:`p` (pass 0 outside training).
-        backend: ``"auto"``, ``"dense"``, ``"cpp"`` or ``"torch"`` (see the module
-            docstring); ``"cpp"`` raises if the kernel does not apply or cannot be built.
+        backend: ``"auto"``, ``"dense"``, ``"cpp"``, ``"torch"`` or ``"triton"`` (see the
+            module docstring); ``"cpp"`` and ``"triton"`` raise if their kernel does not
+            apply or cannot run.
 
     Returns:
         ``[N, B, H, F]``.
@@ -279,6 +283,10 @@ def folded_attention(
         return _dense(query, x, graph, weight, scale)
     if backend == "torch":
         return _torch_sparse(query, x, graph, weight, mask, scale)
+    if backend == "triton":
+        from .triton_attention import triton_attention  # imports triton: only when asked
+
+        return triton_attention(query, x, graph, weight, mask, scale)
     if not _cpp_applies(query, x, edge_weight):
         raise ValueError("backend='cpp' needs float32 CPU tensors")
     if load_kernel() is None:
