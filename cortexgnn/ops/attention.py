@@ -27,11 +27,11 @@ implementations:
   float16; see :mod:`cortexgnn.ops.triton_attention`), a ``torch.library`` custom op.
   Opt-in: tested under Triton's CPU interpreter, not yet measured on a GPU.
 
-``backend="auto"`` never picks Triton; it picks the C++ kernel where it applies and builds (measured faster
-than dense even at the article's 64 columns and batch 128 on a CPU), else dense for
-``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The dropout multipliers
-are drawn in CSR edge order before the backend is chosen, so one seed gives one mask on
-every backend.
+``backend="auto"`` never picks Triton: it picks the compiled C++ kernel where it applies and
+builds (measured faster than dense even at the article's 64 columns and batch 128 on a
+CPU), else dense for ``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The
+dropout multipliers are drawn in CSR edge order before the backend is chosen, so one seed
+gives one mask on every backend.
 """
 
 from __future__ import annotations

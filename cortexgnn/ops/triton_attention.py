@@ -67,8 +67,11 @@ def triton_applies(*tensors: Tensor) -> bool:
 
 @functools.cache
 def _kernels():
-    """The three jitted kernels, built on first use (``triton.jit`` reads the interpreter
-    switch when it decorates)."""
+    """The three jitted kernels, built on first use.
+
+    ``triton.jit`` reads the interpreter switch when it decorates, so building here rather
+    than at import lets a process set ``TRITON_INTERPRET`` after importing this module.
+    """
 
     @triton.jit
     def forward_kernel(
@@ -107,9 +110,7 @@ def _kernels():
             if HAS_WEIGHT:
                 coef = coef * tl.load(w_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
             if HAS_MASK:
-                coef = coef * tl.load(m_ptr + e * (B * H) + bh, mask=e_ok, other=0.0).to(
-                    tl.float32
-                )
+                coef = coef * tl.load(m_ptr + e * (B * H) + bh, mask=e_ok, other=0.0).to(tl.float32)
             run_sum = run_sum * rescale + tl.sum(p, axis=0)
             acc = acc * rescale + tl.sum(coef[:, None] * x_j, axis=0)
             run_max = new_max
