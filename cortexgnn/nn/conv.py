@@ -91,6 +91,11 @@ class ColumnAttentionConv(MessagePassing):
         add_self_loops: replace self loops by one loop per node (weight 1) before attending.
         fused: run the fused kernel wherever it applies; ``False`` always takes PyG's
             ``propagate`` (equal results to float tolerance, other dropout masks).
+        fused_backend: ``"auto"`` (the C++ kernel on a CPU, elsewhere dense or PyTorch
+            attention) or ``"triton"``: the Triton kernel of
+            :mod:`cortexgnn.ops.triton_attention` on CUDA inputs (``"auto"`` elsewhere).
+            Opt-in because it is tested (under Triton's CPU interpreter) but not yet
+            measured on a GPU; it has no second derivatives.
 
     Shapes:
         - **input:** node features ``x`` ``[N, F]``, or ``[N, B, F]`` for a batch of ``B``
@@ -119,6 +124,7 @@ class ColumnAttentionConv(MessagePassing):
         bias: bool = False,
         add_self_loops: bool = False,
         fused: bool = True,
+        fused_backend: str = "auto",
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
         src_channels, dst_channels = _check_arguments(
@@ -134,6 +140,9 @@ class ColumnAttentionConv(MessagePassing):
         self.root_weight = root_weight
         self.add_self_loops = add_self_loops
         self.fused = fused
+        if fused_backend not in ("auto", "triton"):
+            raise ValueError(f"fused_backend must be 'auto' or 'triton', got {fused_backend!r}")
+        self.fused_backend = fused_backend
         out_size = self._output_channels(src_channels)  # -1 while a lazy F_src is unknown
         # Weights are stored like nn.Linear's, [out, in], with a leading node dim when per-node.
         lead = () if num_nodes is None else (num_nodes,)
@@ -342,7 +351,14 @@ class ColumnAttentionConv(MessagePassing):
         query, _, value = self._attention_inputs(x, x, fold)  # [N, B, H, D], [N, B, H or 1, D]
         dropout = self.dropout if self.training else 0.0
         graph = attention_graph(as_plain_tensor(edge_index), x.size(0))
-        out = folded_attention(query, value, graph, edge_weight, scale=1.0, dropout=dropout)
+        backend = "auto"
+        if self.fused_backend == "triton":
+            from ..ops.triton_attention import triton_applies  # imports triton: only when asked
+
+            backend = "triton" if triton_applies(query, value) else "auto"  # CUDA tensors
+        out = folded_attention(
+            query, value, graph, edge_weight, scale=1.0, dropout=dropout, backend=backend
+        )
         return out.squeeze(1) if single else out  # [N, *, H, F or C]
 
     def message(
@@ -444,6 +460,7 @@ class ColumnAttentionConv(MessagePassing):
         extras += ", bias=True" if self.bias is not None else ""
         extras += "" if self.concat else ", concat=False"
         extras += "" if self.fused else ", fused=False"
+        extras += "" if self.fused_backend == "auto" else f", fused_backend={self.fused_backend!r}"
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
             f"heads={self.heads}, {weights}{extras})"
