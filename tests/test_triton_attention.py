@@ -63,8 +63,17 @@ def assert_close(got, want, dtype):
     torch.testing.assert_close(got.double(), want, rtol=0, atol=TOLERANCE[dtype] * scale)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(
+    ("dtype", "weighted"),
+    [
+        (torch.float32, True),
+        (torch.bfloat16, False),
+        (torch.float16, True),
+        pytest.param(torch.float32, False, marks=pytest.mark.slow),
+        pytest.param(torch.bfloat16, True, marks=pytest.mark.slow),
+        pytest.param(torch.float16, False, marks=pytest.mark.slow),
+    ],
+)
 def test_forward_and_gradients_match_the_oracle(dtype, weighted):
     edge_index = hub_graph()
     num_nodes, batch, heads, features = 7, 2, 2, 5  # F = 5: masked feature lanes
@@ -107,6 +116,7 @@ def test_one_batch_rows_per_head_and_dropout_match_the_pytorch_path():
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_attention_weights_are_the_softmax_over_in_edges():
     edge_index = hub_graph()
     query, x = torch.randn(7, 2, 2, 5, device=DEVICE), torch.randn(7, 2, 2, 5, device=DEVICE)
@@ -151,6 +161,7 @@ def test_refuses_dtypes_and_devices_it_cannot_run(monkeypatch):
         folded_attention(query, query[:, :, 0], cpu_graph, scale=1.0, backend="triton")
 
 
+@pytest.mark.slow
 def test_fake_implementation_agrees_with_the_kernel():
     graph = attention_graph(hub_graph().to(DEVICE), 7)
     args = (
