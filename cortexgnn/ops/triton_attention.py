@@ -44,7 +44,7 @@ except ImportError:  # triton ships with PyTorch's Linux CUDA wheels, not everyw
 
 __all__ = ["triton_applies", "triton_attention", "triton_available"]
 
-BLOCK_E = 32  # edges per tile of the loop over a row: long rows take several tiles
+BLOCK_E = 32  # most edges per tile of the loop over a row: long rows take several tiles
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -224,6 +224,15 @@ def _block_f(features: int) -> int:
     return max(triton.next_power_of_2(features), 2)
 
 
+def _block_e(num_edges: int, num_nodes: int) -> int:
+    """Edges per tile: the mean degree rounded up to a power of two, 8 to ``BLOCK_E``.
+
+    Shapes only (no device sync): a tile wider than most rows would idle its lanes.
+    """
+    mean_degree = -(-num_edges // max(num_nodes, 1))
+    return min(BLOCK_E, max(8, triton.next_power_of_2(mean_degree)))
+
+
 def _launch_forward(query, x, ptr, col, weight, mask, scale, need_weights):
     num_nodes, batch, heads, features = query.shape
     out = torch.empty_like(query)  # [N, B, H, F]: every row written
@@ -237,7 +246,7 @@ def _launch_forward(query, x, ptr, col, weight, mask, scale, need_weights):
         mask if mask is not None else query, out, lse, alpha,
         scale, batch, heads, x.size(2), features,
         HAS_WEIGHT=weight is not None, HAS_MASK=mask is not None, STORE_ALPHA=need_weights,
-        BLOCK=BLOCK_E, BLOCK_F=_block_f(features),
+        BLOCK=_block_e(col.numel(), num_nodes), BLOCK_F=_block_f(features),
     )  # fmt: skip
     return out, lse, alpha
 
@@ -255,18 +264,18 @@ def _launch_backward(grad_out, query, x, out, lse, graph, weight, mask, scale, g
     if query.numel() == 0:
         return grad_q, grad_x.zero_(), gw.sum((1, 2))
     _, target_kernel, source_kernel = _kernels()
-    block_f = _block_f(features)
+    block_e, block_f = _block_e(num_edges, num_nodes), _block_f(features)
     target_kernel[(num_nodes * batch * heads,)](
         grad_out, query, x, out, lse, ptr, col, weight if weight is not None else query,
         mask if mask is not None else query, grad_q, ds, coef, gw,
         scale, batch, heads, x.size(2), features,
         HAS_WEIGHT=weight is not None, HAS_MASK=mask is not None, GRAD_WEIGHT=grad_weight,
-        BLOCK=BLOCK_E, BLOCK_F=block_f,
+        BLOCK=block_e, BLOCK_F=block_f,
     )  # fmt: skip
     source_kernel[(num_nodes * batch * x.size(2),)](
         grad_out, query, tptr, tedge, tdst, ds, coef, grad_x,
         scale, batch, heads, x.size(2), features,
-        BLOCK=BLOCK_E, BLOCK_F=block_f,
+        BLOCK=block_e, BLOCK_F=block_f,
     )  # fmt: skip
     return grad_q, grad_x, gw.sum((1, 2))  # [N, B, H, F], [N, B, HX, F], [E] or [0]
 
