@@ -175,23 +175,26 @@ def test_fake_implementation_agrees_with_the_kernel():
 
 
 @pytest.mark.slow
-def test_torch_compile_keeps_the_op_in_one_graph():
+def test_torch_compile_keeps_the_layer_and_the_op_in_one_graph():
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    conv = ColumnAttentionConv(5, 4, heads=2, num_nodes=7, fused_backend="triton").to(DEVICE)
     edge_index = hub_graph().to(DEVICE)
-    graph = attention_graph(edge_index, 7)
-    query, x = torch.randn(7, 2, 2, 5, device=DEVICE), torch.randn(7, 2, 5, device=DEVICE)
+    x = torch.randn(7, 2, 5, device=DEVICE)
     weight = torch.rand(edge_index.size(1), device=DEVICE)
-
-    def attend(query, x, weight):
-        return folded_attention(query, x, graph, weight, scale=0.6, backend="triton").square().sum()
-
-    compiled = torch.compile(attend, fullgraph=True, backend="aot_eager")  # a break would raise
+    counter = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(conv, fullgraph=True, backend=counter)  # a break would raise
     results = {}
-    for name, fn in (("eager", attend), ("compiled", compiled)):
-        leaves = [t.clone().requires_grad_() for t in (query, x, weight)]
-        loss = fn(*leaves)
-        results[name] = (loss, *torch.autograd.grad(loss, leaves))
+    for name, layer in (("eager", conv), ("compiled", compiled)):
+        leaves = [x.clone().requires_grad_(), weight.clone().requires_grad_()]
+        out = layer(leaves[0], edge_index, leaves[1])
+        grads = torch.autograd.grad(out.square().sum(), [*leaves, conv.query_weight])
+        results[name] = (out, *grads)
     for got, want in zip(results["compiled"], results["eager"], strict=True):
         torch.testing.assert_close(got, want)
+    assert counter.frame_count == 1
+    targets = {str(node.target) for graph in counter.graphs for node in graph.graph.nodes}
+    assert "cortexgnn.triton_csr_attention.default" in targets
 
 
 COMPILE_FOR_H100 = """

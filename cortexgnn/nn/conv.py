@@ -67,9 +67,10 @@ class ColumnAttentionConv(MessagePassing):
 
     Where it applies (one tensor of node features, keys equal to values: ``projection``
     ``"none"`` or ``"first"``; no per-edge ``alpha`` requested, no explainer, hook or
-    ``torch.compile`` tracing), the layer runs the fused attention of
-    :func:`cortexgnn.ops.attention.folded_attention` instead of ``propagate``: the same
-    maths in one pass per target node. ``fused=False`` always takes ``propagate``.
+    ``torch.compile`` tracing unless the Triton kernel runs), the layer runs the fused
+    attention of :func:`cortexgnn.ops.attention.folded_attention` instead of
+    ``propagate``: the same maths in one pass per target node. ``fused=False`` always
+    takes ``propagate``.
 
     Args:
         in_channels: node feature size ``F``; a pair ``(F_src, F_dst)`` for bipartite
@@ -322,7 +323,8 @@ class ColumnAttentionConv(MessagePassing):
         It needs one feature tensor whose rows are both keys and values (no separate value
         projection), and nothing that must see PyG's per-edge ``alpha``: a request for the
         weights, an explainer, a hook on ``message``/``propagate``, or ``torch.compile``
-        tracing ``propagate`` (the C++ kernel is opaque to it).
+        tracing ``propagate`` (the C++ kernel is opaque to it; the Triton one is a custom op
+        with a fake implementation, so compiled code keeps it).
         """
         return (
             self.fused
@@ -335,8 +337,16 @@ class ColumnAttentionConv(MessagePassing):
                 or self._propagate_forward_pre_hooks
                 or self._propagate_forward_hooks
             )
-            and not torch.compiler.is_compiling()
+            and (not torch.compiler.is_compiling() or self._runs_triton(x_src))
         )
+
+    def _runs_triton(self, x: Tensor) -> bool:
+        """Whether the fused path takes the Triton kernel (a custom op ``torch.compile`` sees)."""
+        if self.fused_backend != "triton":
+            return False
+        from ..ops.triton_attention import triton_applies  # imports triton: only when asked
+
+        return triton_applies(x)  # CUDA tensors (or the CPU under TRITON_INTERPRET=1)
 
     def _fused(
         self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, fold: Tensor | None
@@ -351,11 +361,7 @@ class ColumnAttentionConv(MessagePassing):
         query, _, value = self._attention_inputs(x, x, fold)  # [N, B, H, D], [N, B, H or 1, D]
         dropout = self.dropout if self.training else 0.0
         graph = attention_graph(as_plain_tensor(edge_index), x.size(0))
-        backend = "auto"
-        if self.fused_backend == "triton":
-            from ..ops.triton_attention import triton_applies  # imports triton: only when asked
-
-            backend = "triton" if triton_applies(query, value) else "auto"  # CUDA tensors
+        backend = "triton" if self._runs_triton(x) else "auto"
         out = folded_attention(
             query, value, graph, edge_weight, scale=1.0, dropout=dropout, backend=backend
         )

@@ -98,10 +98,10 @@ class AttentionGraph:
         source, target = edge_index  # [E], [E]
         order = torch.sort(target * num_nodes + source).indices  # [E] CSR order
         col, dst = source[order], target[order]  # [E], [E]
-        degree = torch.bincount(dst, minlength=num_nodes)  # [N]
+        degree = _count(dst, num_nodes)  # [N]
         ptr = torch.cat([degree.new_zeros(1), degree.cumsum(0)])  # [N + 1]
         tedge = torch.sort(col * num_nodes + dst).indices  # [E] CSR positions by source
-        out_degree = torch.bincount(col, minlength=num_nodes)  # [N]
+        out_degree = _count(col, num_nodes)  # [N]
         tptr = torch.cat([out_degree.new_zeros(1), out_degree.cumsum(0)])  # [N + 1]
         count = None
         if num_nodes <= DENSE_MAX_NODES:
@@ -117,8 +117,19 @@ class AttentionGraph:
             tedge=tedge,
             tdst=dst[tedge],
             count=count,
-            has_isolated=bool((degree == 0).any()),
+            # unknown while torch.compile traces (a data-dependent branch): assume some
+            has_isolated=torch.compiler.is_compiling() or bool((degree == 0).any()),
         )
+
+
+def _count(index: Tensor, num_nodes: int) -> Tensor:
+    """``bincount(index, minlength=num_nodes)`` for ``index < num_nodes``.
+
+    Its output shape is known before it runs, so ``torch.compile`` traces it.
+    """
+    return torch.zeros(num_nodes, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index)
+    )  # [N]
 
 
 _GRAPH_CACHE: TensorCache[AttentionGraph] = TensorCache()
@@ -131,6 +142,8 @@ def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
     the sort and transpose run once; an edited graph is rebuilt (see
     :class:`~cortexgnn.ops.tensor_cache.TensorCache`).
     """
+    if torch.compiler.is_compiling():  # traced into the graph: the cache is Python state
+        return AttentionGraph.from_edge_index(edge_index, num_nodes)
     return _GRAPH_CACHE.get(
         edge_index, num_nodes, lambda: AttentionGraph.from_edge_index(edge_index, num_nodes)
     )
