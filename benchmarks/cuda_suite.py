@@ -356,10 +356,12 @@ def main(argv: list[str] | None = None) -> dict:
     if args.device != "cuda" and args.device != "cpu":
         raise SystemExit(f"cuda_suite: --device must be cuda or cpu, got {args.device!r}")
     if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(
+        print(
             "cuda_suite: no CUDA device here; run it on a GPU machine "
-            "(--device cpu --quick only checks the logic)"
+            "(--device cpu --quick only checks the logic)",
+            file=sys.stderr,
         )
+        raise SystemExit(2)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         raise SystemExit(f"cuda_suite: unknown parts {sorted(unknown)}; choose from {list(PARTS)}")
