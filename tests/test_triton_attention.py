@@ -153,12 +153,23 @@ def test_the_layer_opts_in_matches_its_oracle_and_refuses_second_derivatives():
 def test_refuses_dtypes_and_devices_it_cannot_run(monkeypatch):
     graph = attention_graph(hub_graph().to(DEVICE), 7)
     query = torch.randn(7, 1, 1, 4, dtype=torch.float64, device=DEVICE)
-    with pytest.raises(ValueError, match="one dtype among"):
+    with pytest.raises(ValueError, match="computes in one of"):
         folded_attention(query, query[:, :, 0], graph, scale=1.0, backend="triton")
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # CPU tensors without the interpreter
     cpu_graph, query = attention_graph(hub_graph(), 7), query.float().cpu()
     with pytest.raises(ValueError, match="runs on CUDA tensors"):
         folded_attention(query, query[:, :, 0], cpu_graph, scale=1.0, backend="triton")
+
+
+def test_mixed_dtypes_compute_in_the_promoted_one():
+    edge_index = hub_graph()
+    query = torch.randn(7, 1, 1, 4, device=DEVICE).bfloat16()  # as autocast makes it
+    x = torch.randn(7, 1, 4, device=DEVICE)
+    graph = attention_graph(edge_index.to(DEVICE), 7)
+    out = folded_attention(query, x, graph, scale=0.5, backend="triton")
+    assert out.dtype == torch.float32
+    want = folded_attention_oracle(query.double(), x.double(), edge_index, scale=0.5)
+    assert_close(out, want.to(DEVICE), torch.float32)
 
 
 @pytest.mark.slow

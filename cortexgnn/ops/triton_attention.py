@@ -387,8 +387,8 @@ def triton_attention(
 
     Args:
         query: ``[N, B, H, F]`` folded queries (float32, bfloat16 or float16).
-        x: ``[N, B, HX, F]`` keys and values, ``HX`` 1 (shared by the heads) or ``H``;
-            the dtype of ``query``.
+        x: ``[N, B, HX, F]`` keys and values, ``HX`` 1 (shared by the heads) or ``H``.
+            Mixed dtypes (under autocast, say) compute in the promoted one.
         graph: an :class:`~cortexgnn.ops.attention.AttentionGraph` on the same device.
         weight: ``[E]`` edge weights in CSR order, or ``None``.
         mask: ``[E, B, H]`` dropout multipliers in CSR order, or ``None``.
@@ -407,14 +407,15 @@ def triton_attention(
             "backend='triton' runs on CUDA tensors (or on CPU tensors with TRITON_INTERPRET=1 "
             f"set before the first call), got {', '.join(str(t.device) for t in tensors)}"
         )
-    if query.dtype not in DTYPES or x.dtype != query.dtype:
+    dtype = torch.promote_types(query.dtype, x.dtype)  # as the PyTorch path computes
+    if dtype not in DTYPES:
         raise ValueError(
-            f"backend='triton' needs query and x of one dtype among {DTYPES}, got "
-            f"{query.dtype} and {x.dtype}"
+            f"backend='triton' computes in one of {DTYPES}, got query {query.dtype} and x {x.dtype}"
         )
     out, _, alpha = _csr_attention(
-        query.contiguous(), x.contiguous(), graph.ptr, graph.col, graph.tptr, graph.tedge,
-        graph.tdst, None if weight is None else weight.contiguous(),
+        query.to(dtype).contiguous(), x.to(dtype).contiguous(),
+        graph.ptr, graph.col, graph.tptr, graph.tedge, graph.tdst,
+        None if weight is None else weight.contiguous(),
         None if mask is None else mask.contiguous(), float(scale), need_weights,
     )  # fmt: skip
     return (out, alpha) if need_weights else out
