@@ -94,7 +94,8 @@ class ColumnAttentionConv(MessagePassing):
             ``propagate`` (equal results to float tolerance, other dropout masks).
         fused_backend: ``"auto"`` (the C++ kernel on a CPU, elsewhere dense or PyTorch
             attention) or ``"triton"``: the Triton kernel of
-            :mod:`cortexgnn.ops.triton_attention` on CUDA inputs (``"auto"`` elsewhere).
+            :mod:`cortexgnn.ops.triton_attention` on CUDA inputs (``"auto"`` elsewhere, and
+            where triton is not installed).
             Opt-in because it is tested (under Triton's CPU interpreter) but not yet
             measured on a GPU; it has no second derivatives.
 
