@@ -176,15 +176,10 @@ def estimated_bytes(layer: str, n: int, e: int, b: int, d: int) -> int:
 
 
 def forward_backward(run: Callable, params: list[torch.Tensor]) -> Callable[[], object]:
-    grad_out: list[torch.Tensor] = []  # one fixed output gradient, drawn on the first call
-
-    def step():
-        out = run()
-        if not grad_out:
-            grad_out.append(torch.randn_like(out))
-        return torch.autograd.grad(out, params, grad_out[0])
-
-    return step
+    """One forward and the gradients of ``params`` for a fixed random output gradient."""
+    with torch.no_grad():
+        grad_out = torch.randn_like(run())
+    return lambda: torch.autograd.grad(run(), params, grad_out)
 
 
 def build_layer(layer: str, x: torch.Tensor, edge_index: torch.Tensor, batch: Batch | None):
