@@ -97,6 +97,26 @@ def test_forward_and_gradients_match_the_oracle(dtype, weighted):
     assert grads[0][0].abs().max() == 0  # ...and no query gradient
 
 
+@pytest.mark.slow
+def test_a_row_of_thousands_of_edges_with_large_scores(monkeypatch):
+    monkeypatch.setattr(kernels, "BLOCK_E", 32)  # the real tile: 94 tiles for one row
+    source = torch.randint(0, 3, (3000,))
+    edge_index = torch.stack([source, torch.zeros_like(source)])  # 3000 edges into node 0
+    leaves = [
+        torch.randn(3, 1, 1, 6, device=DEVICE).requires_grad_(),
+        torch.randn(3, 1, 6, device=DEVICE).requires_grad_(),
+        torch.rand(3000, device=DEVICE).requires_grad_(),
+    ]
+    graph = attention_graph(edge_index.to(DEVICE), 3)
+    out = folded_attention(*leaves[:2], graph, leaves[2], scale=20.0, backend="triton")
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad((out * grad_out).sum(), leaves)
+    want, want_grads = oracle_with_grads(leaves, edge_index, grad_out, 20.0, weighted=True)
+    assert torch.isfinite(out).all()
+    for got, expected in zip((out, *grads), (want, *want_grads), strict=True):
+        assert_close(got, expected.to(DEVICE), torch.float32)
+
+
 def test_one_batch_rows_per_head_and_dropout_match_the_pytorch_path():
     edge_index = hub_graph()
     query = torch.randn(7, 1, 3, 6, device=DEVICE)  # B = 1, H = 3
