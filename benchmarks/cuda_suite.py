@@ -221,7 +221,7 @@ def layer_sweep(args, device: torch.device) -> dict:
             run, params = build_layer(layer, x, edge_index, batch)
             with torch.no_grad():
                 out = run()
-            if layer in ("triton", "propagate"):
+            if layer in ("triton", "propagate") and agreement is None:  # [N, B, D] each
                 outputs[layer] = out
             forward = time_call(torch.no_grad()(run), device, args)
             both = forward_backward(run, params)
