@@ -23,12 +23,15 @@ implementations:
   CPU and float32 only; built on first use (see :mod:`cortexgnn._attention_kernel`).
 - ``"torch"``: gather, PyG's scatter softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
+- ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,
+  float16; see :mod:`cortexgnn.ops.triton_attention`), a ``torch.library`` custom op.
+  Opt-in: tested under Triton's CPU interpreter, not yet measured on a GPU.
 
-``backend="auto"`` picks the compiled kernel where it applies and builds (measured faster
-than dense even at the article's 64 columns and batch 128 on a CPU), else dense for
-``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The dropout multipliers
-are drawn in CSR edge order before the backend is chosen, so one seed gives one mask on
-every backend.
+``backend="auto"`` never picks Triton: it picks the compiled C++ kernel where it applies and
+builds (measured faster than dense even at the article's 64 columns and batch 128 on a
+CPU), else dense for ``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The
+dropout multipliers are drawn in CSR edge order before the backend is chosen, so one seed
+gives one mask on every backend.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from .tensor_cache import TensorCache
 __all__ = ["DENSE_MAX_NODES", "AttentionGraph", "attention_graph", "folded_attention"]
 
 DENSE_MAX_NODES = 256  # without the kernel, dense [N, N] scores beat scatter up to here
-BACKENDS = ("auto", "dense", "cpp", "torch")
+BACKENDS = ("auto", "dense", "cpp", "torch", "triton")
 
 
 @dataclass(frozen=True)
@@ -97,10 +100,10 @@ class AttentionGraph:
         source, target = edge_index  # [E], [E]
         order = torch.sort(target * num_nodes + source).indices  # [E] CSR order
         col, dst = source[order], target[order]  # [E], [E]
-        degree = torch.bincount(dst, minlength=num_nodes)  # [N]
+        degree = _count(dst, num_nodes)  # [N]
         ptr = torch.cat([degree.new_zeros(1), degree.cumsum(0)])  # [N + 1]
         tedge = torch.sort(col * num_nodes + dst).indices  # [E] CSR positions by source
-        out_degree = torch.bincount(col, minlength=num_nodes)  # [N]
+        out_degree = _count(col, num_nodes)  # [N]
         tptr = torch.cat([out_degree.new_zeros(1), out_degree.cumsum(0)])  # [N + 1]
         count = None
         if num_nodes <= DENSE_MAX_NODES:
@@ -116,11 +119,15 @@ class AttentionGraph:
             tedge=tedge,
             tdst=dst[tedge],
             count=count,
-            has_isolated=bool((degree == 0).any()),
+            # unknown while torch.compile traces (a data-dependent branch): assume some
+            has_isolated=torch.compiler.is_compiling() or bool((degree == 0).any()),
         )
 
     def __post_init__(self) -> None:
-        _check_graph(self)
+        # a graph traced by torch.compile comes from a checked edge_index (data-dependent
+        # checks would break the graph); one built by hand is checked here
+        if not torch.compiler.is_compiling():
+            _check_graph(self)
 
 
 def _check_num_nodes(num_nodes) -> None:
@@ -168,6 +175,16 @@ def _check_graph(graph: AttentionGraph) -> None:
         )
 
 
+def _count(index: Tensor, num_nodes: int) -> Tensor:
+    """``bincount(index, minlength=num_nodes)`` for ``index < num_nodes``.
+
+    Its output shape is known before it runs, so ``torch.compile`` traces it.
+    """
+    return torch.zeros(num_nodes, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index)
+    )  # [N]
+
+
 _GRAPH_CACHE: TensorCache[AttentionGraph] = TensorCache()
 
 
@@ -182,6 +199,8 @@ def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
     if not isinstance(edge_index, Tensor):
         check_edge_index(edge_index, num_nodes)  # raises the validator's TypeError
     edge_index = as_plain_tensor(edge_index)
+    if torch.compiler.is_compiling():  # traced into the graph: the cache is Python state
+        return AttentionGraph.from_edge_index(edge_index, num_nodes)
     return _GRAPH_CACHE.get(
         edge_index, num_nodes, lambda: AttentionGraph.from_edge_index(edge_index, num_nodes)
     )
@@ -321,8 +340,9 @@ def folded_attention(
             built from, :math:`w_e` multiplying the coefficients, or ``None``.
         scale: score scale :math:`\tau` (``1 / sqrt(channels)`` for scaled dot products).
         dropout: attention dropout probability :math:`p` (pass 0 outside training).
-        backend: ``"auto"``, ``"dense"``, ``"cpp"`` or ``"torch"`` (see the module
-            docstring); ``"cpp"`` raises if the kernel does not apply or cannot be built.
+        backend: ``"auto"``, ``"dense"``, ``"cpp"``, ``"torch"`` or ``"triton"`` (see the
+            module docstring); ``"cpp"`` and ``"triton"`` raise if their kernel does not
+            apply or cannot run.
 
     Returns:
         ``[N, B, H, F]``.
@@ -375,6 +395,10 @@ def folded_attention(
         return _dense(query, x, graph, weight, scale)
     if backend == "torch":
         return _torch_sparse(query, x, graph, weight, mask, scale)
+    if backend == "triton":
+        from .triton_attention import triton_attention  # imports triton: only when asked
+
+        return triton_attention(query, x, graph, weight, mask, scale)
     if not _cpp_applies(query, x, edge_weight):
         raise ValueError("backend='cpp' needs float32 CPU tensors")
     if load_kernel() is None:
