@@ -44,7 +44,7 @@ def test_simulated_ranks_reproduce_the_whole_graph(graph, world_size):
     ids = torch.arange(num_nodes)
     halos = simulate_exchange(plans, ids)
     rebuilt = []
-    for plan, halo in zip(plans, halos):
+    for plan, halo in zip(plans, halos, strict=True):
         assert torch.equal(halo, plan.halo_nodes)  # the rows arrive in the promised order
         sources = torch.cat([ids[plan.start : plan.start + plan.num_local], halo])  # global ids
         source, target = plan.edge_index
@@ -90,7 +90,7 @@ def test_column_bounds_follow_torch_chunk():
     for num_nodes, world_size in [(64, 4), (10, 3), (7, 2), (1024, 4)]:
         bounds = column_bounds(num_nodes, world_size)
         sizes = [c.numel() for c in torch.arange(num_nodes).chunk(world_size)]
-        assert [b - a for a, b in zip(bounds, bounds[1:])] == sizes
+        assert [b - a for a, b in zip(bounds, bounds[1:], strict=False)] == sizes
 
 
 def test_bad_splits_and_graphs_are_refused():

@@ -47,7 +47,7 @@ def column_bounds(num_nodes: int, world_size: int) -> list[int]:
         raise ValueError(f"the number of column shards must be >= 1, got {world_size}")
     size = math.ceil(num_nodes / world_size)
     bounds = [min(rank * size, num_nodes) for rank in range(world_size + 1)]
-    if any(hi <= lo for lo, hi in zip(bounds, bounds[1:])):
+    if any(hi <= lo for lo, hi in zip(bounds, bounds[1:], strict=False)):
         raise ValueError(
             f"{num_nodes} columns in chunks of ceil({num_nodes}/{world_size}) = {size} leave "
             f"some of the {world_size} processes without a column: use fewer processes "
