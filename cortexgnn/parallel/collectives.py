@@ -4,8 +4,9 @@ Both run on ``torch.distributed`` (gloo on CPU, NCCL on CUDA) and carry gradient
 
 - :func:`exchange_halo` sends the rows a :class:`~cortexgnn.parallel.plan.HaloPlan` names
   with one ``all_to_all_single`` (the functional collective with autograd that
-  torchtitan's expert parallelism uses: its backward is the reverse all-to-all); the gradient of a state read by several processes is summed
-  on its owner by the backward of the row gather.
+  torchtitan's expert parallelism uses: its backward is the reverse all-to-all); the
+  gradient of a state read by several processes is summed on its owner by the backward
+  of the row gather.
 - :func:`sum_over_shards` all-reduces a partial sum whose consumer runs identically on
   every process (the readout): each process then holds the whole loss, so its gradient
   with respect to its own share is the incoming gradient itself, and the backward is the
