@@ -18,8 +18,10 @@ only DCP's metadata classes, and tensors load with ``weights_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -194,9 +196,19 @@ def save_sharded(
     all reach: one machine, or a shared file system).
     """
     path = Path(path)
-    dcp.save(_state(model, optimizer), checkpoint_id=path, process_group=model.group,
-             no_dist=model.plan.world_size == 1)  # fmt: skip
+    state = _state(model, optimizer)
+    with _alone():
+        dcp.save(state, checkpoint_id=path, process_group=model.group,
+                 no_dist=model.plan.world_size == 1)  # fmt: skip
     return path
+
+
+@contextlib.contextmanager
+def _alone():
+    """Silence DCP's warning that a process without a group saves or loads alone."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        yield
 
 
 def _keys(path: Path) -> set[str]:
@@ -220,8 +232,9 @@ def load_sharded(
     if missing:
         raise ValueError(f"{path} lacks {missing}: it was saved from another model")
     try:
-        dcp.load(state, storage_reader=SafeReader(path), process_group=model.group,
-                 no_dist=model.plan.world_size == 1)  # fmt: skip
+        with _alone():
+            dcp.load(state, storage_reader=SafeReader(path), process_group=model.group,
+                     no_dist=model.plan.world_size == 1)  # fmt: skip
     except (Exception, CheckpointException) as err:  # DCP's shape mismatches
         raise ValueError(f"{path} does not fit this model: {err}") from None
     if not torch.equal(state["model.edge_index"], model.global_edge_index):
@@ -280,7 +293,8 @@ def consolidated_state(path: str | os.PathLike, model: CortexNet) -> dict:
     if missing:
         raise ValueError(f"{path} lacks {missing}: it was saved from another model")
     try:
-        dcp.load(state, storage_reader=SafeReader(path), no_dist=True)
+        with _alone():
+            dcp.load(state, storage_reader=SafeReader(path), no_dist=True)
     except (Exception, CheckpointException) as err:
         raise ValueError(f"{path} does not fit this model: {err}") from None
     return {

@@ -1,0 +1,80 @@
+"""``cortexgnn train --column-shards P``: checks, one-process runs, torchrun runs.
+
+A sharded run follows the one-process run (same seed, dropout off across processes), saves
+a folder of shards that any process count resumes, and ``cortexgnn eval`` reads it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cortexgnn.train.cli import main
+from cortexgnn.train.config import TrainConfig
+from cortexgnn.train.metrics import read_metrics
+
+ARGS = ("train --dataset digits --num-columns 8 --col-out 8 --graph-k 4 --message-iters 2 "
+        "--dropout 0 --batch-size 64 --log-every 1 --threads 1 --seed 1 --plasticity-lr 0.5 "
+        "--no-progress --no-plot --no-final-eval").split()  # fmt: skip
+
+
+def _losses(folder) -> list[float]:
+    return [r["loss"] for r in read_metrics(folder / "metrics.jsonl") if r["kind"] == "train"]
+
+
+def test_column_shards_must_be_a_positive_count_of_cortexnet_columns():
+    with pytest.raises(ValueError, match="P >= 1"):
+        TrainConfig(column_shards=0)
+    with pytest.raises(ValueError, match="--model reference"):
+        TrainConfig(column_shards=2, model="reference")
+
+
+def test_a_process_count_other_than_the_shards_names_the_launch(tmp_path, capsys):
+    assert main([*ARGS, "--column-shards", "2", "--out-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "torchrun --nproc_per_node 2 -m cortexgnn train --column-shards 2" in err
+    assert main([*ARGS, "--column-shards", "1", "--compile", "--out-dir", str(tmp_path)]) == 2
+    assert "--compile is not supported with --column-shards" in capsys.readouterr().err
+
+
+def test_one_shard_trains_like_cortexnet_and_resumes_without_the_flag(tmp_path):
+    steps = ["--max-steps", "3"]
+    assert main([*ARGS, *steps, "--out-dir", str(tmp_path / "plain")]) == 0
+    assert main([*ARGS, *steps, "--column-shards", "1", "--out-dir", str(tmp_path / "s")]) == 0
+    torch.testing.assert_close(_losses(tmp_path / "s"), _losses(tmp_path / "plain"))
+    state = torch.load(tmp_path / "s" / "checkpoint.pth", weights_only=True)
+    assert "model_state_dict" not in state and state["sharded_state"] == "shards/step-000000003"
+    # the sharded checkpoint resumes in one process, and continues like the plain run
+    for folder in ("plain", "s"):
+        resume = ["--resume", str(tmp_path / folder / "checkpoint.pth"), "--max-steps", "5"]
+        assert main([*ARGS, *resume]) == 0
+    torch.testing.assert_close(_losses(tmp_path / "s"), _losses(tmp_path / "plain"))
+
+
+@pytest.mark.slow
+def test_torchrun_column_shards_train_like_one_process_and_reshard(tmp_path, capsys):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "cortexgnn", *ARGS, "--column-shards", "2",
+               "--max-steps", "4", "--out-dir", str(tmp_path / "two")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("cortexgnn train:") == 1  # rank 0 reports
+    assert main([*ARGS, "--max-steps", "4", "--out-dir", str(tmp_path / "one")]) == 0
+    torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
+    shards = sorted((tmp_path / "two" / "shards").iterdir())
+    assert [p.name for p in shards] == ["step-000000004"]  # older folders are removed
+    assert {p.name for p in shards[0].iterdir()} >= {"__0_0.distcp", "__1_0.distcp"}
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "two" / "checkpoint.pth")]) == 0
+    two = capsys.readouterr().out.split(":", 1)[1]
+    assert main(["eval", str(tmp_path / "one" / "checkpoint.pth")]) == 0
+    assert capsys.readouterr().out.split(":", 1)[1] == two  # same accuracy and loss
+    # P = 2 resumes with one shard (P = 1) and continues like the one-process run
+    resume = ["--resume", str(tmp_path / "two" / "checkpoint.pth"), "--max-steps", "6"]
+    assert main([*ARGS, *resume, "--column-shards", "1"]) == 0
+    one = ["--resume", str(tmp_path / "one" / "checkpoint.pth"), "--max-steps", "6"]
+    assert main([*ARGS, *one]) == 0
+    torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
