@@ -6,8 +6,12 @@ a folder of shards that any process count resumes, and ``cortexgnn eval`` reads 
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,3 +82,69 @@ def test_torchrun_column_shards_train_like_one_process_and_reshard(tmp_path, cap
     one = ["--resume", str(tmp_path / "one" / "checkpoint.pth"), "--max-steps", "6"]
     assert main([*ARGS, *one]) == 0
     torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
+
+
+def _workers_of(parent: int) -> list[int]:
+    """Process ids whose parent is ``parent`` and that run cortexgnn (torchrun's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and b"cortexgnn" in command:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find workers")
+def test_a_killed_process_restarts_from_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    args = [*ARGS, "--column-shards", "2", "--epochs", "2", "--out-dir", str(run)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "--max-restarts",
+        "1",
+        "-m",
+        "cortexgnn",
+        *args,
+    ]
+    job = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    steps_per_epoch = 23  # ceil(1437 digits training images / 64)
+    deadline = time.monotonic() + 300
+    killed_at = None
+    while killed_at is None and time.monotonic() < deadline and job.poll() is None:
+        time.sleep(0.05)
+        log = run / "metrics.jsonl"
+        steps = (
+            [r["step"] for r in read_metrics(log) if r["kind"] == "train"] if log.exists() else []
+        )
+        if steps and steps[-1] >= steps_per_epoch + 3:  # inside the second epoch
+            workers = _workers_of(job.pid)
+            assert len(workers) == 2, workers
+            killed_at = time.time()
+            os.kill(max(workers), signal.SIGKILL)
+    try:
+        out, err = job.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        out, err = job.communicate()
+    assert killed_at is not None, err[-3000:]
+    assert job.returncode == 0, err[-3000:]
+    state = torch.load(run / "checkpoint.pth", weights_only=True)
+    assert state["step"] == 2 * steps_per_epoch
+    records = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["step"] for r in records] == list(range(1, 2 * steps_per_epoch + 1))
+    # steps up to the first epoch's checkpoint are the first attempt's; the rest were redone
+    assert all((r["time"] < killed_at) == (r["step"] <= steps_per_epoch) for r in records)
+    assert main([*ARGS, "--epochs", "2", "--out-dir", str(tmp_path / "one")]) == 0
+    torch.testing.assert_close(_losses(run), _losses(tmp_path / "one"))

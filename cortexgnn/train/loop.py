@@ -33,7 +33,13 @@ from torch import nn
 from ..checkpoint import atomic_save, read_checkpoint
 from .config import TrainConfig, build_model, check_resumable, resolve_device
 from .data import load_dataset
-from .distributed import all_reduce_mean, distribute, join_torchrun, shard_batch
+from .distributed import (
+    all_reduce_mean,
+    checkpoint_after_restart,
+    distribute,
+    join_torchrun,
+    shard_batch,
+)
 from .evaluate import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
 from .run_dir import RunDir, open_run_dir
@@ -129,6 +135,8 @@ def train(config: TrainConfig) -> dict:
             checkpoint stays intact.
     """
     device = resolve_device(config.device)
+    if config.resume is None and checkpoint_after_restart(config.out_dir):  # torchrun restart
+        config = replace(config, resume=checkpoint_after_restart(config.out_dir))
     state = read_checkpoint(config.resume, map_location="cpu") if config.resume else None
     if state is not None:
         check_resumable(state, config, config.resume)
