@@ -24,12 +24,14 @@ Sizes: ``in_dim`` 64 (the digits data of ``cortexgnn train``; the article's 784 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import socket
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
@@ -64,6 +66,8 @@ def get_parser() -> argparse.ArgumentParser:
                    help="projection input: per-process link bandwidth, Gb/s")  # fmt: skip
     p.add_argument("--out-dir", default=None, help="default benchmarks/results")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--render", action="store_true",
+                   help="only re-render docs/scaling.md from the committed results")  # fmt: skip
     return p
 
 
@@ -158,16 +162,20 @@ def _iqr(values: list[float]) -> float:
 
 
 def halo_cut(num_columns: int, world_size: int, k: int = 8, p: float = 0.15, seed: int = 0,
-             edge_index: torch.Tensor | None = None) -> dict:  # fmt: skip
+             edge_index: torch.Tensor | None = None, balanced: bool = False) -> dict:  # fmt: skip
     """Rows sent per message iteration for contiguous ranges of a Watts-Strogatz graph.
 
     The same count as the halo plan (each state once per destination process), without
     building every process's plan: unique ``(source, destination rank)`` pairs of the
-    edges that cross ranks.
+    edges that cross ranks. ``balanced`` splits into ranges of ``floor`` or ``ceil(N/P)``
+    columns instead of the plan's chunks (which leave ranks empty at 150,000 / 1,024).
     """
     if edge_index is None:
         edge_index = small_world_graph(num_columns, k, p, seed=seed)
-    bounds = torch.tensor(column_bounds(num_columns, world_size))
+    if balanced:
+        bounds = torch.tensor([r * num_columns // world_size for r in range(world_size + 1)])
+    else:
+        bounds = torch.tensor(column_bounds(num_columns, world_size))
     source, target = edge_index
     src_rank = torch.bucketize(source, bounds, right=True) - 1
     dst_rank = torch.bucketize(target, bounds, right=True) - 1
@@ -203,7 +211,7 @@ def projection(args) -> dict:
     graph = small_world_graph(config.num_columns, config.graph_k, config.graph_p, seed=0)
     rows = []
     for world_size in args.projection_processes:
-        cut = halo_cut(config.num_columns, world_size, edge_index=graph)
+        cut = halo_cut(config.num_columns, world_size, edge_index=graph, balanced=True)
         compute = per_column * cut["columns_per_process"] / (args.gemm_tflops * 1e12)
         halo_bytes = 2 * config.message_iters * cut["rows_sent_max_per_process"] * batch * dim * 4
         comm = halo_bytes / (args.link_gbps * 1e9 / 8)
@@ -227,23 +235,90 @@ def _parameters_per_column(config: ModelConfig) -> int:
     return branches * config.col_out * config.in_dim + 2 * config.col_out * (1 + config.col_out)
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "scaling.md"
+START, END = "<!-- column-sharding:start -->", "<!-- column-sharding:end -->"
+
+
+def render(result: dict) -> str:
+    """The Markdown tables of docs/scaling.md from a result of :func:`main`."""
+    env = result["environment"]
+    lines = [
+        "| scaling | N | P | columns / process | s / step (IQR) | steps/s vs P = 1 | "
+        "communication | halo bytes / iteration, measured = planned |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind in ("strong", "weak"):
+        for row in result[kind]:
+            speedup = f"{row['speedup']:.2f}x" if "speedup" in row else "-"
+            measured = row["halo_bytes_per_iteration_measured"]
+            agree = "yes" if row["halo_bytes_agree"] else "**no**"
+            lines.append(
+                f"| {kind} | {row['num_columns']:,} | {row['processes']} | "
+                f"{'/'.join(str(c) for c in row['columns_per_process'])} | "
+                f"{row['step_s']:.3f} ({row['step_iqr_s']:.3f}) | {speedup} | "
+                f"{100 * row['comm_share']:.1f} % | "
+                f"{' + '.join(f'{b:,}' for b in measured)} ({agree}) |"
+            )
+    load = env.get("load_average_at_start") or [float("nan")]
+    lines += [
+        "",
+        f"Measured on {env['cpu']} ({env['cpu_count']} cores), one thread per process, gloo, "
+        f"batch {result['args']['batch_size']}, in_dim {result['args']['in_dim']}, torch "
+        f"{env['torch']}, commit {env['git_commit']}, {env['date_utc']}; load average "
+        f"{load[0]:.1f} at the start and "
+        f"{(env.get('load_average_at_end') or [float('nan')])[0]:.1f} at the end (other "
+        f"work shared the machine). Medians of {result['args']['steps']} steps after "
+        f"{result['args']['warmup']} warm-up steps.",
+        "",
+    ]
+    proj = result["projection"]
+    lines += [
+        f"**Projection, not a measurement**: the article's model (batch {proj['batch_size']}) "
+        f"at {proj['num_columns']:,} columns, {proj['gemm_tflops_per_process']:g} TFLOP/s "
+        f"per process, {proj['link_gbps_per_process']:g} Gb/s per process, no overlap of "
+        f"communication and compute; {proj['flops_per_column_per_step'] / 1e6:.0f} MFLOP "
+        f"and {proj['training_state_bytes_per_column'] / 1e6:.1f} MB of fp32 training "
+        f"state per column and step.",
+        "",
+        "| P | columns / process | edges crossing processes | halo rows sent (max per "
+        "process) | compute s / step | halo GB / step | communication s / step | share |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in proj["rows"]:
+        lines.append(
+            f"| {row['processes']} | {row['columns_per_process']:,} | "
+            f"{100 * row['cross_edge_share']:.1f} % | {row['rows_sent_max_per_process']:,} | "
+            f"{row['compute_s']:.4f} | {row['halo_bytes_per_step'] / 1e9:.2f} | "
+            f"{row['comm_s']:.4f} | {100 * row['comm_share_without_overlap']:.0f} % |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
+    if args.render:
+        result = json.loads((harness.RESULTS_DIR / f"{NAME}.json").read_text())
+        harness.replace_between(DOC, START, END, "\n" + render(result) + "\n")
+        return result
     result = {"environment": harness.environment(torch.device("cpu"), 1), "args": vars(args)}
-    result["strong"] = [run_config(args.num_columns, p, args) for p in args.strong]
-    result["weak"] = [run_config(args.per_process * p, p, args) for p in args.weak]
+    result["projection"] = projection(args)
+    for kind, sizes in (("strong", [args.num_columns] * len(args.strong)),
+                        ("weak", [args.per_process * p for p in args.weak])):  # fmt: skip
+        result[kind] = []
+        for num_columns, world_size in zip(sizes, getattr(args, kind), strict=True):
+            row = run_config(num_columns, world_size, args)
+            result[kind].append(row)
+            print(f"{kind:6} N={num_columns:5} P={world_size} {row['step_s']:.3f} s/step "
+                  f"(comm {100 * row['comm_share']:.1f} %), halo bytes agree: "
+                  f"{row['halo_bytes_agree']}", flush=True)  # fmt: skip
     base = result["strong"][0]["steps_per_s"]
     for row in result["strong"]:
         row["speedup"] = row["steps_per_s"] / base
-    result["projection"] = projection(args)
     result["environment"]["load_average_at_end"] = list(os.getloadavg())
     if not args.no_write:
         result["path"] = str(harness.write_result(NAME, result, args.out_dir))
-    for kind in ("strong", "weak"):
-        for row in result[kind]:
-            print(f"{kind:6} N={row['num_columns']:5} P={row['processes']} "
-                  f"{row['step_s']:.3f} s/step (comm {100 * row['comm_share']:.1f} %), "
-                  f"halo bytes agree: {row['halo_bytes_agree']}")  # fmt: skip
+        if args.out_dir is None:
+            harness.replace_between(DOC, START, END, "\n" + render(result) + "\n")
     return result
 
 

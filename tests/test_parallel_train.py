@@ -148,3 +148,15 @@ def test_a_killed_process_restarts_from_the_last_checkpoint(tmp_path):
     assert all((r["time"] < killed_at) == (r["step"] <= steps_per_epoch) for r in records)
     assert main([*ARGS, "--epochs", "2", "--out-dir", str(tmp_path / "one")]) == 0
     torch.testing.assert_close(_losses(run), _losses(tmp_path / "one"))
+
+
+def test_only_a_torchrun_restart_resumes_from_the_run_folder(tmp_path, monkeypatch):
+    from cortexgnn.train.distributed import checkpoint_after_restart
+
+    (tmp_path / "checkpoint.pth").write_bytes(b"")
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    assert checkpoint_after_restart(str(tmp_path)) is None  # a first attempt starts afresh
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert checkpoint_after_restart(str(tmp_path)) == str(tmp_path / "checkpoint.pth")
+    assert checkpoint_after_restart(str(tmp_path / "empty")) is None  # nothing saved yet
+    assert checkpoint_after_restart(None) is None

@@ -138,8 +138,9 @@ def _gather_edges(model: ShardedCortexNet, local: Tensor) -> Tensor:
     """All edge values ``[E]`` from every process's slice ``[E_local]``."""
     if model.plan.world_size == 1:
         return local
-    sizes = [torch.zeros((), dtype=torch.long) for _ in range(model.plan.world_size)]
-    dist.all_gather(sizes, torch.tensor(local.numel()), group=model.group)
+    count = torch.tensor(local.numel(), device=local.device)  # NCCL gathers device tensors
+    sizes = [torch.zeros_like(count) for _ in range(model.plan.world_size)]
+    dist.all_gather(sizes, count, group=model.group)
     largest = int(max(sizes))
     padded = local.new_zeros(largest)
     padded[: local.numel()] = local
