@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..nn.columns import CorticalColumns
-from ..nn.config import ModelConfig
+from ..nn.config import ARTICLE_FIELDS, ModelConfig
 from ..nn.conv import ColumnAttentionConv
 from ..nn.model import DECAY, MESSAGE_GAIN, CortexNet, weighted_neighbour_sum
 from ..nn.plasticity import Homeostasis
@@ -63,28 +63,15 @@ SHARD_DIMS = {
 
 #: The ModelConfig fields the sharded model implements; any other field (a later option,
 #: such as shared column weights) must keep its default.
-SHARDED_FIELDS = frozenset(
-    {
-        "num_columns",
-        "in_dim",
-        "col_out",
-        "top_out",
-        "graph_k",
-        "graph_p",
-        "message_iters",
-        "plasticity_lr",
-        "use_attention",
-        "e_i_ratio",
-        "dropout",
-        "graph_seed",
-        "attention_uses_edge_weight",
-        "freeze_homeostasis_in_eval",
-        "homeostasis_min_divisor",
-        "use_homeostasis",
-        "use_hebbian",
-        "check_finite_input",
-    }
-)
+SHARDED_FIELDS = frozenset(ARTICLE_FIELDS) | {
+    "graph_seed",
+    "attention_uses_edge_weight",
+    "freeze_homeostasis_in_eval",
+    "homeostasis_min_divisor",
+    "use_homeostasis",
+    "use_hebbian",
+    "check_finite_input",
+}
 
 
 def check_shardable(config: ModelConfig) -> None:
@@ -262,19 +249,8 @@ class ShardedCortexNet(nn.Module):
         return post
 
     def _checked_input(self, x: Tensor) -> Tensor:
-        in_dim = self.config.in_dim
-        if not isinstance(x, Tensor):
-            raise TypeError(f"x must be a torch.Tensor [B, {in_dim}], got {type(x).__name__}")
-        if x.dim() > 2 and x[0].numel() == in_dim:
-            x = x.flatten(1)
-        if x.dim() != 2 or x.size(1) != in_dim or x.size(0) == 0:
-            raise ValueError(
-                f"x must be a non-empty [B, in_dim={in_dim}] batch (or [B, ...] with {in_dim} "
-                f"elements per sample), got shape {tuple(x.shape)}"
-            )
-        if self.config.check_finite_input and not bool(torch.isfinite(x).all()):
-            raise ValueError("x contains NaN/Inf values: clean the data")
-        return x
+        """``x`` as ``[B, in_dim]``, checked as :class:`~cortexgnn.CortexNet` checks it."""
+        return CortexNet._checked_input(self, x)  # reads only config and the column weights
 
     def training_step(self, batch: tuple[Tensor, Tensor]) -> Tensor:
         """:meth:`CortexNet.training_step <cortexgnn.CortexNet.training_step>`, sharded.
@@ -284,6 +260,8 @@ class ShardedCortexNet(nn.Module):
         on every process.
         """
         x, y = batch
+        x = self._checked_input(x)
+        CortexNet._check_targets(self, y, x.size(0))
         logits, pre, post = self(x, return_states=True)
         loss = F.cross_entropy(logits, y)
         loss.backward()
