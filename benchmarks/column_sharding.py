@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.render:
         result = json.loads((harness.RESULTS_DIR / f"{NAME}.json").read_text())
-        harness.replace_between(DOC, START, END, "\n" + render(result) + "\n")
+        harness.replace_between(DOC, START, END, render(result))
         return result
     result = {"environment": harness.environment(torch.device("cpu"), 1), "args": vars(args)}
     result["projection"] = projection(args)
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_write:
         result["path"] = str(harness.write_result(NAME, result, args.out_dir))
         if args.out_dir is None:
-            harness.replace_between(DOC, START, END, "\n" + render(result) + "\n")
+            harness.replace_between(DOC, START, END, render(result))
     return result
 
 
