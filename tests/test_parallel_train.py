@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from cortexgnn import load_article_checkpoint
 from cortexgnn.train.cli import main
 from cortexgnn.train.config import TrainConfig
 from cortexgnn.train.metrics import read_metrics
+from cortexgnn.train.sharded import write_consolidated
 
 ARGS = ("train --dataset digits --num-columns 8 --col-out 8 --graph-k 4 --message-iters 2 "
         "--dropout 0 --batch-size 64 --log-every 1 --threads 1 --seed 1 --plasticity-lr 0.5 "
@@ -51,6 +53,11 @@ def test_one_shard_trains_like_cortexnet_and_resumes_without_the_flag(tmp_path):
     torch.testing.assert_close(_losses(tmp_path / "s"), _losses(tmp_path / "plain"))
     state = torch.load(tmp_path / "s" / "checkpoint.pth", weights_only=True)
     assert "model_state_dict" not in state and state["sharded_state"] == "shards/step-000000003"
+    # exported as one brain.pth-style file, it holds the plain run's weights (to rounding)
+    exported = write_consolidated(tmp_path / "s" / "checkpoint.pth", tmp_path / "brain.pth")
+    plain = load_article_checkpoint(tmp_path / "plain" / "checkpoint.pth")
+    for name, value in load_article_checkpoint(exported).state_dict().items():
+        torch.testing.assert_close(value, plain.state_dict()[name], rtol=0, atol=1e-5)
     # the sharded checkpoint resumes in one process, and continues like the plain run
     for folder in ("plain", "s"):
         resume = ["--resume", str(tmp_path / folder / "checkpoint.pth"), "--max-steps", "5"]
