@@ -170,14 +170,24 @@ def test_sharded_constructor_draws_cortexnets_initialisation(shards):
         torch.testing.assert_close(rank["built"][3], logits, rtol=0, atol=1e-5)
 
 
-def test_a_single_shard_is_cortexnet():
-    config = CONFIGS["plain"]
+@pytest.mark.parametrize(
+    "flags",
+    [{}, {"message_iters": 0}, {"use_homeostasis": False}, {"homeostasis_min_divisor": 0.5}],
+    ids=["plain", "no-messages", "no-homeostasis", "min-divisor"],
+)
+def test_a_single_shard_is_cortexnet(flags):
+    config = CONFIGS["plain"].replace(**flags)
     model = _build(config)
     sharded = ShardedCortexNet.from_model(model)
-    x = _data(config)[0][0]
+    x, y = _data(config)
     model.eval(), sharded.eval()
-    torch.testing.assert_close(sharded(x), model(x), rtol=0, atol=1e-6)
+    torch.testing.assert_close(sharded(x[0]), model(x[0]), rtol=0, atol=1e-6)
     assert sharded.plan.num_halo == 0 and sharded.plan.num_local == config.num_columns
+    for net in (model, sharded):  # the same dropout masks: one shard draws like CortexNet
+        torch.manual_seed(3)
+        net.train().training_step((x[1], y[1]))
+    for name, value in sharded.state_dict().items():  # one Hebbian and homeostasis update
+        torch.testing.assert_close(value, model.state_dict()[name], rtol=0, atol=1e-6)
 
 
 def test_settings_outside_the_per_column_model_are_refused(monkeypatch):
