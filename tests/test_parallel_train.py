@@ -167,3 +167,13 @@ def test_only_a_torchrun_restart_resumes_from_the_run_folder(tmp_path, monkeypat
     assert checkpoint_after_restart(str(tmp_path)) == str(tmp_path / "checkpoint.pth")
     assert checkpoint_after_restart(str(tmp_path / "empty")) is None  # nothing saved yet
     assert checkpoint_after_restart(None) is None
+
+
+@pytest.mark.parametrize("folder", ["shards/..", "../shards/step-1", "/etc", None, "shards"])
+def test_a_checkpoint_names_its_shards_inside_its_run_folder(tmp_path, folder):
+    from cortexgnn import ModelConfig
+    from cortexgnn.train.sharded import consolidated_checkpoint
+
+    state = {"sharded_state": folder, "model_config": ModelConfig(num_columns=8).to_dict()}
+    with pytest.raises(ValueError, match="must name shards/step-N"):
+        consolidated_checkpoint(state, tmp_path / "checkpoint.pth")

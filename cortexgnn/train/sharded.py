@@ -107,7 +107,12 @@ def remove_old_shards(out_dir: Path, keep: str) -> None:
 def _shards_of(state: dict, checkpoint: str | Path) -> Path:
     relative = state.get("sharded_state")
     parts = Path(str(relative)).parts
-    if not isinstance(relative, str) or len(parts) != 2 or parts[0] != SHARDS_FOLDER:
+    if (
+        not isinstance(relative, str)
+        or len(parts) != 2
+        or parts[0] != SHARDS_FOLDER
+        or not parts[1].startswith("step-")
+    ):  # a name inside the run folder, never a path out of it
         raise ValueError(f"{checkpoint}: 'sharded_state' must name {SHARDS_FOLDER}/step-N")
     return Path(checkpoint).parent / relative
 
