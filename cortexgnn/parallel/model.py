@@ -30,6 +30,7 @@ process's; the readout's dropout draws the same mask on every process.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 from dataclasses import fields
 
@@ -179,6 +180,10 @@ class ShardedCortexNet(nn.Module):
         self.intermediate = copy.deepcopy(full.intermediate)
         self.top_fc = copy.deepcopy(full.top_fc)
         self.to(full.edge_weight)  # the full model's dtype and device
+        # the rows to send, where the states are (no host-to-device copy per exchange)
+        self.plan = dataclasses.replace(
+            self.plan, send_index=self.plan.send_index.to(full.edge_weight.device)
+        )
         # the local graph derives from the plan, so it is not saved: checkpoints hold the whole
         self.register_buffer("edge_index", self.plan.edge_index.to(full.edge_index.device),
                              persistent=False)  # fmt: skip
