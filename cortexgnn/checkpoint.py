@@ -146,7 +146,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
         raise ValueError(
             f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {err}"
         ) from err
-    if not isinstance(state, dict) or any(key not in state for key in REQUIRED_KEYS):
+    # a --column-shards run keeps its weights in a folder that "sharded_state" names
+    sharded = isinstance(state, dict) and "sharded_state" in state
+    required = [key for key in REQUIRED_KEYS if not (sharded and key == "model_state_dict")]
+    if not isinstance(state, dict) or any(key not in state for key in required):
         found = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ValueError(
             f"{path} is not a brain.pth-style checkpoint: it needs the keys "

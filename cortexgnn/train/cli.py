@@ -103,6 +103,9 @@ _TRAIN_FLAGS = [
      "torch CPU threads; none: torch's choice (one per core). 1 measured fastest on a busy "
      "2-core machine (digits defaults: 0.23 s/step vs 1.1 s/step with 2); on an idle "
      "many-core machine compare the speed line of a few --max-steps with more"),
+    ("run", "--column-shards", {"type": _optional(int), "metavar": "P"}, "split the "
+     "columns over P processes (launch them with torchrun --nproc_per_node P); none: each "
+     "process holds every column"),
     ("run", "--compile", {"action": BOOL}, "torch.compile the column + message-passing stage "
      "(its dropout masks differ from eager mode's)"),
     ("run", "--out-dir", {}, "run folder (checkpoint.pth, metrics.jsonl, curves.png, "

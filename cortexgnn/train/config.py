@@ -53,6 +53,7 @@ SESSION_FIELDS = frozenset(
         "final_eval",
         "threads",
         "overwrite",
+        "column_shards",  # sharded checkpoints reshard: a resume may use another P
     }
 )
 # Fields a resumed run may change on purpose: train longer, or write elsewhere.
@@ -95,6 +96,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = 1
     compile: bool = False
+    column_shards: int | None = None
     out_dir: str | None = None
     overwrite: bool = False
     resume: str | None = None
@@ -130,6 +132,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.t_max_epochs == 0:
             raise ValueError("t_max_epochs must be > 0 (the cosine period, in epochs), got 0")
+        if self.column_shards is not None and (self.column_shards < 1 or self.model != "cortexnet"):
+            raise ValueError(
+                f"column_shards splits CortexNet's columns over P >= 1 processes, got "
+                f"{self.column_shards} with --model {self.model}"
+            )
         if not _DEVICE.fullmatch(self.device):
             raise ValueError(f"device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
         if self.model == "reference":

@@ -35,6 +35,7 @@ from ..nn.model import CortexNet
 
 __all__ = [
     "DistributedContext",
+    "checkpoint_after_restart",
     "launched_by_torchrun",
     "join_torchrun",
     "init_from_env",
@@ -89,6 +90,21 @@ def join_torchrun(device: torch.device) -> DistributedContext | None:
     return context
 
 
+def checkpoint_after_restart(out_dir: str | None) -> str | None:
+    """The checkpoint a run restarted by ``torchrun --max-restarts`` continues from.
+
+    ``torchrun`` restarts every process of a job when one fails (a crash, a SIGKILL), with
+    the same command line and ``TORCHELASTIC_RESTART_COUNT`` raised; such a restart resumes
+    from ``out_dir/checkpoint.pth`` when the failed attempt wrote one, so only the steps
+    after that checkpoint are lost. ``None`` for a first attempt or without a checkpoint.
+    """
+    restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if out_dir is None or not restarts.isdigit() or int(restarts) == 0:
+        return None
+    checkpoint = os.path.join(out_dir, "checkpoint.pth")
+    return checkpoint if os.path.isfile(checkpoint) else None
+
+
 def init_from_env(backend: str | None = None) -> DistributedContext:
     """Join the process group described by ``torchrun``'s environment variables.
 
@@ -122,7 +138,12 @@ def init_from_env(backend: str | None = None) -> DistributedContext:
     else:
         device = torch.device("cpu")
     if not dist.is_initialized():
-        dist.init_process_group(backend, init_method="env://")
+        store, rank, world_size = next(dist.rendezvous("env://"))
+        # torchrun keeps its store when it restarts a failed job: the restarted processes
+        # must not read the previous attempt's keys (its peers' addresses, now dead)
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        store = dist.PrefixStore(f"attempt-{attempt}", store)
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world_size)
     return DistributedContext(
         rank=dist.get_rank(),
         world_size=dist.get_world_size(),

@@ -58,6 +58,10 @@ def evaluate_checkpoint(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     torch_device = resolve_device(device)
     state = read_checkpoint(path)
+    if "sharded_state" in state:  # a --column-shards run: its shards, put together
+        from .sharded import consolidated_checkpoint
+
+        state = consolidated_checkpoint(state, path)
     saved = state.get("config")
     saved = saved if isinstance(saved, dict) else {}
     if saved.get("model", "cortexnet") in ("cortexnet", "reference"):

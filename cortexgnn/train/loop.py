@@ -33,10 +33,17 @@ from torch import nn
 from ..checkpoint import atomic_save, read_checkpoint
 from .config import TrainConfig, build_model, check_resumable, resolve_device
 from .data import load_dataset
-from .distributed import all_reduce_mean, distribute, join_torchrun, shard_batch
+from .distributed import (
+    all_reduce_mean,
+    checkpoint_after_restart,
+    distribute,
+    join_torchrun,
+    shard_batch,
+)
 from .evaluate import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
 from .run_dir import RunDir, open_run_dir
+from .sharded import check_column_shards, remove_old_shards, restore_model, save_model, shard_model
 
 __all__ = ["train"]
 
@@ -88,9 +95,8 @@ def _progress_bar(config: TrainConfig, total: int, initial: int):
     return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, mininterval=1.0)
 
 
-def _restore(state: dict, model, optimizer, scheduler, shuffle, device) -> _Progress:
-    model.load_state_dict(state["model_state_dict"])
-    optimizer.load_state_dict(state["optimizer_state_dict"])
+def _restore(state: dict, path, model, optimizer, scheduler, shuffle, device) -> _Progress:
+    restore_model(state, path, model, optimizer)  # one file, or a folder of column shards
     scheduler.load_state_dict(state["scheduler_state_dict"])
     shuffle.set_state(state["rng"]["shuffle"])
     torch.set_rng_state(state["rng"]["torch"])
@@ -129,6 +135,8 @@ def train(config: TrainConfig) -> dict:
             checkpoint stays intact.
     """
     device = resolve_device(config.device)
+    if config.resume is None and checkpoint_after_restart(config.out_dir):  # torchrun restart
+        config = replace(config, resume=checkpoint_after_restart(config.out_dir))
     state = read_checkpoint(config.resume, map_location="cpu") if config.resume else None
     if state is not None:
         check_resumable(state, config, config.resume)
@@ -139,6 +147,8 @@ def train(config: TrainConfig) -> dict:
             f"--model {config.model} trains in one process only: launch it without torchrun "
             f"(or use --model cortexnet)"
         )
+    if config.column_shards is not None:
+        check_column_shards(config, 1 if context is None else context.world_size)
     run = contextlib.nullcontext(None)
     if is_main:  # rank 0 owns the run folder; the other processes write nothing
         resume_dir = Path(config.resume).parent if config.resume else None
@@ -161,6 +171,9 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     train_set, test_set = load_dataset(config.dataset, config.data_dir, download=config.download)
     torch.manual_seed(config.seed)
     model = build_model(config, train_set.x.size(1), int(train_set.y.max()) + 1).to(device)
+    sharded = config.column_shards is not None
+    if sharded:  # this process keeps its columns of the model every process built alike
+        model = shard_model(model)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -171,7 +184,7 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     shuffle = torch.Generator().manual_seed(config.seed)
     p = _Progress()
     if state is not None:
-        p = _restore(state, model, optimizer, scheduler, shuffle, device)
+        p = _restore(state, config.resume, model, optimizer, scheduler, shuffle, device)
     out_dir = None if run is None else run.path
     previous_log = Path(config.resume).parent / "metrics.jsonl" if config.resume else None
     log = MetricsLog(
@@ -181,7 +194,7 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     )
     if config.compile:
         _compile_stage(model)
-    if context is None:
+    if context is None or sharded:  # sharded: every process steps on the whole batch
         step_fn = model.training_step
     else:  # torchrun: each process trains on its shard of every global batch
         device_ids = [context.local_rank] if context.backend == "nccl" else None
@@ -208,14 +221,19 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
                   test_acc=last_acc, final=final)  # fmt: skip
 
     def save_checkpoint(shuffle_state: torch.Tensor) -> None:
+        # column shards: every process writes its own, checkpoint.pth names their folder
+        shards = save_model(model, optimizer, out_dir, p.step) if sharded else None
         if out_dir is None:
             return
+        weights = shards if sharded else {
+            "model_state_dict": model.state_dict(),
+            "optimizer_state_dict": optimizer.state_dict(),
+        }  # fmt: skip
         atomic_save(
             {
                 # the article's brain.pth keys
                 "epoch": p.epoch,
-                "model_state_dict": model.state_dict(),
-                "optimizer_state_dict": optimizer.state_dict(),
+                **weights,
                 "loss": p.loss,
                 "hyperparams": model.config.article_hparams(),
                 # every model setting, fix flags included
@@ -234,6 +252,8 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
             },
             out_dir / "checkpoint.pth",
         )
+        if sharded:  # only now that checkpoint.pth names the new folder
+            remove_old_shards(out_dir, shards["sharded_state"])
 
     bar = _progress_bar(config, total_steps, p.step) if is_main else None
     model.train()

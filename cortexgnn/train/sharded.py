@@ -1,0 +1,178 @@
+"""Column-sharded training runs (``--column-shards P``): checks, model, checkpoints.
+
+``torchrun --nproc_per_node P -m cortexgnn train --column-shards P ...`` splits the
+columns of the per-column model over the ``P`` processes
+(:class:`~cortexgnn.parallel.model.ShardedCortexNet`); every process reads the whole batch,
+so the loop runs the model's own ``training_step`` on every process and the loss is the
+same everywhere. ``--column-shards 1`` runs the same model in one process (no launcher).
+
+A checkpoint is two parts: every process writes its columns into
+``shards/step-<N>/`` (:func:`~cortexgnn.parallel.checkpoint.save_sharded`), then rank 0
+writes ``checkpoint.pth`` as usual, without weights, naming that folder in
+``sharded_state``; older folders are removed only after that. A crash while writing
+therefore leaves the previous checkpoint whole. A run resumes with any process count,
+with or without ``--column-shards`` (the folder reshards), and
+:func:`consolidated_checkpoint` turns a sharded checkpoint into the ordinary one-file
+format (``cortexgnn eval`` does it on the fly; :func:`write_consolidated` writes it).
+
+The folder must be reachable by every process: one machine, or a shared file system.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..checkpoint import atomic_save
+from ..nn.config import ModelConfig
+from ..nn.model import CortexNet
+from ..parallel.checkpoint import consolidated_state, load_sharded, save_sharded
+from ..parallel.model import ShardedCortexNet, check_shardable
+
+__all__ = [
+    "SHARDS_FOLDER",
+    "check_column_shards",
+    "consolidated_checkpoint",
+    "remove_old_shards",
+    "restore_model",
+    "save_model",
+    "shard_model",
+    "write_consolidated",
+]
+
+SHARDS_FOLDER = "shards"
+
+
+def check_column_shards(config, world_size: int) -> None:
+    """Refuse a ``--column-shards`` run that cannot work, naming the fix.
+
+    Raises:
+        ValueError: ``P`` differs from the number of processes, or a setting the sharded
+            model does not support (another ``--model``, ``--compile``, shared columns).
+    """
+    shards = config.column_shards
+    if shards != world_size:
+        launch = f"torchrun --nproc_per_node {shards} -m cortexgnn train --column-shards {shards}"
+        raise ValueError(
+            f"--column-shards {shards} splits the columns over {shards} processes, but this "
+            f"run has {world_size}: launch it with `{launch} ...`"
+        )
+    if config.compile:
+        raise ValueError("--compile is not supported with --column-shards: drop one of them")
+    check_shardable(config.model_config)
+
+
+def shard_model(model: CortexNet) -> ShardedCortexNet:
+    """This process's columns of ``model`` (built from the same seed on every process)."""
+    check_shardable(model.config)
+    return ShardedCortexNet.from_model(model)
+
+
+def _broadcast_path(path: Path | None) -> Path:
+    """Rank 0's run folder, on every process."""
+    box = [None if path is None else str(path)]
+    if dist.is_initialized():
+        dist.broadcast_object_list(box, src=0)
+    return Path(box[0])
+
+
+def save_model(
+    model: ShardedCortexNet, optimizer: torch.optim.Optimizer, out_dir: Path | None, step: int
+) -> dict:
+    """Write this step's shards (every process calls it).
+
+    ``out_dir`` is the run folder on rank 0 (``None`` elsewhere). Returns the entries
+    ``checkpoint.pth`` holds instead of the weights: ``sharded_state`` (the folder, relative
+    to the run) and ``optimizer_param_groups`` (the learning rate the schedule reached and
+    AdamW's other settings).
+    """
+    run = _broadcast_path(out_dir)
+    relative = f"{SHARDS_FOLDER}/step-{step:09d}"
+    save_sharded(model, optimizer, run / relative)
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return {"sharded_state": relative, "optimizer_param_groups": groups}
+
+
+def remove_old_shards(out_dir: Path, keep: str) -> None:
+    """Delete the shard folders other than ``keep`` (rank 0, after checkpoint.pth names it)."""
+    for folder in (out_dir / SHARDS_FOLDER).glob("step-*"):
+        if folder.name != Path(keep).name and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder)
+
+
+def _shards_of(state: dict, checkpoint: str | Path) -> Path:
+    relative = state.get("sharded_state")
+    parts = Path(str(relative)).parts
+    if (
+        not isinstance(relative, str)
+        or len(parts) != 2
+        or parts[0] != SHARDS_FOLDER
+        or not parts[1].startswith("step-")
+    ):  # a name inside the run folder, never a path out of it
+        raise ValueError(f"{checkpoint}: 'sharded_state' must name {SHARDS_FOLDER}/step-N")
+    return Path(checkpoint).parent / relative
+
+
+def restore_model(
+    state: dict, checkpoint: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer
+) -> None:
+    """Load model and optimizer from a checkpoint dict, sharded or not, into either model.
+
+    A sharded model loads a sharded checkpoint directly (any process count saved it); a
+    single-process ``CortexNet`` loads one through :func:`consolidated_state`.
+
+    Raises:
+        ValueError: a one-file checkpoint for a sharded model (resume it without
+            ``--column-shards`` first), or a shard folder that does not fit.
+    """
+    if "sharded_state" not in state:
+        if isinstance(model, ShardedCortexNet):
+            raise ValueError(
+                f"{checkpoint} is a one-process checkpoint: --column-shards resumes only runs "
+                f"saved with --column-shards (any P); resume this one without the flag"
+            )
+        model.load_state_dict(state["model_state_dict"])
+        optimizer.load_state_dict(state["optimizer_state_dict"])
+        return
+    folder = _shards_of(state, checkpoint)
+    groups = state.get("optimizer_param_groups")
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        raise ValueError(f"{checkpoint}: 'optimizer_param_groups' does not fit this optimizer")
+    for group, saved in zip(optimizer.param_groups, groups, strict=True):
+        group.update({k: v for k, v in saved.items() if k in group and k != "params"})
+    if isinstance(model, ShardedCortexNet):
+        load_sharded(model, optimizer, folder)
+        return
+    whole = consolidated_state(folder, model)
+    model.load_state_dict(whole["model"])
+    params = dict(model.named_parameters())
+    for key, value in whole["optim"].items():
+        name, slot = key.rsplit(".", 1)
+        optimizer.state[params[name]][slot] = value
+
+
+def consolidated_checkpoint(state: dict, checkpoint: str | Path) -> dict:
+    """A sharded checkpoint dict with the whole model's weights in ``model_state_dict``."""
+    if "sharded_state" not in state:
+        return state
+    try:
+        template = CortexNet(ModelConfig.from_dict(state.get("model_config")))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{checkpoint}: its model_config does not build a model: {err}") from err
+    whole = consolidated_state(_shards_of(state, checkpoint), template)["model"]
+    state = {k: v for k, v in state.items() if k != "sharded_state"}
+    state["model_state_dict"] = whole
+    return state
+
+
+def write_consolidated(checkpoint: str | Path, out: str | Path) -> Path:
+    """Write ``checkpoint`` (sharded) as one ordinary file ``out`` (weights, no optimizer)."""
+    from ..checkpoint import read_checkpoint
+
+    state = consolidated_checkpoint(read_checkpoint(checkpoint), checkpoint)
+    state.pop("optimizer_state_dict", None)
+    return atomic_save(state, out)
