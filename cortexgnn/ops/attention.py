@@ -20,7 +20,9 @@ implementations:
 - ``"cpp"``: a C++/OpenMP kernel over the graph in CSR by destination (per node: scores,
   softmax, weighted sum while the source rows are in cache; backward through the
   transposed CSR): never materialises an ``[E, B, F]`` tensor.
-  CPU and float32 only; built on first use (see :mod:`cortexgnn._attention_kernel`).
+  CPU only; computes in float32 (bfloat16/float16 inputs are widened for the kernel and
+  its output rounded back to their dtype); built on first use (see
+  :mod:`cortexgnn._attention_kernel`).
 - ``"torch"``: gather, PyG's segment softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
 
@@ -180,11 +182,16 @@ class _CSRAttention(torch.autograd.Function):
     def forward(ctx, query, x, weight, mask, graph, scale):
         kernel = load_kernel()
         query, x = query.contiguous(), x.contiguous()
-        w = weight.contiguous() if weight is not None else query.new_empty(0)
-        m = mask.contiguous() if mask is not None else query.new_empty(0)
-        out, alpha = kernel.forward(query, x, graph.ptr, graph.col, w, m, scale)
+        w = weight.float().contiguous() if weight is not None else query.new_empty(0).float()
+        m = mask.float().contiguous() if mask is not None else query.new_empty(0).float()
+        # The kernel computes in float32; bfloat16/float16 inputs are widened here and the
+        # output rounded back. Backward keeps the inputs in their own precision (float32
+        # copies would double what each iteration saves) and widens them again there.
+        out, alpha = kernel.forward(query.float(), x.float(), graph.ptr, graph.col, w, m, scale)
+        out = out.to(query.dtype)
         ctx.save_for_backward(query, x, w, m, out, alpha)
         ctx.graph, ctx.scale = graph, scale
+        ctx.weight_dtype = None if weight is None else weight.dtype
         return out
 
     @staticmethod
@@ -193,16 +200,20 @@ class _CSRAttention(torch.autograd.Function):
         query, x, w, m, out, alpha = ctx.saved_tensors
         g = ctx.graph
         grad_q, grad_x, grad_w = load_kernel().backward(
-            grad_out.contiguous(), query, x, out, alpha, g.ptr, g.col, w, m, g.tptr, g.tedge,
-            g.tdst, ctx.scale,
+            grad_out.float().contiguous(), query.float(), x.float(), out.float(), alpha, g.ptr,
+            g.col, w, m, g.tptr, g.tedge, g.tdst, ctx.scale,
         )  # fmt: skip
-        grad_w = grad_w if ctx.needs_input_grad[2] else None
-        return grad_q, grad_x, grad_w, None, None, None
+        grad_w = grad_w.to(ctx.weight_dtype) if ctx.needs_input_grad[2] else None
+        return grad_q.to(query.dtype), grad_x.to(x.dtype), grad_w, None, None, None
+
+
+#: Dtypes the C++ kernel takes: it computes in float32, widening the two narrower ones.
+CPP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 def _cpp_applies(query: Tensor, x: Tensor, weight: Tensor | None) -> bool:
     tensors = (query, x) if weight is None else (query, x, weight)
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    return all(t.device.type == "cpu" and t.dtype in CPP_DTYPES for t in tensors)
 
 
 def folded_attention(
@@ -280,7 +291,7 @@ def folded_attention(
     if backend == "torch":
         return _torch_sparse(query, x, graph, weight, mask, scale)
     if not _cpp_applies(query, x, edge_weight):
-        raise ValueError("backend='cpp' needs float32 CPU tensors")
+        raise ValueError(f"backend='cpp' needs CPU tensors of a dtype in {CPP_DTYPES}")
     if load_kernel() is None:
         raise RuntimeError("the C++ attention kernel could not be built here (compiler? ninja?)")
     return _CSRAttention.apply(query, x, weight, mask, graph, scale)
