@@ -275,9 +275,14 @@ class CortexNet(nn.Module):
         self._check_targets(y, x.size(0))
         logits, pre, post = (forward or self)(x, return_states=True)
         loss = F.cross_entropy(logits, y)
+        if self.config.use_hebbian:
+            # The rule reads per-column means only: reduce now, so the settled states need
+            # not outlive the forward (at 10^6 columns each [N, B, D] state is 1-2 GB).
+            # The mean of the [N, 1, 1] means is the mean itself, bit for bit.
+            pre, post = (_column_means(t.detach()) for t in (pre, post))  # [N, 1, 1]
         loss.backward()
         if self.config.use_hebbian:
-            self.hebbian_update(pre.detach(), post.detach())
+            self.hebbian_update(pre, post)
         return loss.detach()
 
     def _check_targets(self, y: Tensor, batch_size: int) -> None:
@@ -307,6 +312,12 @@ class CortexNet(nn.Module):
             self.config.plasticity_lr,
             self.sync_statistics if self.training else None,
         )
+
+
+def _column_means(states: Tensor) -> Tensor:
+    """Mean of ``states [N, B, D]`` over batch and features, ``[N, 1, 1]``, float32 at least."""
+    dtype = torch.promote_types(states.dtype, torch.float32)
+    return states.mean(dim=(1, 2), keepdim=True, dtype=dtype)
 
 
 def _check_loaded_graph(module: CortexNet, state_dict: dict, prefix: str, *args) -> None:

@@ -176,7 +176,13 @@ def _torch_sparse(
 
 
 class _CSRAttention(torch.autograd.Function):
-    """Autograd wrapper of the compiled kernel (single backward, no double backward)."""
+    """Autograd wrapper of the compiled kernel (single backward, no double backward).
+
+    The kernel computes in float32. Narrower inputs (bfloat16, float16) are widened one
+    batch slice at a time and each slice's output rounded back, so the float32 copies
+    cost ``1/B`` of a full-width one; backward keeps the inputs and output in their own
+    precision and widens them slice by slice again.
+    """
 
     @staticmethod
     def forward(ctx, query, x, weight, mask, graph, scale):
@@ -184,11 +190,17 @@ class _CSRAttention(torch.autograd.Function):
         query, x = query.contiguous(), x.contiguous()
         w = weight.float().contiguous() if weight is not None else query.new_empty(0).float()
         m = mask.float().contiguous() if mask is not None else query.new_empty(0).float()
-        # The kernel computes in float32; bfloat16/float16 inputs are widened here and the
-        # output rounded back. Backward keeps the inputs in their own precision (float32
-        # copies would double what each iteration saves) and widens them again there.
-        out, alpha = kernel.forward(query.float(), x.float(), graph.ptr, graph.col, w, m, scale)
-        out = out.to(query.dtype)
+        if query.dtype == torch.float32 and x.dtype == torch.float32:
+            out, alpha = kernel.forward(query, x, graph.ptr, graph.col, w, m, scale)
+        else:
+            out = torch.empty_like(query)  # [N, B, H, F]
+            alpha = query.new_empty(graph.col.numel(), *query.shape[1:3], dtype=torch.float32)
+            for b in _batch_slices(query):
+                out_b, alpha[:, b] = kernel.forward(
+                    query[:, b].float(), x[:, b].float(), graph.ptr, graph.col, w,
+                    _slice(m, b), scale,
+                )  # fmt: skip
+                out[:, b] = out_b
         ctx.save_for_backward(query, x, w, m, out, alpha)
         ctx.graph, ctx.scale = graph, scale
         ctx.weight_dtype = None if weight is None else weight.dtype
@@ -199,12 +211,35 @@ class _CSRAttention(torch.autograd.Function):
     def backward(ctx, grad_out):
         query, x, w, m, out, alpha = ctx.saved_tensors
         g = ctx.graph
-        grad_q, grad_x, grad_w = load_kernel().backward(
-            grad_out.float().contiguous(), query.float(), x.float(), out.float(), alpha, g.ptr,
-            g.col, w, m, g.tptr, g.tedge, g.tdst, ctx.scale,
-        )  # fmt: skip
+        kernel = load_kernel()
+
+        def run(b):
+            return kernel.backward(
+                grad_out[:, b].float().contiguous(), query[:, b].float().contiguous(),
+                x[:, b].float().contiguous(), out[:, b].float().contiguous(),
+                alpha[:, b].contiguous(), g.ptr, g.col, w, _slice(m, b), g.tptr, g.tedge,
+                g.tdst, ctx.scale,
+            )  # fmt: skip
+
+        if query.dtype == torch.float32 and x.dtype == torch.float32:
+            grad_q, grad_x, grad_w = run(slice(None))
+        else:
+            grad_q, grad_x, grad_w = torch.empty_like(query), torch.empty_like(x), 0.0
+            for b in _batch_slices(query):
+                grad_q[:, b], grad_x[:, b], grad_w_b = run(b)
+                grad_w = grad_w + grad_w_b  # [E]
         grad_w = grad_w.to(ctx.weight_dtype) if ctx.needs_input_grad[2] else None
-        return grad_q.to(query.dtype), grad_x.to(x.dtype), grad_w, None, None, None
+        return grad_q, grad_x, grad_w, None, None, None
+
+
+def _batch_slices(query: Tensor) -> list[slice]:
+    """One slice per batch entry: the unit in which narrow inputs are widened."""
+    return [slice(b, b + 1) for b in range(query.size(1))]
+
+
+def _slice(mask: Tensor, b: slice) -> Tensor:
+    """The dropout multipliers ``[E, B, H]`` of the batch slice ``b`` (empty: no dropout)."""
+    return mask[:, b].contiguous() if mask.numel() else mask
 
 
 #: Dtypes the C++ kernel takes: it computes in float32, widening the two narrower ones.

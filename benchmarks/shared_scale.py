@@ -1,0 +1,322 @@
+"""Question: how far does one machine take the shared-weight model, and what does memory cost?
+
+One AdamW training step (forward, cross-entropy, backward, Hebbian update, optimizer step)
+of ``CortexNet(shared_weights=True)`` at batch 4, D 128, input 784, 4 message iterations,
+dropout 0, Watts-Strogatz k 8, p 0.15, for ``N`` columns from 10^3 up, with
+``recompute_messages`` and ``bf16_autocast`` each on and off. Every point runs in a fresh
+subprocess, so its peak resident set (``VmHWM``, the whole process: interpreter, torch,
+model, optimizer and the step) is that point's alone; the step time is the median of
+``--steps`` timed steps after one warm-up step. ``recompute=manual`` swaps the library's
+non-reentrant ``torch.utils.checkpoint`` for the hand-written recompute below, to compare
+the two.
+
+The memory model (:func:`predicted_peak_bytes`) counts bytes per column: parameters,
+gradients and AdamW's two moments of the per-column bias ``[N, D]`` and the edge weights
+``[E]``; the graph's index tensors; and the node-state tensors ``[N, B, D]`` alive at the
+peak, counted from the code (see docs/scaling.md). A point whose predicted peak exceeds the
+memory available at that moment is skipped and recorded as such.
+
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks.shared_scale
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+try:
+    from benchmarks import harness
+except ImportError:  # run as a script from the benchmarks folder
+    import harness
+
+DEFAULT_SIZES = [1_000, 10_000, 31_623, 100_000, 200_000]
+MODES = ["off/fp32", "torch/fp32", "off/bf16", "torch/bf16"]  # recompute / precision
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Node-state tensors [N, B, D] alive at the peak of one step, in units of one float32
+# state (4 * B * D bytes per column), counted from the code (docs/scaling.md explains each
+# term). ``saved``: what each message iteration keeps for backward; ``held``: what the
+# step holds regardless of the iteration count; ``transient``: the largest set of
+# temporaries alive at once during backward.
+STATE_COUNTS = {
+    # per iteration: folded query, attention output, relu output, new state (+ alpha [E,B])
+    "off/fp32": {"saved": 4.0, "held": 2.0, "transient": 3.0},
+    # per iteration: its input state; one iteration recomputed during backward
+    "torch/fp32": {"saved": 1.0, "held": 2.0 + 4.0, "transient": 3.0},
+    "off/bf16": {"saved": 2.0, "held": 1.0, "transient": 7.0},
+    "torch/bf16": {"saved": 0.5, "held": 1.0 + 2.0, "transient": 7.0},
+}
+
+
+def get_parser():
+    p = harness.new_parser(__doc__)
+    p.add_argument("--sizes", type=int, nargs="*", default=DEFAULT_SIZES)
+    p.add_argument("--modes", nargs="*", default=MODES + ["manual/fp32"])
+    p.add_argument(
+        "--manual-sizes",
+        type=int,
+        nargs="*",
+        default=[10_000, 31_623],
+        help="sizes at which recompute=manual runs (it is compared, not swept)",
+    )
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--col-out", type=int, default=128)
+    p.add_argument("--in-dim", type=int, default=784)
+    p.add_argument("--message-iters", type=int, default=4)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=3, help="timed steps after one warm-up")
+    p.add_argument(
+        "--headroom-gb",
+        type=float,
+        default=1.0,
+        help="skip a point whose predicted peak + this exceeds MemAvailable",
+    )
+    p.add_argument("--point", default=None, help=argparse.SUPPRESS)  # one point, internal
+    p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
+    return p  # fmt: skip
+
+
+def _config(num_columns: int, args, recompute: str, precision: str):
+    from cortexgnn import ModelConfig
+
+    return ModelConfig(
+        num_columns=num_columns, in_dim=args.in_dim, col_out=args.col_out,
+        message_iters=args.message_iters, dropout=0.0, graph_seed=0, shared_weights=True,
+        recompute_messages=recompute != "off", bf16_autocast=precision == "bf16",
+    )  # fmt: skip
+
+
+def predicted_peak_bytes(num_columns: int, mode: str, args, base_bytes: int) -> dict:
+    """The memory model: bytes per column by kind, and the predicted whole-process peak."""
+    d, b, k, iters = args.col_out, args.batch_size, 8, args.message_iters
+    state = 4 * b * d  # one float32 node state of one column
+    counts = STATE_COUNTS[mode.replace("manual", "torch")]
+    per_column = {
+        # bias [N, D] and edge weights [E] (k per column): weights, grads, 2 AdamW moments
+        "parameters": 4 * (d + k),
+        "gradients": 4 * (d + k),
+        "optimizer": 8 * (d + k),
+        # edge_index [2, E] int64, the attention CSR (ptr, col, dst, order, tptr, tedge,
+        # tdst: ~6 E int64) and the graph cache's copy of edge_index
+        "graph": 8 * k * (2 + 6 + 2),
+        # attention weights alpha [E, B] float32 saved per iteration (only without recompute)
+        "alpha": 4 * k * b * (iters if mode.startswith("off") else 1),
+        "states": state * (counts["saved"] * iters + counts["held"] + counts["transient"]),
+    }
+    total = sum(per_column.values())
+    return {"per_column": per_column, "bytes_per_column": total,
+            "peak_bytes": base_bytes + num_columns * total}  # fmt: skip
+
+
+def _rss_kib(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key}")
+
+
+def _available_bytes() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class _Recompute(torch.autograd.Function):
+    """Hand-written recompute of one message iteration (the alternative to checkpoint).
+
+    Forward runs the iteration without autograd and keeps only its tensor inputs and the
+    RNG and autocast state; backward runs it again with autograd and differentiates it.
+    """
+
+    @staticmethod
+    def forward(ctx, fn, rng, autocast, *inputs):
+        ctx.fn, ctx.rng, ctx.autocast = fn, rng, autocast
+        ctx.save_for_backward(*inputs)
+        with torch.no_grad():
+            return fn(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        inputs = [
+            t.detach().requires_grad_(t.requires_grad) if isinstance(t, torch.Tensor) else t
+            for t in ctx.saved_tensors
+        ]
+        with torch.random.fork_rng(devices=[]), torch.enable_grad():
+            torch.set_rng_state(ctx.rng)
+            with torch.autocast("cpu", torch.bfloat16, enabled=ctx.autocast):
+                out = ctx.fn(*inputs)
+        wanted = [t for t in inputs if isinstance(t, torch.Tensor) and t.requires_grad]
+        grads = iter(torch.autograd.grad(out, wanted, grad_out))
+        return (None, None, None) + tuple(
+            next(grads) if isinstance(t, torch.Tensor) and t.requires_grad else None for t in inputs
+        )
+
+
+def manual_checkpoint(fn, *inputs, use_reentrant=False):
+    """Drop-in for ``torch.utils.checkpoint.checkpoint`` built on :class:`_Recompute`."""
+    if any(t is None for t in inputs):  # save_for_backward takes tensors only
+        present = [i for i, t in enumerate(inputs) if t is not None]
+
+        def call(*tensors, fn=fn):
+            full = list(inputs)
+            for i, t in zip(present, tensors, strict=True):
+                full[i] = t
+            return fn(*full)
+
+        return manual_checkpoint(call, *[inputs[i] for i in present])
+    autocast = torch.is_autocast_enabled("cpu")
+    return _Recompute.apply(fn, torch.get_rng_state(), autocast, *inputs)
+
+
+def run_point(spec: str, args) -> dict:
+    """One point in this (fresh) process: build, one warm-up step, timed steps, peak RSS."""
+    import cortexgnn.nn.model as model_module
+    from cortexgnn import CortexNet
+
+    n, mode = spec.split(":")
+    num_columns, (recompute, precision) = int(n), mode.split("/")
+    torch.set_num_threads(args.threads)
+    base_kib = _rss_kib("VmRSS")
+    if recompute == "manual":
+        model_module.checkpoint = manual_checkpoint
+    torch.manual_seed(0)
+    model = CortexNet(_config(num_columns, args, recompute, precision))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.rand(args.batch_size, args.in_dim)
+    y = torch.randint(0, 10, (args.batch_size,))
+
+    def step() -> float:
+        model.zero_grad(set_to_none=True)
+        loss = model.training_step((x, y))
+        optimizer.step()
+        return float(loss)
+
+    losses = [step()]  # warm-up: builds the graph cache, allocates the optimizer state
+    seconds = []
+    for _ in range(args.steps):
+        started = time.perf_counter()
+        losses.append(step())
+        seconds.append(time.perf_counter() - started)
+    parameters = sum(p.numel() * p.element_size() for p in model.parameters())
+    return {
+        "N": num_columns, "mode": mode, "status": "ok", "step": harness._stats(seconds),
+        "peak_rss_bytes": _rss_kib("VmHWM") * 1024, "base_rss_bytes": base_kib * 1024,
+        "parameter_bytes": parameters, "losses": losses,
+    }  # fmt: skip
+
+
+def parameters_per_column(args) -> dict:
+    """Parameters each added column brings, per mode: counted on built models, not typed."""
+    from cortexgnn import CortexNet
+
+    counts = {}
+    for shared in (False, True):
+        sizes = []
+        for n in (16, 32):
+            config = _config(n, args, "off", "fp32").replace(shared_weights=shared)
+            sizes.append(sum(p.numel() for p in CortexNet(config).parameters()))
+        counts["shared" if shared else "per_column"] = {
+            "per_column": (sizes[1] - sizes[0]) / 16,
+            "at_16_columns": sizes[0],
+        }
+    return counts
+
+
+def _fit_exponent(rows: list[dict], key) -> float | None:
+    """Slope of log(key) against log(N) over the points with N >= 10^4 (above the caches)."""
+    pts = [(math.log(r["N"]), math.log(key(r))) for r in rows if r["N"] >= 10_000]
+    if len(pts) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    return sum((a - mx) * (b - my) for a, b in pts) / sum((a - mx) ** 2 for a, _ in pts)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    if args.point is not None:
+        print(json.dumps(run_point(args.point, args)))
+        return {}
+    started = time.perf_counter()
+    # glibc maps every block of 128 KiB or more, so a freed tensor leaves the resident set at
+    # once (its default threshold grows to 32 MiB and then reuses a fragmented heap)
+    env = dict(os.environ, THP_MEM_ALLOC_ENABLE="1", OMP_NUM_THREADS=str(args.threads),
+               MALLOC_MMAP_THRESHOLD_="131072")  # fmt: skip
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    passthrough = [
+        f"--{name.replace('_', '-')}={getattr(args, name)}"
+        for name in ("batch_size", "col_out", "in_dim", "message_iters", "threads", "steps")
+    ]
+    base = _baseline_rss(env)
+    rows = []
+    for n in args.sizes:
+        for mode in args.modes:
+            if mode.startswith("manual") and n not in args.manual_sizes:
+                continue
+            model = predicted_peak_bytes(n, mode, args, base)
+            available = _available_bytes()
+            row = {"N": n, "mode": mode, "predicted": model, "available_bytes": available}
+            if model["peak_bytes"] + args.headroom_gb * 2**30 > available:
+                rows.append({**row, "status": "skipped: predicted peak over available memory"})
+                print(f"N={n:8d} {mode:12s} skipped (predicted "
+                      f"{model['peak_bytes'] / 2**30:.1f} GiB)", flush=True)  # fmt: skip
+                continue
+            cmd = [sys.executable, "-m", "benchmarks.shared_scale", f"--point={n}:{mode}"]
+            done = subprocess.run(cmd + passthrough, env=env, cwd=REPO_ROOT, text=True,
+                                  capture_output=True)  # fmt: skip
+            if done.returncode != 0:
+                rows.append({**row, "status": f"failed ({done.returncode})",
+                             "stderr": done.stderr[-2000:]})  # fmt: skip
+                print(f"N={n:8d} {mode:12s} failed: {done.stderr[-500:]}", flush=True)
+                continue
+            rows.append({**row, **json.loads(done.stdout.strip().splitlines()[-1])})
+            r = rows[-1]
+            print(f"N={n:8d} {mode:12s} step {r['step']['median_s']:8.3f} s  peak "
+                  f"{r['peak_rss_bytes'] / 2**30:6.2f} GiB (model "
+                  f"{model['peak_bytes'] / 2**30:6.2f})", flush=True)  # fmt: skip
+    fits = {}
+    for mode in args.modes:
+        ok = [r for r in rows if r["mode"] == mode and r["status"] == "ok"]
+        fits[mode] = {
+            "time_exponent": _fit_exponent(ok, lambda r: r["step"]["median_s"]),
+            "peak_exponent": _fit_exponent(ok, lambda r: r["peak_rss_bytes"] - base),
+        }
+    result = {
+        "benchmark": "shared_scale",
+        "config": {k: v for k, v in vars(args).items() if k != "point"},
+        "environment": harness.environment(torch.device("cpu"), args.threads),
+        "base_rss_bytes": base,
+        "parameters_per_column": parameters_per_column(args),
+        "rows": rows,
+        "fits": fits,
+        "wall_s": time.perf_counter() - started,
+    }
+    if args.save:
+        harness.write_result("shared_scale-cpu", result, args.out_dir)
+    return result
+
+
+def _baseline_rss(env: dict) -> int:
+    """Peak resident bytes of a fresh process that imports the package and does nothing."""
+    code = (
+        "import torch, cortexgnn.nn.model, pathlib;"
+        "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
+        " if l.startswith('VmHWM')][0].split()[1])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, text=True,
+                          capture_output=True, check=True)  # fmt: skip
+    return int(done.stdout.strip()) * 1024
+
+
+if __name__ == "__main__":
+    main()
