@@ -41,19 +41,11 @@ DEFAULT_SIZES = [1_000, 10_000, 31_623, 100_000, 200_000]
 MODES = ["off/fp32", "torch/fp32", "off/bf16", "torch/bf16"]  # recompute / precision
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# Node-state tensors [N, B, D] alive at the peak of one step, in units of one float32
-# state (4 * B * D bytes per column), counted from the code (docs/scaling.md explains each
-# term). ``saved``: what each message iteration keeps for backward; ``held``: what the
-# step holds regardless of the iteration count; ``transient``: the largest set of
-# temporaries alive at once during backward.
-STATE_COUNTS = {
-    # per iteration: folded query, attention output, relu output, new state (+ alpha [E,B])
-    "off/fp32": {"saved": 4.0, "held": 2.0, "transient": 3.0},
-    # per iteration: its input state; one iteration recomputed during backward
-    "torch/fp32": {"saved": 1.0, "held": 2.0 + 4.0, "transient": 3.0},
-    "off/bf16": {"saved": 2.0, "held": 1.0, "transient": 7.0},
-    "torch/bf16": {"saved": 0.5, "held": 1.0 + 2.0, "transient": 7.0},
-}
+#: The largest set of temporaries of one attention backward, in float32 node states: the
+#: state gradient being propagated and the one accumulating into ``pre``, the kernel's
+#: float32 gradients of query and states, and its float32 inputs (the output gradient;
+#: with bfloat16, widened one batch slice at a time). See docs/scaling.md.
+BACKWARD_TRANSIENT = 4.5
 
 
 def get_parser():
@@ -82,6 +74,12 @@ def get_parser():
     p.add_argument("--point", default=None, help=argparse.SUPPRESS)  # one point, internal
     p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--merge",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="add these points to the saved results (same N and mode: replaced)",
+    )
     return p  # fmt: skip
 
 
@@ -96,10 +94,21 @@ def _config(num_columns: int, args, recompute: str, precision: str):
 
 
 def predicted_peak_bytes(num_columns: int, mode: str, args, base_bytes: int) -> dict:
-    """The memory model: bytes per column by kind, and the predicted whole-process peak."""
+    """The memory model: bytes per column by kind, and the predicted whole-process peak.
+
+    ``s`` is one node state of one column, ``B * D`` values of 4 bytes (float32) or 2
+    (bfloat16). Without recompute each of the ``K`` iterations keeps four states for
+    backward (its input, the folded query, the attention output, the relu output) and the
+    attention weights ``[E, B]``; with recompute it keeps its input only, and backward
+    holds one recomputed iteration (query, attention output, relu output, weights) at a
+    time. On top: parameters, gradients and AdamW's moments of what grows with ``N``,
+    the graph's index tensors, and :data:`BACKWARD_TRANSIENT` float32 states.
+    """
+    recompute, precision = mode.split("/")
     d, b, k, iters = args.col_out, args.batch_size, 8, args.message_iters
-    state = 4 * b * d  # one float32 node state of one column
-    counts = STATE_COUNTS[mode.replace("manual", "torch")]
+    state = (4 if precision == "fp32" else 2) * b * d
+    alpha = 4 * k * b  # attention weights [E, B] float32, k edges into each column
+    saved = state + alpha if recompute != "off" else 4 * state + alpha
     per_column = {
         # bias [N, D] and edge weights [E] (k per column): weights, grads, 2 AdamW moments
         "parameters": 4 * (d + k),
@@ -108,11 +117,12 @@ def predicted_peak_bytes(num_columns: int, mode: str, args, base_bytes: int) -> 
         # edge_index [2, E] int64, the attention CSR (ptr, col, dst, order, tptr, tedge,
         # tdst: ~6 E int64) and the graph cache's copy of edge_index
         "graph": 8 * k * (2 + 6 + 2),
-        # attention weights alpha [E, B] float32 saved per iteration (only without recompute)
-        "alpha": 4 * k * b * (iters if mode.startswith("off") else 1),
-        "states": state * (counts["saved"] * iters + counts["held"] + counts["transient"]),
+        "per_iteration": state if recompute != "off" else 4 * state + alpha,
+        "recomputed_iteration": 3 * state + alpha if recompute != "off" else 0,
+        "backward_transient": int(BACKWARD_TRANSIENT * 4 * b * d),
     }
-    total = sum(per_column.values())
+    total = sum(per_column.values()) + (iters - 1) * per_column["per_iteration"]
+    del saved
     return {"per_column": per_column, "bytes_per_column": total,
             "peak_bytes": base_bytes + num_columns * total}  # fmt: skip
 
@@ -235,11 +245,23 @@ def parameters_per_column(args) -> dict:
 def _fit_exponent(rows: list[dict], key) -> float | None:
     """Slope of log(key) against log(N) over the points with N >= 10^4 (above the caches)."""
     pts = [(math.log(r["N"]), math.log(key(r))) for r in rows if r["N"] >= 10_000]
-    if len(pts) < 2:
+    if len(pts) < 3:
         return None
     mx = sum(p[0] for p in pts) / len(pts)
     my = sum(p[1] for p in pts) / len(pts)
     return sum((a - mx) * (b - my) for a, b in pts) / sum((a - mx) ** 2 for a, _ in pts)
+
+
+def fit_exponents(rows: list[dict], base: int) -> dict:
+    """Per mode: exponents of step time and of peak memory above the empty process."""
+    fits = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        ok = [r for r in rows if r["mode"] == mode and r["status"] == "ok"]
+        fits[mode] = {
+            "time_exponent": _fit_exponent(ok, lambda r: r["step"]["median_s"]),
+            "peak_exponent": _fit_exponent(ok, lambda r: r["peak_rss_bytes"] - base),
+        }
+    return fits
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -284,13 +306,14 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"N={n:8d} {mode:12s} step {r['step']['median_s']:8.3f} s  peak "
                   f"{r['peak_rss_bytes'] / 2**30:6.2f} GiB (model "
                   f"{model['peak_bytes'] / 2**30:6.2f})", flush=True)  # fmt: skip
-    fits = {}
-    for mode in args.modes:
-        ok = [r for r in rows if r["mode"] == mode and r["status"] == "ok"]
-        fits[mode] = {
-            "time_exponent": _fit_exponent(ok, lambda r: r["step"]["median_s"]),
-            "peak_exponent": _fit_exponent(ok, lambda r: r["peak_rss_bytes"] - base),
-        }
+    path = Path(args.out_dir or harness.RESULTS_DIR) / "shared_scale-cpu.json"
+    if args.merge and path.is_file():
+        new = {(r["N"], r["mode"]) for r in rows}
+        old = [r for r in json.loads(path.read_text())["rows"] if (r["N"], r["mode"]) not in new]
+        rows = sorted(
+            old + rows, key=lambda r: (r["N"], (MODES + ["manual/fp32"]).index(r["mode"]))
+        )
+    fits = fit_exponents(rows, base)
     result = {
         "benchmark": "shared_scale",
         "config": {k: v for k, v in vars(args).items() if k != "point"},
@@ -318,5 +341,123 @@ def _baseline_rss(env: dict) -> int:
     return int(done.stdout.strip()) * 1024
 
 
+MARKERS = ("<!-- shared-scale:start -->", "<!-- shared-scale:end -->")
+MODE_NAMES = {
+    "off/fp32": "float32",
+    "torch/fp32": "float32 + recompute",
+    "off/bf16": "bf16",
+    "torch/bf16": "bf16 + recompute",
+    "manual/fp32": "float32 + hand-written recompute",
+}
+
+
+def render(result: dict) -> str:
+    """The Markdown that docs/scaling.md shows between its markers, from one result."""
+    cfg, env, base = result["config"], result["environment"], result["base_rss_bytes"]
+    args = argparse.Namespace(**cfg)
+    counts = result["parameters_per_column"]
+    gib = 2**30
+    out = [
+        f"Measured on {env['cpu']} ({env['cpu_count']} cores, shared with other jobs; load "
+        f"average {env['load_average_at_start'][0]:.1f} at the start), {env['num_threads']} "
+        f"thread, torch {env['torch']}, commit {env['git_commit'][:7]}, {env['date_utc']}. "
+        f"Batch {cfg['batch_size']}, D {cfg['col_out']}, input {cfg['in_dim']}, "
+        f"{cfg['message_iters']} iterations; one step = forward, backward, Hebbian update, "
+        f"AdamW step; median of {cfg['steps']} step(s) after one warm-up step.",
+        "",
+        "Parameters per column (counted on built models: the growth from 16 to 32 "
+        "columns): per-column weights "
+        f"{counts['per_column']['per_column']:,.0f}, shared weights "
+        f"{counts['shared']['per_column']:,.0f}.",
+        "",
+        "Memory model, bytes per column (the process without a model: "
+        f"{base / gib:.2f} GiB; K = {cfg['message_iters']} iterations):",
+        "",
+        "| mode | parameters | gradients | AdamW | graph | per iteration | recomputed "
+        "iteration | backward temporaries | total | at 10^6 columns |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in MODES:
+        model = predicted_peak_bytes(10**6, mode, args, base)
+        c = model["per_column"]
+        out.append(
+            f"| {MODE_NAMES[mode]} | {c['parameters']:,} | {c['gradients']:,} "
+            f"| {c['optimizer']:,} | {c['graph']:,} | {c['per_iteration']:,} "
+            f"| {c['recomputed_iteration']:,} | {c['backward_transient']:,} "
+            f"| {model['bytes_per_column']:,} | {model['peak_bytes'] / gib:.1f} GiB "
+            f"({model['peak_bytes'] / 1e9:.1f} GB) |"
+        )
+    out += [
+        "",
+        "Measured against the model: the peak resident set of the whole process, and the "
+        "model's error on the part above the empty process (what the model describes).",
+        "",
+        "| N | mode | step s (median) | peak GiB measured | peak GiB model | model error |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        name = MODE_NAMES.get(r["mode"], r["mode"])
+        predicted = predicted_peak_bytes(r["N"], r["mode"], args, base)["peak_bytes"]
+        if r["status"] != "ok":
+            out.append(f"| {r['N']:,} | {name} | {r['status']} | | {predicted / gib:.2f} | |")
+            continue
+        peak = r["peak_rss_bytes"]
+        out.append(
+            f"| {r['N']:,} | {name} | {r['step']['median_s']:.2f} | {peak / gib:.2f} "
+            f"| {predicted / gib:.2f} | {100 * (predicted - peak) / (peak - base):+.0f} % |"
+        )
+    out += ["", "Fitted exponents (log-log, N >= 10^4), time and peak above the empty process:", ""]
+    out += ["| mode | time | peak memory |", "|---|---|---|"]
+    for mode, fit in result["fits"].items():
+        cells = [f"{v:.2f}" if v is not None else "n/a" for v in fit.values()]
+        out.append(f"| {MODE_NAMES.get(mode, mode)} | {cells[0]} | {cells[1]} |")
+    out += ["", _million_line(result, args)]
+    return "\n".join(out)
+
+
+def _million_line(result: dict, args) -> str:
+    """10^6 columns, bf16 + recompute: measured if it ran, the model, and the trend."""
+    gib, base, mode = 2**30, result["base_rss_bytes"], "torch/bf16"
+    model = predicted_peak_bytes(10**6, mode, args, base)["peak_bytes"]
+    ok = sorted((r for r in result["rows"] if r["mode"] == mode and r["status"] == "ok"),
+                key=lambda r: r["N"])  # fmt: skip
+    text = (f"10^6 columns with {MODE_NAMES[mode]}: the model predicts a peak of "
+            f"{model / gib:.1f} GiB ({model / 1e9:.1f} GB)")  # fmt: skip
+    if len(ok) >= 2:
+        a, b = ok[-2], ok[-1]
+        slope = (b["peak_rss_bytes"] - a["peak_rss_bytes"]) / (b["N"] - a["N"])
+        trend = b["peak_rss_bytes"] + slope * (10**6 - b["N"])
+        text += (
+            f"; the measured bytes per column between {a['N']:,} and {b['N']:,} columns "
+            f"({slope:,.0f}) extrapolate to {trend / gib:.1f} GiB ({trend / 1e9:.1f} GB)"
+        )
+    million = [r for r in ok if r["N"] == 10**6]
+    if million:
+        r = million[0]
+        text += (
+            f"; measured: {r['peak_rss_bytes'] / gib:.1f} GiB "
+            f"({r['peak_rss_bytes'] / 1e9:.1f} GB), {r['step']['median_s']:.0f} s per step"
+        )
+    else:
+        text += "; not measured on this machine (see below)"
+    return text + "."
+
+
+def write_doc(result: dict, path: Path = REPO_ROOT / "docs" / "scaling.md") -> bool:
+    """Replace the rendered block of ``path``; ``False`` where its markers are missing."""
+    return harness.replace_between(path, *MARKERS, "\n" + render(result) + "\n")
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--render"]:  # the docs block, and the model's numbers in the file
+        path = harness.RESULTS_DIR / "shared_scale-cpu.json"
+        saved = json.loads(path.read_text())
+        cfg = argparse.Namespace(**saved["config"])
+        for row in saved["rows"]:
+            row["predicted"] = predicted_peak_bytes(row["N"], row["mode"], cfg,
+                                                    saved["base_rss_bytes"])  # fmt: skip
+        saved["fits"] = fit_exponents(saved["rows"], saved["base_rss_bytes"])
+        path.write_text(json.dumps(saved, indent=2) + "\n")
+        print("updated docs/scaling.md:", write_doc(saved))
+    else:
+        main()
