@@ -151,6 +151,11 @@ def test_checkpoint_round_trip(tmp_path):
 def test_the_dense_reference_refuses_it():
     with pytest.raises(ValueError, match="shared_weights"):
         DenseReference(**TINY, shared_weights=True)
+    reference = DenseReference(**TINY)
+    with pytest.raises(ValueError, match="weights per column"):
+        reference.to_cortexnet(shared_weights=True)
+    with pytest.raises(ValueError, match="no DenseReference form"):
+        DenseReference.from_cortexnet(CortexNet(**TINY, shared_weights=True))
 
 
 def test_command_line_flags_train_and_eval(tmp_path, capsys):

@@ -66,7 +66,8 @@ class ModelConfig:
             and recompute the iteration there (activation checkpointing): less memory, about
             one more forward pass of the message iterations per step.
         bf16_autocast: run the model under bfloat16 autocast with bfloat16 node states; the
-            parameters, the Hebbian and homeostasis statistics and the logits stay float32.
+            parameters and the Hebbian and homeostasis statistics stay float32, and the
+            logits are returned in float32.
     """
 
     num_columns: int = 64

@@ -62,8 +62,8 @@ class CortexNet(nn.Module):
     recomputes the iteration there (non-reentrant :func:`torch.utils.checkpoint.checkpoint`;
     the same gradients, dropout masks included); ``bf16_autocast`` runs the forward under
     bfloat16 autocast with bfloat16 node states (half the activation memory), while the
-    parameters, the Hebbian and homeostasis statistics, the mean over columns and the
-    logits stay float32.
+    parameters, the Hebbian and homeostasis statistics and the mean over columns stay
+    float32, and the logits are returned in float32.
 
     Every setting is a field of :class:`ModelConfig`; the defaults reproduce the article
     exactly, quirks included (attention ignores the edge weights; homeostasis statistics
