@@ -41,11 +41,13 @@ DEFAULT_SIZES = [1_000, 10_000, 31_623, 100_000, 200_000]
 MODES = ["off/fp32", "torch/fp32", "off/bf16", "torch/bf16"]  # recompute / precision
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-#: The largest set of temporaries of one attention backward, in float32 node states: the
-#: state gradient being propagated and the one accumulating into ``pre``, the kernel's
-#: float32 gradients of query and states, and its float32 inputs (the output gradient;
-#: with bfloat16, widened one batch slice at a time). See docs/scaling.md.
-BACKWARD_TRANSIENT = 4.5
+#: The largest set of temporaries of one attention backward, in float32 node states.
+#: float32: the state gradient being propagated and the one accumulating into ``pre``
+#: (2), the kernel's gradients of queries and states (2), a contiguous copy of its output
+#: gradient (about half the time: 0.5). bfloat16: the two state gradients (1) and the
+#: kernel's two gradients (1) at half size, plus one batch slice (1/B, B = 4) of the four
+#: widened inputs (1) and of the two float32 gradients (0.5). See docs/scaling.md.
+BACKWARD_TRANSIENT = {"fp32": 4.5, "bf16": 3.5}
 
 
 def get_parser():
@@ -102,13 +104,13 @@ def predicted_peak_bytes(num_columns: int, mode: str, args, base_bytes: int) -> 
     attention weights ``[E, B]``; with recompute it keeps its input only, and backward
     holds one recomputed iteration (query, attention output, relu output, weights) at a
     time. On top: parameters, gradients and AdamW's moments of what grows with ``N``,
-    the graph's index tensors, and :data:`BACKWARD_TRANSIENT` float32 states.
+    the graph's index tensors, and :data:`BACKWARD_TRANSIENT` float32 states (counted
+    for ``B = 4``).
     """
     recompute, precision = mode.split("/")
     d, b, k, iters = args.col_out, args.batch_size, 8, args.message_iters
     state = (4 if precision == "fp32" else 2) * b * d
     alpha = 4 * k * b  # attention weights [E, B] float32, k edges into each column
-    saved = state + alpha if recompute != "off" else 4 * state + alpha
     per_column = {
         # bias [N, D] and edge weights [E] (k per column): weights, grads, 2 AdamW moments
         "parameters": 4 * (d + k),
@@ -119,10 +121,9 @@ def predicted_peak_bytes(num_columns: int, mode: str, args, base_bytes: int) -> 
         "graph": 8 * k * (2 + 6 + 2),
         "per_iteration": state if recompute != "off" else 4 * state + alpha,
         "recomputed_iteration": 3 * state + alpha if recompute != "off" else 0,
-        "backward_transient": int(BACKWARD_TRANSIENT * 4 * b * d),
+        "backward_transient": int(BACKWARD_TRANSIENT[precision] * 4 * b * d),
     }
     total = sum(per_column.values()) + (iters - 1) * per_column["per_iteration"]
-    del saved
     return {"per_column": per_column, "bytes_per_column": total,
             "peak_bytes": base_bytes + num_columns * total}  # fmt: skip
 
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"--{name.replace('_', '-')}={getattr(args, name)}"
         for name in ("batch_size", "col_out", "in_dim", "message_iters", "threads", "steps")
     ]
-    base = _baseline_rss(env)
+    base = _baseline_rss(env, passthrough)
     rows = []
     for n in args.sizes:
         for mode in args.modes:
@@ -329,16 +330,16 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
-def _baseline_rss(env: dict) -> int:
-    """Peak resident bytes of a fresh process that imports the package and does nothing."""
-    code = (
-        "import torch, cortexgnn.nn.model, pathlib;"
-        "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
-        " if l.startswith('VmHWM')][0].split()[1])"
-    )
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, text=True,
+def _baseline_rss(env: dict, passthrough: list[str]) -> int:
+    """Peak resident bytes of a fresh process that trains a 16-column model for one step.
+
+    What every point pays whatever its size: the interpreter, torch, PyG, the attention
+    kernel's library and the autograd and optimizer machinery of a first step.
+    """
+    cmd = [sys.executable, "-m", "benchmarks.shared_scale", "--point=16:off/fp32"]
+    done = subprocess.run(cmd + passthrough, env=env, cwd=REPO_ROOT, text=True,
                           capture_output=True, check=True)  # fmt: skip
-    return int(done.stdout.strip()) * 1024
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"]
 
 
 MARKERS = ("<!-- shared-scale:start -->", "<!-- shared-scale:end -->")
@@ -370,7 +371,7 @@ def render(result: dict) -> str:
         f"{counts['per_column']['per_column']:,.0f}, shared weights "
         f"{counts['shared']['per_column']:,.0f}.",
         "",
-        "Memory model, bytes per column (the process without a model: "
+        "Memory model, bytes per column (plus a fixed part, the peak of a 16-column step: "
         f"{base / gib:.2f} GiB; K = {cfg['message_iters']} iterations):",
         "",
         "| mode | parameters | gradients | AdamW | graph | per iteration | recomputed "
@@ -390,7 +391,7 @@ def render(result: dict) -> str:
     out += [
         "",
         "Measured against the model: the peak resident set of the whole process, and the "
-        "model's error on the part above the empty process (what the model describes).",
+        "model's error on the part above the fixed part (what the model describes).",
         "",
         "| N | mode | step s (median) | peak GiB measured | peak GiB model | model error |",
         "|---|---|---|---|---|---|",
@@ -406,7 +407,7 @@ def render(result: dict) -> str:
             f"| {r['N']:,} | {name} | {r['step']['median_s']:.2f} | {peak / gib:.2f} "
             f"| {predicted / gib:.2f} | {100 * (predicted - peak) / (peak - base):+.0f} % |"
         )
-    out += ["", "Fitted exponents (log-log, N >= 10^4), time and peak above the empty process:", ""]
+    out += ["", "Fitted exponents (log-log, N >= 10^4), time and peak above the fixed part:", ""]
     out += ["| mode | time | peak memory |", "|---|---|---|"]
     for mode, fit in result["fits"].items():
         cells = [f"{v:.2f}" if v is not None else "n/a" for v in fit.values()]
