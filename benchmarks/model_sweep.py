@@ -8,11 +8,12 @@ per-column weights (and their gradients) pass ``--memory-cap-gb``: each column h
 columns need ~5.5 GB for weights and gradients before any activation (and 4x more with
 AdamW's state).
 
-Part 2, shared weights, to 100,000+ columns: one column module and one query/key pair
-shared by all columns, plus a learned per-column offset ``[N, D]`` so columns differ;
-the rest is the library's: folded attention over the Watts-Strogatz graph,
-homeostasis, readout and the edge-restricted Hebbian update on ``[E]`` weights. This
-model variant lives in this script only; it shows what the graph part costs at scale.
+Part 2, shared weights, to 100,000+ columns: ``CortexNet(shared_weights=True)``, one
+column module and one query/key pair shared by all columns plus a learned per-column
+bias ``[N, D]``; the rest is the per-column model's: folded attention over the
+Watts-Strogatz graph, homeostasis, readout and the edge-restricted Hebbian update on
+``[E]`` weights. It shows what the graph part costs at scale (``shared_scale.py`` takes
+it to 10^6 columns with the memory-saving flags).
 
     THP_MEM_ALLOC_ENABLE=1 python benchmarks/model_sweep.py
 """
@@ -23,22 +24,13 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
 
 try:
     from benchmarks import harness
 except ImportError:  # run as a script from the benchmarks folder
     import harness
 
-from cortexgnn import (
-    ColumnAttentionConv,
-    CorticalColumns,
-    DenseReference,
-    Homeostasis,
-    small_world_graph,
-)
-from cortexgnn.nn.plasticity import hebbian_update_
+from cortexgnn import CortexNet, DenseReference, ModelConfig
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -59,36 +51,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True)
     return p
-
-
-class SharedWeightCortex(nn.Module):
-    """The model with one column and one query/key pair shared by all ``N`` columns."""
-
-    def __init__(self, num_columns: int, in_dim: int, dim: int, message_iters: int) -> None:
-        super().__init__()
-        self.columns = CorticalColumns(1, in_dim, dim, dropout=0.0)
-        self.offset = nn.Parameter(torch.randn(num_columns, 1, dim) * 0.1)  # [N, 1, D]
-        self.conv = ColumnAttentionConv(dim, dim)  # one query/key pair for every column
-        self.register_buffer("edge_index", small_world_graph(num_columns, 8, 0.15, seed=0))
-        self.edge_weight = nn.Parameter(torch.randn(self.edge_index.size(1)) * 0.1)  # [E]
-        self.homeostasis = Homeostasis(num_columns)
-        self.readout = nn.Sequential(
-            nn.Linear(dim, dim), nn.ReLU(), nn.LayerNorm(dim), nn.Linear(dim, 10)
-        )
-        self.message_iters = message_iters
-
-    def training_step(self, x: Tensor, y: Tensor) -> Tensor:
-        pre = self.columns(x) + self.offset  # [N, B, D]
-        fold = self.conv.fold()  # [1, D, D], folded once per step as CortexNet does
-        post = pre
-        for _ in range(self.message_iters):
-            msg = self.conv(post, self.edge_index, fold=fold)  # [N, B, D]
-            post = 0.9 * F.relu(post + 0.2 * msg) + 0.1 * pre
-        post = self.homeostasis(post)
-        loss = F.cross_entropy(self.readout(post.mean(0)), y)
-        loss.backward()
-        hebbian_update_(self.edge_weight.data, self.edge_index, pre.detach(), post.detach(), 5e-5)
-        return loss
 
 
 def per_column_bytes(n: int, in_dim: int, dim: int) -> int:
@@ -142,13 +104,16 @@ def main(argv: list[str] | None = None) -> dict:
         del ref, net
     for n in args.shared_sizes:
         torch.manual_seed(n)
-        model = SharedWeightCortex(n, args.in_dim, args.col_out, args.message_iters).to(device)
+        config = ModelConfig(num_columns=n, in_dim=args.in_dim, col_out=args.col_out,
+                             message_iters=args.message_iters, dropout=0.0, graph_seed=0,
+                             shared_weights=True)  # fmt: skip
+        model = CortexNet(config).to(device)
         x = torch.rand(args.shared_batch_size, args.in_dim, device=device)
         y = torch.randint(0, 10, (args.shared_batch_size,), device=device)
 
         def shared_step(model=model, x=x, y=y):
             model.zero_grad(set_to_none=True)
-            model.training_step(x, y)
+            model.training_step((x, y))
 
         st = harness.time_interleaved(
             {"shared": shared_step}, device=device, num_threads=args.threads,

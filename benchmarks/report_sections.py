@@ -148,8 +148,8 @@ def _model_section(model: dict) -> list[str]:
     out = ["## 3. Full model across column counts", "", f"Conditions: {_env_line(model)}.", ""]
     out.append(
         f"Per-column weights (the article's model): batch {cfg['batch_size']}; shared weights "
-        f"(one column and one query/key pair for all columns plus a per-column offset; a "
-        f"benchmark-only variant): batch {cfg['shared_batch_size']}. D {cfg['col_out']}, "
+        f"(one column and one query/key pair for all "
+        f"columns plus a per-column bias): batch {cfg['shared_batch_size']}. D {cfg['col_out']}, "
         f"input {cfg['in_dim']}, {cfg['message_iters']} iterations, dropout 0. Per-column "
         f"weights and their gradients take {model['per_column_bytes_at_4096'] / 2**30:.1f} GB "
         "at 4,096 columns (before activations and optimizer state: AdamW adds twice the "

@@ -130,7 +130,13 @@ class DenseReference(nn.Module):
         the dense ``adj_weight`` outside the graph are dropped: they never influence an
         output.
         """
-        model = CortexNet(self.config.replace(**settings), edge_index=self.edge_index())
+        config = self.config.replace(**settings)
+        if config.shared_weights:
+            raise ValueError(
+                "the article's model has weights per column, which shared_weights=True has not: "
+                "build CortexNet(shared_weights=True) and train it instead of converting"
+            )
+        model = CortexNet(config, edge_index=self.edge_index())
         copy_reference_weights(self, model.to(self.adj_weight.device))
         return model.train(self.training)
 
@@ -142,6 +148,11 @@ class DenseReference(nn.Module):
         config's fix flags do not carry over (``graph_seed`` is irrelevant: the graph is
         copied).
         """
+        if model.config.shared_weights:
+            raise ValueError(
+                "a shared_weights CortexNet has one column where the article's model has one per "
+                "column: it has no DenseReference form"
+            )
         ref = cls(**model.config.article_hparams()).to(model.edge_weight.device)
         copy_cortexnet_weights(model, ref)
         return ref.train(model.training)

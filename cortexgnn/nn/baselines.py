@@ -68,12 +68,14 @@ def cortexnet_num_parameters(config: ModelConfig, num_edges: int) -> int:
     Columns (2 or 3 branches of ``D x in_dim``, LayerNorm), one ``D x D`` query/key pair per
     column when it attends (attention on, ``message_iters > 0``), the edge weights, and the
     readout (``D x D``, LayerNorm,
-    ``top_out x D``, biases).
+    ``top_out x D``, biases). With ``shared_weights`` one column and one query/key pair
+    serve all columns, and each column adds its bias of ``D``.
     """
     n, d, f, c = config.num_columns, config.col_out, config.in_dim, config.top_out
     branches = 3 if f != d else 2
-    columns = n * (branches * d * f + 2 * d)
-    attention = 2 * n * d * d if config.use_attention and config.message_iters > 0 else 0
+    modules = 1 if config.shared_weights else n
+    columns = modules * (branches * d * f + 2 * d) + (n * d if config.shared_weights else 0)
+    attention = 2 * modules * d * d if config.use_attention and config.message_iters > 0 else 0
     readout = d * d + d + 2 * d + c * d + c
     return columns + attention + num_edges + readout
 

@@ -62,6 +62,15 @@ class ModelConfig:
         use_hebbian: ``False`` leaves the edge weights to the optimizer alone (an ablation).
         check_finite_input: refuse NaN/Inf input with a ``ValueError`` (one reduction per
             call).
+        shared_weights: one column module and one query/key pair for all columns, plus a
+            learned per-column bias ``[N, D]`` on the column outputs: ``D + k`` parameters per
+            column instead of ~334k, for column counts where per-column weights do not fit.
+        recompute_messages: keep only each message iteration's input state for backward
+            and recompute the iteration there (activation checkpointing): less memory, about
+            one more forward pass of the message iterations per step.
+        bf16_autocast: run the model under bfloat16 autocast with bfloat16 node states; the
+            parameters and the Hebbian and homeostasis statistics stay float32, and the
+            logits are returned in float32.
     """
 
     num_columns: int = 64
@@ -82,6 +91,9 @@ class ModelConfig:
     use_homeostasis: bool = True
     use_hebbian: bool = True
     check_finite_input: bool = False
+    shared_weights: bool = False
+    recompute_messages: bool = False
+    bf16_autocast: bool = False
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..graph import check_edge_index, small_world_graph, sort_by_target
 from .columns import CorticalColumns
@@ -41,25 +44,37 @@ def weighted_neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -
 def _neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
     """:func:`weighted_neighbour_sum` on a graph already checked (the model's loop)."""
     source, target = edge_index
-    messages = x.index_select(0, source) * edge_weight.view(-1, 1, 1)  # [E, B, D]
+    messages = x.index_select(0, source) * edge_weight.to(x.dtype).view(-1, 1, 1)  # [E, B, D]
     return torch.zeros_like(x).index_add_(0, target, messages)
 
 
 class CortexNet(nn.Module):
     r"""The article's ``BrainNetwork`` as a graph neural network on one static graph.
 
-    ``pre = columns(x)`` gives node states ``[N, B, D]``; then ``message_iters`` times
+    ``pre = columns(x)`` gives node states ``[N, B, D]`` (with ``shared_weights``,
+    :math:`\mathit{pre}_i = \operatorname{dropout}(\mathrm{column}(x) + b_i)`: one column
+    module for all nodes plus a learned per-column bias ``b`` ``[N, D]``); then
+    ``message_iters`` times
 
     .. math::
         h_i \leftarrow \operatorname{relu}\bigl(h_i + 0.2\, m_i(h)\bigr), \qquad
         h \leftarrow 0.9\, h + 0.1\, \mathit{pre},
 
     with :math:`m_i` the attention message of the model's :class:`ColumnAttentionConv`
-    (``self.conv``, one query/key pair per column) or, with ``use_attention=False``,
+    (``self.conv``, one query/key pair per column, or one for all columns with
+    ``shared_weights``) or, with ``use_attention=False``,
     :math:`\sum_j \sigma(w_{ji}) h_j`. Then homeostatic scaling, a mean over columns and
     the article's readout MLP. The edge weights ``w`` (``[E]``, the article's
     ``adj_weight`` restricted to the graph) learn by the Hebbian rule in
     :meth:`training_step`.
+
+    Two flags trade compute or precision for memory, for large column counts:
+    ``recompute_messages`` keeps only each iteration's input state for backward and
+    recomputes the iteration there (non-reentrant :func:`torch.utils.checkpoint.checkpoint`;
+    the same gradients, dropout masks included); ``bf16_autocast`` runs the forward under
+    bfloat16 autocast with bfloat16 node states (half the activation memory), while the
+    parameters, the Hebbian and homeostasis statistics and the mean over columns stay
+    float32, and the logits are returned in float32.
 
     Every setting is a field of :class:`ModelConfig`; the defaults reproduce the article
     exactly, quirks included (attention ignores the edge weights; homeostasis statistics
@@ -114,12 +129,22 @@ class CortexNet(nn.Module):
             _check_graph_has_edges(edge_index, config)
         self.register_buffer("edge_index", edge_index)  # [2, E]
         self.sync_statistics = sync_statistics
+        shared = config.shared_weights
+        # Shared: one column for all nodes; dropout comes after the per-column bias, so
+        # every column draws its own mask as a per-column model's columns do.
         self.columns = CorticalColumns(
-            num_nodes, config.in_dim, dim, e_i_ratio=config.e_i_ratio, dropout=config.dropout
+            1 if shared else num_nodes,
+            config.in_dim,
+            dim,
+            e_i_ratio=config.e_i_ratio,
+            dropout=0.0 if shared else config.dropout,
         )
+        self.column_bias = None
+        if shared:  # what makes the columns differ: [N, D]
+            self.column_bias = nn.Parameter(torch.randn(num_nodes, dim) * 0.1)
         self.conv = None  # built only where it runs: no parameters that nothing reads
         if config.use_attention and config.message_iters > 0:
-            self.conv = ColumnAttentionConv(dim, dim, num_nodes=num_nodes)
+            self.conv = ColumnAttentionConv(dim, dim, num_nodes=None if shared else num_nodes)
         self.edge_weight = nn.Parameter(torch.randn(edge_index.size(1)) * 0.1)  # [E]
         self.homeostasis = None
         if config.use_homeostasis:
@@ -148,12 +173,33 @@ class CortexNet(nn.Module):
         self, x: Tensor, return_states: bool = False
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Logits ``[B, top_out]``; with ``return_states`` also ``pre`` and ``post``."""
-        pre = self.columns(self._checked_input(x))  # [N, B, D]
-        post = self.message_passing(pre)  # [N, B, D]
-        if self.homeostasis is not None:
-            post = self.homeostasis(post, self.sync_statistics)
-        logits = self.top_fc(self.intermediate(post.mean(dim=0)))  # [B, top_out]
+        x = self._checked_input(x)
+        bf16 = self.config.bf16_autocast
+        with torch.autocast(x.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext():
+            pre = self.column_states(x)  # [N, B, D]
+            post = self.message_passing(pre)  # [N, B, D]
+            if self.homeostasis is not None:
+                post = self.homeostasis(post, self.sync_statistics)
+            # A bfloat16 sum over ~1e6 columns would lose the mean's low bits: float32 there.
+            pooled = post.mean(dim=0, dtype=torch.float32) if bf16 else post.mean(dim=0)  # [B, D]
+            logits = self.top_fc(self.intermediate(pooled))  # [B, top_out]
+        logits = logits.float() if bf16 else logits
         return (logits, pre, post) if return_states else logits
+
+    def column_states(self, x: Tensor) -> Tensor:
+        """The column outputs ``pre [N, B, D]`` for the checked input ``x [B, in_dim]``.
+
+        Per-column weights: the columns' own output. Shared weights: the one column's
+        output ``[1, B, D]`` plus the per-column bias, then dropout. With ``bf16_autocast``
+        the states are bfloat16 (the columns' LayerNorm runs in float32 under autocast).
+        """
+        pre = self.columns(x)  # [N, B, D], or [1, B, D] with shared weights
+        dtype = torch.bfloat16 if self.config.bf16_autocast else pre.dtype
+        pre = pre.to(dtype)
+        if self.column_bias is not None:
+            pre = pre + self.column_bias.to(dtype).unsqueeze(1)  # [N, B, D]
+            pre = F.dropout(pre, p=self.config.dropout, training=self.training)
+        return pre
 
     def message_passing(self, pre: Tensor) -> Tensor:
         """``message_iters`` synchronous updates of the states ``pre [N, B, D]``."""
@@ -164,16 +210,32 @@ class CortexNet(nn.Module):
         if self.conv is None:
             # the conv validates the graph on every call; without it, check it here once
             edge_index = check_edge_index(self.edge_index, config.num_columns)  # [2, E]
-            for _ in range(config.message_iters):
-                message = _neighbour_sum(post, edge_index, weight)  # [N, B, D]
-                post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
-            return post
-        gate = weight if config.attention_uses_edge_weight else None
-        fold = self.conv.fold()  # [N, 1, D, D]: the query/key weights, folded once per forward
+            step, weights = self._summed_iteration, (weight,)
+        else:
+            edge_index = self.edge_index
+            gate = weight if config.attention_uses_edge_weight else None
+            # [N, 1, D, D] (shared: [1, D, D]): the query/key weights, folded once per forward
+            step, weights = self._attention_iteration, (self.conv.fold(), gate)
+        recompute = config.recompute_messages and torch.is_grad_enabled()
         for _ in range(config.message_iters):
-            message = self.conv(post, self.edge_index, gate, fold=fold)  # [N, B, D]
-            post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
+            if recompute:  # only post is kept per iteration; backward runs the step again
+                post = checkpoint(step, post, pre, edge_index, *weights, use_reentrant=False)
+            else:
+                post = step(post, pre, edge_index, *weights)  # [N, B, D]
         return post
+
+    def _attention_iteration(
+        self, post: Tensor, pre: Tensor, edge_index: Tensor, fold: Tensor, gate: Tensor | None
+    ) -> Tensor:
+        """One update of the states ``post [N, B, D]`` with the attention message."""
+        message = self.conv(post, edge_index, gate, fold=fold)  # [N, B, D]
+        return DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
+
+    @staticmethod
+    def _summed_iteration(post: Tensor, pre: Tensor, edge_index: Tensor, weight: Tensor) -> Tensor:
+        """One update of the states ``post [N, B, D]`` with the weighted-sum message."""
+        message = _neighbour_sum(post, edge_index, weight)  # [N, B, D]
+        return DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
 
     def _checked_input(self, x: Tensor) -> Tensor:
         """``x`` as ``[B, in_dim]`` of the weights' dtype, or a ``ValueError`` naming ``x``."""
@@ -225,9 +287,14 @@ class CortexNet(nn.Module):
         self._check_targets(y, x.size(0))
         logits, pre, post = (forward or self)(x, return_states=True)
         loss = F.cross_entropy(logits, y)
+        if self.config.use_hebbian:
+            # The rule reads per-column means only: reduce now, so the settled states need
+            # not outlive the forward (at 10^6 columns each [N, B, D] state is 1-2 GB).
+            # The mean of the [N, 1, 1] means is the mean itself, bit for bit.
+            pre, post = (_column_means(t.detach()) for t in (pre, post))  # [N, 1, 1]
         loss.backward()
         if self.config.use_hebbian:
-            self.hebbian_update(pre.detach(), post.detach())
+            self.hebbian_update(pre, post)
         return loss.detach()
 
     def _check_targets(self, y: Tensor, batch_size: int) -> None:
@@ -257,6 +324,12 @@ class CortexNet(nn.Module):
             self.config.plasticity_lr,
             self.sync_statistics if self.training else None,
         )
+
+
+def _column_means(states: Tensor) -> Tensor:
+    """Mean of ``states [N, B, D]`` over batch and features, ``[N, 1, 1]``, float32 at least."""
+    dtype = torch.promote_types(states.dtype, torch.float32)
+    return states.mean(dim=(1, 2), keepdim=True, dtype=dtype)
 
 
 def _check_loaded_graph(module: CortexNet, state_dict: dict, prefix: str, *args) -> None:

@@ -52,7 +52,9 @@ def hebbian_delta(
     edge_index = check_edge_index(edge_index, pre.size(0))
     if post.size(0) != pre.size(0):
         raise ValueError(f"pre and post must have the same N, got {pre.size(0)} and {post.size(0)}")
-    pre_mean, post_mean = pre.mean(dim=(1, 2)), post.mean(dim=(1, 2))  # [N], [N]
+    # float32 at least: bfloat16 states (bf16_autocast) keep their statistics in float32
+    dtype = torch.promote_types(pre.dtype, torch.float32)
+    pre_mean, post_mean = pre.mean(dim=(1, 2), dtype=dtype), post.mean(dim=(1, 2), dtype=dtype)
     if sync_statistics is not None:
         pre_mean, post_mean = sync_statistics(torch.stack([pre_mean, post_mean]))  # [2, N]
     p = F.normalize(pre_mean, dim=0)  # [N]
@@ -149,7 +151,8 @@ class Homeostasis(nn.Module):
         """
         if self.training or not self.freeze_in_eval:
             with torch.no_grad():
-                current = h.mean(dim=(1, 2))  # [N]
+                # in the running mean's dtype: float32 for bfloat16 states under autocast
+                current = h.mean(dim=(1, 2), dtype=self.activity_avg.dtype)  # [N]
                 if self.training and sync_statistics is not None:
                     current = sync_statistics(current)  # [N]
                 self.activity_avg.mul_(1.0 - self.rate).add_(current, alpha=self.rate)
@@ -157,7 +160,7 @@ class Homeostasis(nn.Module):
             scale = 1.0 / (self.activity_avg + self.eps)  # [N]
         else:
             scale = 1.0 / self.activity_avg.clamp(min=self.min_divisor)  # [N]
-        return h * scale.view(-1, 1, 1)
+        return h * scale.to(h.dtype).view(-1, 1, 1)  # the states keep their dtype
 
     def extra_repr(self) -> str:
         extra = "" if self.min_divisor is None else f", min_divisor={self.min_divisor}"

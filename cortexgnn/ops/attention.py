@@ -20,7 +20,9 @@ implementations:
 - ``"cpp"``: a C++/OpenMP kernel over the graph in CSR by destination (per node: scores,
   softmax, weighted sum while the source rows are in cache; backward through the
   transposed CSR): never materialises an ``[E, B, F]`` tensor.
-  CPU and float32 only; built on first use (see :mod:`cortexgnn._attention_kernel`).
+  CPU only; computes in float32 (bfloat16/float16 inputs are widened for the kernel and
+  its output rounded back to their dtype); built on first use (see
+  :mod:`cortexgnn._attention_kernel`).
 - ``"torch"``: gather, PyG's scatter softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
 - ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,
@@ -261,17 +263,33 @@ class _CSRAttention(torch.autograd.Function):
     same attention on the PyTorch path from the saved inputs and differentiates that, so
     second derivatives are exact (at the PyTorch path's speed); a plain backward runs the
     kernel's.
+
+    The kernel computes in float32. Narrower inputs (bfloat16, float16) are widened one
+    batch slice at a time and each slice's output rounded back, so the float32 copies
+    cost ``1/B`` of a full-width one; backward keeps the inputs and output in their own
+    precision and widens them slice by slice again.
     """
 
     @staticmethod
     def forward(ctx, query, x, weight, mask, graph, scale):
         kernel = load_kernel()
         query, x = query.contiguous(), x.contiguous()
-        w = weight.contiguous() if weight is not None else query.new_empty(0)
-        m = mask.contiguous() if mask is not None else query.new_empty(0)
-        out, alpha = kernel.forward(query, x, graph.ptr, graph.col, w, m, scale)
+        w = weight.float().contiguous() if weight is not None else query.new_empty(0).float()
+        m = mask.float().contiguous() if mask is not None else query.new_empty(0).float()
+        if query.dtype == torch.float32 and x.dtype == torch.float32:
+            out, alpha = kernel.forward(query, x, graph.ptr, graph.col, w, m, scale)
+        else:
+            out = torch.empty_like(query)  # [N, B, H, F]
+            alpha = query.new_empty(graph.col.numel(), *query.shape[1:3], dtype=torch.float32)
+            for b in _batch_slices(query):
+                out_b, alpha[:, b] = kernel.forward(
+                    query[:, b].float(), x[:, b].float(), graph.ptr, graph.col, w,
+                    _slice(m, b), scale,
+                )  # fmt: skip
+                out[:, b] = out_b
         ctx.save_for_backward(query, x, w, m, out, alpha)
         ctx.graph, ctx.scale = graph, scale
+        ctx.weight_dtype = None if weight is None else weight.dtype
         return out
 
     @staticmethod
@@ -280,11 +298,24 @@ class _CSRAttention(torch.autograd.Function):
         g = ctx.graph
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             return _differentiable_backward(ctx, grad_out, query, x, w, m)
-        grad_q, grad_x, grad_w = load_kernel().backward(
-            grad_out.contiguous(), query, x, out, alpha, g.ptr, g.col, w, m, g.tptr, g.tedge,
-            g.tdst, ctx.scale,
-        )  # fmt: skip
-        grad_w = grad_w if ctx.needs_input_grad[2] else None
+        kernel = load_kernel()
+
+        def run(b):
+            return kernel.backward(
+                grad_out[:, b].float().contiguous(), query[:, b].float().contiguous(),
+                x[:, b].float().contiguous(), out[:, b].float().contiguous(),
+                alpha[:, b].contiguous(), g.ptr, g.col, w, _slice(m, b), g.tptr, g.tedge,
+                g.tdst, ctx.scale,
+            )  # fmt: skip
+
+        if query.dtype == torch.float32 and x.dtype == torch.float32:
+            grad_q, grad_x, grad_w = run(slice(None))
+        else:
+            grad_q, grad_x, grad_w = torch.empty_like(query), torch.empty_like(x), 0.0
+            for b in _batch_slices(query):
+                grad_q[:, b], grad_x[:, b], grad_w_b = run(b)
+                grad_w = grad_w + grad_w_b  # [E]
+        grad_w = grad_w.to(ctx.weight_dtype) if ctx.needs_input_grad[2] else None
         return grad_q, grad_x, grad_w, None, None, None
 
 
@@ -305,9 +336,23 @@ def _differentiable_backward(ctx, grad_out, query, x, w, m):
     return tuple(result)
 
 
+def _batch_slices(query: Tensor) -> list[slice]:
+    """One slice per batch entry: the unit in which narrow inputs are widened."""
+    return [slice(b, b + 1) for b in range(query.size(1))]
+
+
+def _slice(mask: Tensor, b: slice) -> Tensor:
+    """The dropout multipliers ``[E, B, H]`` of the batch slice ``b`` (empty: no dropout)."""
+    return mask[:, b].contiguous() if mask.numel() else mask
+
+
+#: Dtypes the C++ kernel takes: it computes in float32, widening the two narrower ones.
+CPP_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def _cpp_applies(query: Tensor, x: Tensor, weight: Tensor | None) -> bool:
     tensors = (query, x) if weight is None else (query, x, weight)
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    return all(t.device.type == "cpu" and t.dtype in CPP_DTYPES for t in tensors)
 
 
 def folded_attention(
@@ -400,7 +445,7 @@ def folded_attention(
 
         return triton_attention(query, x, graph, weight, mask, scale)
     if not _cpp_applies(query, x, edge_weight):
-        raise ValueError("backend='cpp' needs float32 CPU tensors")
+        raise ValueError(f"backend='cpp' needs CPU tensors of a dtype in {CPP_DTYPES}")
     if load_kernel() is None:
         raise RuntimeError("the C++ attention kernel could not be built here (compiler? ninja?)")
     return _CSRAttention.apply(query, x, weight, mask, graph, scale)

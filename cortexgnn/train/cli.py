@@ -59,6 +59,10 @@ MODEL_HELP = {
     "use_homeostasis": "homeostatic scaling (off: an ablation)",
     "use_hebbian": "Hebbian plasticity of the edge weights (off: an ablation)",
     "check_finite_input": "refuse NaN/Inf input (one reduction per batch)",
+    "shared_weights": "one column and one query/key pair for all columns, plus a learned "
+    "per-column bias (D + k parameters per column)",
+    "recompute_messages": "recompute the message iterations in backward (less memory)",
+    "bf16_autocast": "bfloat16 autocast and node states; statistics and logits stay float32",
 }
 
 
