@@ -14,7 +14,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["ARTICLE_FIELDS", "ModelConfig"]
+__all__ = ["ARTICLE_FIELDS", "CHOICES", "GRAPHS", "ModelConfig"]
 
 #: The keys of the article's ``hyperparams`` dict (``brain.pth``), in its order.
 ARTICLE_FIELDS = (
@@ -30,6 +30,12 @@ ARTICLE_FIELDS = (
     "e_i_ratio",
     "dropout",
 )
+
+#: ``graph``: what wires the columns. ``small-world`` is the article's Watts-Strogatz ring
+#: over column index; the others are built over the columns' 2-D grid positions.
+GRAPHS = ("small-world", "lattice", "rewired-lattice", "random", "complete")
+#: The text fields and the values each accepts (the command line offers them as choices).
+CHOICES = {"graph": GRAPHS}
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,23 @@ class ModelConfig:
             one more forward pass of the message iterations per step.
         bf16_autocast: run the model under bfloat16 autocast with bfloat16 node states; the
             parameters, the Hebbian and homeostasis statistics and the logits stay float32.
+        patch_size: topographic columns: each column reads a ``patch_size x patch_size``
+            patch of the image at its position on a 2-D grid of columns, instead of the
+            whole input (``None``, the article). The grid must hold exactly
+            ``num_columns`` positions (see :mod:`cortexgnn.nn.topography`).
+        patch_stride: step between neighbouring patches, ``1 .. patch_size`` (``None``:
+            ``patch_size``, patches side by side).
+        image_height: height of the (one-channel) image the ``in_dim`` inputs hold; its
+            width is ``in_dim / image_height`` (``None``: a square image).
+        graph: the graph over the columns: ``small-world`` (the article's Watts-Strogatz
+            ring over column index, ``graph_k``, ``graph_p``), ``lattice`` (the 2-D grid,
+            4 neighbours), ``rewired-lattice`` (the grid with each edge rewired with
+            probability ``graph_p``), ``random`` (as many edges as the ``graph_k`` ring,
+            placed uniformly) or ``complete``. The grid is the patch grid, or a square of
+            ``num_columns`` without patches. Seeded by ``graph_seed``.
+        readout_column: read the logits from this one column's settled state instead of
+            the mean over columns (``None``, the article), so what the other columns see
+            must travel over the graph to be read.
     """
 
     num_columns: int = 64
@@ -90,6 +113,11 @@ class ModelConfig:
     shared_weights: bool = False
     recompute_messages: bool = False
     bf16_autocast: bool = False
+    patch_size: int | None = None
+    patch_stride: int | None = None
+    image_height: int | None = None
+    graph: str = "small-world"
+    readout_column: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -117,6 +145,23 @@ class ModelConfig:
             raise ValueError(
                 f"homeostasis_min_divisor must be a finite number > 0, or None for the "
                 f"article's divisor, got {divisor}"
+            )
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("patch_size", "patch_stride", "image_height"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+        if self.patch_size is None and self.patch_stride is not None:
+            raise ValueError(
+                f"patch_stride={self.patch_stride} needs patch_size: set --patch-size, or "
+                f"drop the stride for columns that read the whole input"
+            )
+        column = self.readout_column
+        if column is not None and not 0 <= column < self.num_columns:
+            raise ValueError(
+                f"readout_column must name a column 0..{self.num_columns - 1} (or None: the "
+                f"mean over columns), got {column}"
             )
 
     def replace(self, **changes) -> ModelConfig:
@@ -154,6 +199,8 @@ def _check_type(name: str, value, annotation: str) -> None:
         return
     if annotation.startswith("bool"):
         ok = isinstance(value, bool)
+    elif annotation.startswith("str"):
+        ok = isinstance(value, str)
     elif annotation.startswith("int"):
         ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     else:  # float
