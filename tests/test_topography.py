@@ -135,15 +135,27 @@ def _input_gradient(model: CortexNet, x: torch.Tensor) -> torch.Tensor:
     return per_pixel.sum((1, 3)).flatten()  # [N], row-major like the columns
 
 
-@pytest.mark.parametrize("graph", ["lattice", "rewired-lattice", "small-world"])
-@pytest.mark.parametrize("use_attention", [True, False])
-def test_one_column_readout_sees_exactly_the_columns_within_k_hops(graph, use_attention):
+@pytest.mark.parametrize(
+    "graph, use_attention, shared_weights",
+    [
+        ("lattice", True, False),
+        ("lattice", False, False),
+        ("lattice", True, True),
+        ("rewired-lattice", True, False),
+        ("rewired-lattice", False, True),
+        ("small-world", True, False),
+        ("small-world", False, False),
+    ],
+)
+def test_one_column_readout_sees_exactly_the_columns_within_k_hops(
+    graph, use_attention, shared_weights
+):
     x = torch.rand(4, 100)
     readout = 0  # a corner of the 5 x 5 grid: up to 8 lattice hops away from the rest
     for iters in (0, 1, 2, 3):
         model = CortexNet(
             **{**GRID, "graph": graph, "graph_p": 0.2}, readout_column=readout,
-            message_iters=iters, use_attention=use_attention,
+            message_iters=iters, use_attention=use_attention, shared_weights=shared_weights,
         ).eval()  # fmt: skip
         reached = _input_gradient(model, x) > 0  # [N]
         hops = hop_distances(model.edge_index, 25)[:, readout]  # [N] from each column
