@@ -47,8 +47,10 @@ class ModelConfig:
         in_dim: input features per sample.
         col_out: column output size ``D``.
         top_out: number of classes.
-        graph_k: Watts-Strogatz ring degree (``graph_k == num_columns``: the complete graph).
-        graph_p: Watts-Strogatz rewiring probability.
+        graph_k: Watts-Strogatz ring degree (``graph_k == num_columns``: the complete graph);
+            the ``random`` graph takes this ring's edge count.
+        graph_p: Watts-Strogatz rewiring probability (of the ring, or of the lattice with
+            ``graph="rewired-lattice"``).
         message_iters: message-passing iterations (0: the columns alone).
         plasticity_lr: rate of the Hebbian rule on the edge weights.
         use_attention: attention messages; ``False`` sums neighbours weighted by
