@@ -44,7 +44,7 @@ MODEL_HELP = {
     "num_columns": "number of cortical columns N (graph nodes)",
     "col_out": "column output size D",
     "graph_k": "Watts-Strogatz ring degree (= num-columns: complete graph)",
-    "graph_p": "Watts-Strogatz rewiring probability",
+    "graph_p": "Watts-Strogatz rewiring probability (of the ring, or of --graph rewired-lattice)",
     "message_iters": "message-passing iterations (0: the columns alone)",
     "plasticity_lr": "Hebbian rate on the edge weights",
     "use_attention": "attention messages (else sigmoid(edge weight)-weighted sums)",
