@@ -239,6 +239,12 @@ def save_article_checkpoint(
     model. An optimizer state only makes sense for the module it came from; it is stored as
     given.
     """
+    if isinstance(model, CortexNet) and model.config.patch_size is not None:
+        raise ValueError(
+            "a topographic model's columns read patches where brain.pth's read the whole "
+            "input: save model.state_dict() with model.config.to_dict() and model.hparams as "
+            "cortexgnn train's checkpoint.pth does, which load_article_checkpoint reads back"
+        )
     if isinstance(model, CortexNet) and model.config.shared_weights:
         raise ValueError(
             "a shared_weights model has one column where brain.pth holds one per column: "

@@ -9,6 +9,8 @@ projected per edge. Slow and obvious on purpose; keep the graphs tiny.
   loops, root weight, bias, bipartite input, any batch dims).
 - :func:`folded_attention_oracle`: :func:`cortexgnn.ops.attention.folded_attention`, the
   kernel level, which receives already folded queries.
+- :func:`patch_columns_oracle`: the column states of a topographic ``CortexNet``, by a loop
+  over grid positions that crops each column's patch out of the image.
 """
 
 from __future__ import annotations
@@ -132,3 +134,39 @@ def folded_attention_oracle(
             alpha = alpha * edge_weight[edges].view(-1, 1, 1)
         out[i] = torch.einsum("kbh,kbhf->bhf", alpha, x_j)
     return out
+
+
+def patch_columns_oracle(
+    model, x: Tensor, image_shape: tuple[int, int], patch_size: int, stride: int
+) -> Tensor:
+    """The states ``pre [N, B, D]`` of a topographic ``CortexNet`` in eval mode.
+
+    Column ``r * cols + c`` crops rows ``r * stride ..`` and columns ``c * stride ..`` of
+    each image and applies its own weights (or the one shared column's, plus its bias):
+    ``LN(relu(W_e p) * (1 - rho sigmoid(W_i p)) + W_p p)`` with a per-column LayerNorm.
+    """
+    height, width = image_shape
+    images = x.reshape(x.size(0), height, width)  # [B, H, W]
+    rows = (height - patch_size) // stride + 1
+    cols = (width - patch_size) // stride + 1
+    layer = model.columns
+    out = []
+    for r in range(rows):
+        for c in range(cols):
+            node = r * cols + c
+            top, left = r * stride, c * stride
+            patch = images[:, top : top + patch_size, left : left + patch_size].reshape(
+                x.size(0), -1
+            )  # [B, P]
+            own = 0 if layer.num_columns == 1 else node
+            w = layer.weight[:, own]  # [S, D, P]
+            h = torch.relu(patch @ w[0].T) * (1 - layer.e_i_ratio * torch.sigmoid(patch @ w[1].T))
+            if w.size(0) == 3:
+                h = h + patch @ w[2].T
+            mean = h.mean(-1, keepdim=True)
+            var = ((h - mean) ** 2).mean(-1, keepdim=True)
+            h = (h - mean) / torch.sqrt(var + 1e-5) * layer.norm_weight[own] + layer.norm_bias[own]
+            if model.column_bias is not None:
+                h = h + model.column_bias[node]
+            out.append(h)
+    return torch.stack(out)  # [N, B, D]

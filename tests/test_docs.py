@@ -54,6 +54,8 @@ def test_layer_page_block_produces_what_it_says():
     for block in python_blocks(ROOT / "docs" / "layer.md"):
         exec(compile(block, "docs/layer.md", "exec"), namespace)
     assert namespace["logits"].shape == (100, 5)
+    assert namespace["same_or_not"].shape == (8, 2)  # topographic columns
+    assert namespace["lattice"]["diameter"] == 6
 
 
 def test_ci_runs_the_readme_test_command():

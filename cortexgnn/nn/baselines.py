@@ -69,9 +69,11 @@ def cortexnet_num_parameters(config: ModelConfig, num_edges: int) -> int:
     column when it attends (attention on, ``message_iters > 0``), the edge weights, and the
     readout (``D x D``, LayerNorm,
     ``top_out x D``, biases). With ``shared_weights`` one column and one query/key pair
-    serve all columns, and each column adds its bias of ``D``.
+    serve all columns, and each column adds its bias of ``D``. Topographic columns
+    (``patch_size``) read ``patch_size**2`` inputs instead of ``in_dim``.
     """
-    n, d, f, c = config.num_columns, config.col_out, config.in_dim, config.top_out
+    n, d, c = config.num_columns, config.col_out, config.top_out
+    f = config.in_dim if config.patch_size is None else config.patch_size**2
     branches = 3 if f != d else 2
     modules = 1 if config.shared_weights else n
     columns = modules * (branches * d * f + 2 * d) + (n * d if config.shared_weights else 0)
@@ -92,7 +94,8 @@ def single_column_config(config: ModelConfig, num_edges: int) -> ModelConfig:
     """One column holding the parameter budget of the network ``config`` describes.
 
     The column's width ``D`` solves ``params(single column, D) = params(network)``; message
-    passing is off (one node has no neighbours), everything else is ``config``'s.
+    passing is off (one node has no neighbours), the column reads the whole input with the
+    mean readout, everything else is ``config``'s.
 
     Args:
         config: the network to match.
@@ -103,4 +106,13 @@ def single_column_config(config: ModelConfig, num_edges: int) -> ModelConfig:
     # One column, D != in_dim (3 branches): D^2 + (3 f + 2 + 1 + 2 + c) D + c = budget
     linear = 3 * f + 5 + c
     width = (-linear + math.sqrt(linear * linear + 4 * (budget - c))) / 2
-    return config.replace(num_columns=1, col_out=max(1, round(width)), message_iters=0, graph_k=0)
+    return config.replace(
+        num_columns=1,
+        col_out=max(1, round(width)),
+        message_iters=0,
+        graph_k=0,
+        patch_size=None,
+        patch_stride=None,
+        graph="small-world",
+        readout_column=None,
+    )

@@ -39,7 +39,8 @@ class CorticalColumns(nn.Module):
         dropout: dropout probability after the LayerNorm.
 
     Shapes:
-        - **input:** ``[B, F]``.
+        - **input:** ``[B, F]``, or ``[N, B, F]`` with one input per column (a patch of
+          the image each, see :mod:`cortexgnn.nn.topography`).
         - **output:** ``[N, B, D]`` (nodes first, ready for message passing).
     """
 
@@ -88,11 +89,26 @@ class CorticalColumns(nn.Module):
         nn.init.zeros_(self.norm_bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Evaluate all columns on ``x [B, F]``; returns ``[N, B, D]``."""
-        if x.dim() != 2 or x.size(-1) != self.in_channels:
-            raise ValueError(f"x must have shape [B, {self.in_channels}], got {tuple(x.shape)}")
-        branches = x @ self.weight.flatten(0, 2).t()  # [B, S*N*D]
-        branches = branches.unflatten(1, self.weight.shape[:3]).permute(1, 2, 0, 3)  # [S, N, B, D]
+        """Evaluate all columns; returns ``[N, B, D]``.
+
+        ``x [B, F]``: every column reads the same input. ``x [N, B, F]`` (topographic
+        columns): column ``c`` reads only ``x[c]``, one batched GEMM per branch; a layer of
+        one column (shared weights) reads each of the ``N`` inputs, as one GEMM.
+        """
+        per_column = x.dim() == 3  # one input per column, nodes first
+        fits = x.dim() == 2 or (per_column and self.num_columns in (1, x.size(0)))
+        if not (fits and x.size(-1) == self.in_channels):
+            raise ValueError(
+                f"x must have shape [B, {self.in_channels}] or [{self.num_columns}, B, "
+                f"{self.in_channels}] (one input per column), got {tuple(x.shape)}"
+            )
+        if not per_column:
+            branches = x @ self.weight.flatten(0, 2).t()  # [B, S*N*D]
+            branches = branches.unflatten(1, self.weight.shape[:3])  # [B, S, N, D]
+            branches = branches.permute(1, 2, 0, 3)  # [S, N, B, D]
+        else:  # per column: [N, B, F] x [N, F, D] (bmm); one column: [N*B, F] x [F, D]
+            weight = self.weight if self.num_columns > 1 else self.weight[:, 0]
+            branches = [x @ w.transpose(-1, -2) for w in weight]  # S x [N, B, D]
         out = F.relu(branches[EXCITATORY]) * (
             1.0 - self.e_i_ratio * torch.sigmoid(branches[INHIBITORY])
         )  # [N, B, D]

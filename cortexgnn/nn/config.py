@@ -14,7 +14,7 @@ import math
 import numbers
 from dataclasses import asdict, dataclass, fields, replace
 
-__all__ = ["ARTICLE_FIELDS", "ModelConfig"]
+__all__ = ["ARTICLE_FIELDS", "CHOICES", "GRAPHS", "ModelConfig"]
 
 #: The keys of the article's ``hyperparams`` dict (``brain.pth``), in its order.
 ARTICLE_FIELDS = (
@@ -31,6 +31,12 @@ ARTICLE_FIELDS = (
     "dropout",
 )
 
+#: ``graph``: what wires the columns. ``small-world`` is the article's Watts-Strogatz ring
+#: over column index; the others are built over the columns' 2-D grid positions.
+GRAPHS = ("small-world", "lattice", "rewired-lattice", "random", "complete")
+#: The text fields and the values each accepts (the command line offers them as choices).
+CHOICES = {"graph": GRAPHS}
+
 
 FLOAT32_MAX = 3.4028234663852886e38
 
@@ -44,8 +50,10 @@ class ModelConfig:
         in_dim: input features per sample.
         col_out: column output size ``D``.
         top_out: number of classes.
-        graph_k: Watts-Strogatz ring degree (``graph_k == num_columns``: the complete graph).
-        graph_p: Watts-Strogatz rewiring probability.
+        graph_k: Watts-Strogatz ring degree (``graph_k == num_columns``: the complete graph);
+            the ``random`` graph takes this ring's edge count.
+        graph_p: Watts-Strogatz rewiring probability (of the ring, or of the lattice with
+            ``graph="rewired-lattice"``).
         message_iters: message-passing iterations (0: the columns alone).
         plasticity_lr: rate of the Hebbian rule on the edge weights.
         use_attention: attention messages; ``False`` sums neighbours weighted by
@@ -71,6 +79,23 @@ class ModelConfig:
         bf16_autocast: run the model under bfloat16 autocast with bfloat16 node states; the
             parameters and the Hebbian and homeostasis statistics stay float32, and the
             logits are returned in float32.
+        patch_size: topographic columns: each column reads a ``patch_size x patch_size``
+            patch of the image at its position on a 2-D grid of columns, instead of the
+            whole input (``None``, the article). The grid must hold exactly
+            ``num_columns`` positions (see :mod:`cortexgnn.nn.topography`).
+        patch_stride: step between neighbouring patches, ``1 .. patch_size`` (``None``:
+            ``patch_size``, patches side by side).
+        image_height: height of the (one-channel) image the ``in_dim`` inputs hold; its
+            width is ``in_dim / image_height`` (``None``: a square image).
+        graph: the graph over the columns: ``small-world`` (the article's Watts-Strogatz
+            ring over column index, ``graph_k``, ``graph_p``), ``lattice`` (the 2-D grid,
+            4 neighbours), ``rewired-lattice`` (the grid with each edge rewired with
+            probability ``graph_p``), ``random`` (as many edges as the ``graph_k`` ring,
+            placed uniformly) or ``complete``. The grid is the patch grid, or a square of
+            ``num_columns`` without patches. Seeded by ``graph_seed``.
+        readout_column: read the logits from this one column's settled state instead of
+            the mean over columns (``None``, the article), so what the other columns see
+            must travel over the graph to be read.
     """
 
     num_columns: int = 64
@@ -94,6 +119,11 @@ class ModelConfig:
     shared_weights: bool = False
     recompute_messages: bool = False
     bf16_autocast: bool = False
+    patch_size: int | None = None
+    patch_stride: int | None = None
+    image_height: int | None = None
+    graph: str = "small-world"
+    readout_column: int | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -126,6 +156,23 @@ class ModelConfig:
             raise ValueError(
                 f"homeostasis_min_divisor must be a finite number > 0, or None for the "
                 f"article's divisor, got {divisor}"
+            )
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
+        for name in ("patch_size", "patch_stride", "image_height"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1 (or None), got {getattr(self, name)}")
+        if self.patch_size is None and self.patch_stride is not None:
+            raise ValueError(
+                f"patch_stride={self.patch_stride} needs patch_size: set --patch-size, or "
+                f"drop the stride for columns that read the whole input"
+            )
+        column = self.readout_column
+        if column is not None and not 0 <= column < self.num_columns:
+            raise ValueError(
+                f"readout_column must name a column 0..{self.num_columns - 1} (or None: the "
+                f"mean over columns), got {column}"
             )
 
     def replace(self, **changes) -> ModelConfig:
@@ -163,6 +210,8 @@ def _check_type(name: str, value, annotation: str) -> None:
         return
     if annotation.startswith("bool"):
         ok = isinstance(value, bool)
+    elif annotation.startswith("str"):
+        ok = isinstance(value, str)
     elif annotation.startswith("int"):
         ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     else:  # float

@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from ..graph import check_edge_index, small_world_graph, sort_by_target
+from ..graph import check_edge_index, sort_by_target
 from .columns import CorticalColumns
 from .config import ModelConfig
 from .conv import ColumnAttentionConv
 from .plasticity import Homeostasis, SyncStatistics, hebbian_update_
+from .topography import Patches, column_graph, grid_shape, image_shape, patch_stride
 
 __all__ = ["CortexNet", "weighted_neighbour_sum"]
 
@@ -76,6 +77,12 @@ class CortexNet(nn.Module):
     parameters, the Hebbian and homeostasis statistics and the mean over columns stay
     float32, and the logits are returned in float32.
 
+    Topographic columns (``patch_size``): column ``c`` reads only its patch of the image,
+    ``pre = columns(patches(x))`` with :class:`~cortexgnn.nn.topography.Patches`; the graph
+    is the one ``config.graph`` names (:func:`~cortexgnn.nn.topography.column_graph`); and
+    with ``readout_column`` the readout MLP reads that one column's state instead of the
+    mean over columns.
+
     Every setting is a field of :class:`ModelConfig`; the defaults reproduce the article
     exactly, quirks included (attention ignores the edge weights; homeostasis statistics
     move in eval mode), and each fix is one flag there.
@@ -114,14 +121,19 @@ class CortexNet(nn.Module):
         config = (config or ModelConfig()).replace(**settings)
         self.config = config
         num_nodes, dim = config.num_columns, config.col_out
+        self.patches = None  # topographic columns: each reads its patch [N, B, P]
+        if config.patch_size is not None:
+            grid_shape(config)  # refuses a num_columns that does not fill the patch grid
+            self.patches = Patches(image_shape(config), config.patch_size, patch_stride(config))
         if edge_index is None:
-            edge_index = small_world_graph(
-                num_nodes, config.graph_k, config.graph_p, seed=config.graph_seed
-            )
+            edge_index = column_graph(config)
             if config.message_iters > 0 and edge_index.numel() == 0:
+                what = f"graph_k={config.graph_k}"
+                if config.graph != "small-world":
+                    what = f"the {config.graph} graph of {num_nodes} columns ({what})"
                 raise ValueError(
-                    f"graph_k={config.graph_k} gives a graph without edges, where no column "
-                    f"has a neighbour to attend to: use graph_k >= 2, or message_iters=0 for "
+                    f"{what} gives a graph without edges, where no column has a neighbour to "
+                    f"attend to: use graph_k >= 2 or more columns, or message_iters=0 for "
                     f"no message passing"
                 )
         else:
@@ -134,7 +146,7 @@ class CortexNet(nn.Module):
         # every column draws its own mask as a per-column model's columns do.
         self.columns = CorticalColumns(
             1 if shared else num_nodes,
-            config.in_dim,
+            config.in_dim if config.patch_size is None else config.patch_size**2,
             dim,
             e_i_ratio=config.e_i_ratio,
             dropout=0.0 if shared else config.dropout,
@@ -180,8 +192,12 @@ class CortexNet(nn.Module):
             post = self.message_passing(pre)  # [N, B, D]
             if self.homeostasis is not None:
                 post = self.homeostasis(post, self.sync_statistics)
-            # A bfloat16 sum over ~1e6 columns would lose the mean's low bits: float32 there.
-            pooled = post.mean(dim=0, dtype=torch.float32) if bf16 else post.mean(dim=0)  # [B, D]
+            column = self.config.readout_column
+            if column is not None:  # one column's state: only what reaches it is read
+                pooled = post[column].float() if bf16 else post[column]  # [B, D]
+            else:
+                # A bfloat16 sum over ~1e6 columns would lose the mean's low bits: float32.
+                pooled = post.mean(dim=0, dtype=torch.float32) if bf16 else post.mean(dim=0)
             logits = self.top_fc(self.intermediate(pooled))  # [B, top_out]
         logits = logits.float() if bf16 else logits
         return (logits, pre, post) if return_states else logits
@@ -193,7 +209,9 @@ class CortexNet(nn.Module):
         output ``[1, B, D]`` plus the per-column bias, then dropout. With ``bf16_autocast``
         the states are bfloat16 (the columns' LayerNorm runs in float32 under autocast).
         """
-        pre = self.columns(x)  # [N, B, D], or [1, B, D] with shared weights
+        if self.patches is not None:
+            x = self.patches(x)  # [N, B, P]: column c reads only its patch x[c]
+        pre = self.columns(x)  # [N, B, D], or [1, B, D] with shared whole-input weights
         dtype = torch.bfloat16 if self.config.bf16_autocast else pre.dtype
         pre = pre.to(dtype)
         if self.column_bias is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .. import __version__
 from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
-from ..nn.config import ModelConfig
+from ..nn.config import CHOICES, ModelConfig
 from .config import DATASET_FIELDS, MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
 
@@ -45,7 +45,7 @@ MODEL_HELP = {
     "num_columns": "number of cortical columns N (graph nodes)",
     "col_out": "column output size D",
     "graph_k": "Watts-Strogatz ring degree (= num-columns: complete graph)",
-    "graph_p": "Watts-Strogatz rewiring probability",
+    "graph_p": "Watts-Strogatz rewiring probability (of the ring, or of --graph rewired-lattice)",
     "message_iters": "message-passing iterations (0: the columns alone)",
     "plasticity_lr": "Hebbian rate on the edge weights",
     "use_attention": "attention messages (else sigmoid(edge weight)-weighted sums)",
@@ -63,6 +63,14 @@ MODEL_HELP = {
     "per-column bias (D + k parameters per column)",
     "recompute_messages": "recompute the message iterations in backward (less memory)",
     "bf16_autocast": "bfloat16 autocast and node states; statistics and logits stay float32",
+    "patch_size": "topographic columns: each reads a PATCH x PATCH patch of the image at its "
+    "grid position (num-columns must equal the grid's size); None: the whole input",
+    "patch_stride": "step between patches, 1..patch-size; None: patch-size",
+    "image_height": "image height (width = in_dim / height); None: a square image",
+    "graph": "graph over the columns: the article's Watts-Strogatz ring over column index, "
+    "or over the grid positions a 2-D lattice, a lattice rewired with --graph-p, random with "
+    "the ring's edge count, complete",
+    "readout_column": "read the logits from this one column; None: the mean over columns",
 }
 
 
@@ -133,7 +141,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _model_flags() -> list[tuple[str, dict, str]]:
     """``(dest, argparse options, help)`` of every ModelConfig field the command line sets."""
-    kinds = {"int": int, "float": float}
+    kinds = {"int": int, "float": float, "str": str}
     flags = []
     for f in fields(ModelConfig):
         if f.name in DATASET_FIELDS:
@@ -144,6 +152,8 @@ def _model_flags() -> list[tuple[str, dict, str]]:
         else:
             kind = kinds[annotation.split(" ")[0]]
             options = {"type": _optional(kind) if "None" in annotation else kind}
+            if f.name in CHOICES:
+                options["choices"] = CHOICES[f.name]
         flags.append((f.name, options, MODEL_HELP.get(f.name, f"ModelConfig.{f.name}")))
     return flags
 

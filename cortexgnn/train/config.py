@@ -219,12 +219,11 @@ def build_model(config: TrainConfig, in_dim: int, num_classes: int):
 
     if config.model == "cortexnet":
         return CortexNet(model_config)
-    from ..graph import small_world_graph
     from ..nn import baselines
+    from ..nn.topography import column_graph
 
-    num_edges = small_world_graph(
-        model_config.num_columns, model_config.graph_k, model_config.graph_p, seed=0
-    ).size(1)  # Watts-Strogatz rewiring keeps the edge count: any seed gives the same
+    # every graph type keeps its edge count whatever the seed: seed 0 counts them
+    num_edges = column_graph(model_config.replace(graph_seed=0)).size(1)
     if config.model == "single-column":
         return CortexNet(baselines.single_column_config(model_config, num_edges))
     budget = baselines.cortexnet_num_parameters(model_config, num_edges)
