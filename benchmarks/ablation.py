@@ -34,10 +34,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-try:
-    from . import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 

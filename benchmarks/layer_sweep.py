@@ -18,7 +18,7 @@ An implementation that passes ``--budget-s`` per call, or whose estimated memory
 ``--memory-cap-gb``, is recorded as over budget and skipped for larger ``N``. Time
 exponents are least-squares slopes of log time on log N over ``--fit-range``.
 
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/layer_sweep.py
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks run layer_sweep
 """
 
 from __future__ import annotations
@@ -33,12 +33,9 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.nn import MessagePassing, TransformerConv
 from torch_geometric.utils import softmax
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-
+from benchmarks import harness
 from cortexgnn import ColumnAttentionConv, edge_index_to_dense, small_world_graph
+from cortexgnn.nn.config import ModelConfig
 
 IMPLEMENTATIONS = (
     "article_loop",
@@ -50,15 +47,18 @@ IMPLEMENTATIONS = (
 )
 
 
+ARTICLE = ModelConfig()  # the article's sizes: every default below comes from it
+
+
 def get_parser() -> argparse.ArgumentParser:
     p = harness.new_parser(__doc__)
     p.add_argument("--min-log2", type=int, default=6, help="smallest N is 2**min_log2")
     p.add_argument("--max-log2", type=int, default=17, help="largest N is 2**max_log2")
     p.add_argument("--extra-sizes", type=int, nargs="*", default=[10_000], help="more N")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--channels", type=int, default=128)
-    p.add_argument("--graph-k", type=int, default=8)
-    p.add_argument("--graph-p", type=float, default=0.15)
+    p.add_argument("--channels", type=int, default=ARTICLE.col_out)
+    p.add_argument("--graph-k", type=int, default=ARTICLE.graph_k)
+    p.add_argument("--graph-p", type=float, default=ARTICLE.graph_p)
     p.add_argument("--impls", nargs="*", default=list(IMPLEMENTATIONS[:5]), choices=IMPLEMENTATIONS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")

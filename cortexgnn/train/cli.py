@@ -306,44 +306,40 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 
 def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    """The ``bench`` sub-command: run ``benchmarks/run_all.py`` (needs a source checkout)."""
+    """The ``bench`` sub-command: ``python -m benchmarks run all`` (needs a source checkout)."""
     p = subparsers.add_parser(
         "bench",
-        help="run the benchmarks and render docs/benchmarks.md (--quick: about a minute)",
+        help="run every benchmark and render docs/benchmarks.md (--quick: smoke sizes)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--quick", action=BOOL, default=False,
                    help="small sizes; results and report under --out-dir only")  # fmt: skip
-    p.add_argument(
-        "--only",
-        nargs="*",
-        default=None,
-        help="article_step, layer_sweep, model_sweep and/or bandwidth (default all)",
-    )
+    p.add_argument("--only", nargs="*", default=None, metavar="NAME",
+                   help="these experiments (`python -m benchmarks list`; default all)")  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out-dir", default=None, help="default benchmarks/results[/quick]")
+    p.add_argument("--data-dir", default=None, help="datasets (default: $CORTEXGNN_DATA_DIR, data)")
     p.set_defaults(handler=run_bench)
     return p
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """Import ``benchmarks.run_all`` from the checkout beside this package and run it."""
+    """Run the benchmark tool of the checkout beside this package, in its own process."""
+    import subprocess
+
     root = Path(__file__).resolve().parents[2]
-    if not (root / "benchmarks" / "run_all.py").is_file():
+    if not (root / "benchmarks" / "__main__.py").is_file():
         raise FileNotFoundError(f"no benchmarks/ folder beside the package in {root}: "
                                 "`cortexgnn bench` needs a source checkout")  # fmt: skip
-    sys.path.insert(0, str(root))
-    from benchmarks import run_all
-
     argv = ["--device", args.device, "--threads", str(args.threads)]
     argv += ["--quick"] if args.quick else []
     argv += ["--only", *args.only] if args.only else []
-    argv += ["--out-dir", args.out_dir] if args.out_dir else []
-    summary = run_all.main(argv)
-    print(run_all.report.headline_markdown(summary["report"]["headline"]))
-    print(f"report: {summary['report']['doc']}")
-    return 0
+    argv += ["--out-dir", str(Path(args.out_dir).resolve())] if args.out_dir else []
+    argv += ["--data-dir", str(Path(args.data_dir).resolve())] if args.data_dir else []
+    # `python -m` from the checkout's root imports its benchmarks/ package, no sys.path edit
+    command = [sys.executable, "-m", "benchmarks", "run", "all", *argv]
+    return subprocess.run(command, cwd=root).returncode
 
 
 def _add_neurons_parser(subparsers) -> None:
