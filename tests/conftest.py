@@ -15,9 +15,32 @@ torch.set_num_threads(1)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def shared_data_dir() -> Path:
-    """The offline datasets: ``$CORTEXGNN_DATA_DIR`` or ``../shared/data`` beside the repo."""
-    return Path(os.environ.get("CORTEXGNN_DATA_DIR", REPO_ROOT.parent / "shared" / "data"))
+def offline_data_dir() -> Path:
+    """The offline datasets: ``$CORTEXGNN_DATA_DIR``, else ``data/`` in the checkout, else a
+    ``shared/data`` folder beside the checkout (where this project's machines keep them)."""
+    if "CORTEXGNN_DATA_DIR" in os.environ:
+        return Path(os.environ["CORTEXGNN_DATA_DIR"])
+    local = REPO_ROOT / "data"
+    return local if local.is_dir() else REPO_ROOT.parent / "shared" / "data"
+
+
+#: what a test that needs a dataset says when it is missing: where it looked, how to get it
+HOW_TO_GET = {
+    "Planetoid/Cora/raw": "`python -m benchmarks run cora --download --data-dir DIR` fetches "
+    "it with PyG's Planetoid",
+    "FashionMNIST/raw": "`cortexgnn train --dataset fashion-mnist --download --data-dir DIR` "
+    "fetches it with torchvision",
+}
+
+
+def need_dataset(folder: str) -> Path:
+    """The data folder holding ``folder``, or skip the test saying where it looked and how
+    to get the dataset (then set ``CORTEXGNN_DATA_DIR=DIR``)."""
+    root = offline_data_dir()
+    if not (root / folder).is_dir():
+        pytest.skip(f"needs {folder} under {root} (set CORTEXGNN_DATA_DIR to a folder holding "
+                    f"it): {HOW_TO_GET[folder]}")  # fmt: skip
+    return root
 
 
 @pytest.fixture(autouse=True)
@@ -29,8 +52,10 @@ def _seed_everything():
 
 
 @pytest.fixture
-def data_dir() -> Path:
-    path = shared_data_dir()
-    if not path.is_dir():
-        pytest.skip(f"offline datasets not found at {path}")
-    return path
+def cora_dir() -> Path:
+    return need_dataset("Planetoid/Cora/raw")
+
+
+@pytest.fixture
+def fashion_mnist_dir() -> Path:
+    return need_dataset("FashionMNIST/raw")

@@ -96,10 +96,8 @@ def test_default_data_dir_honours_env(monkeypatch, tmp_path):
     assert default_data_dir() == Path("data")
 
 
-def test_fashion_mnist_offline_copy(data_dir):
-    if not (data_dir / "FashionMNIST" / "raw").is_dir():
-        pytest.skip(f"no FashionMNIST in {data_dir}")
-    train, test = load_dataset("fashion-mnist", data_dir)
+def test_fashion_mnist_offline_copy(fashion_mnist_dir):
+    train, test = load_dataset("fashion-mnist", fashion_mnist_dir)
     assert train.x.shape == (60000, 784) and test.x.shape == (10000, 784)
     assert 0 <= float(train.x.min()) and float(train.x.max()) <= 1
     assert torch.bincount(test.y).tolist() == [1000] * 10

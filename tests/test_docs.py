@@ -60,8 +60,10 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     quick_start = re.search(r"## Quick start\n+```bash\n(.*?)```", readme, flags=re.S).group(1)
     lines = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
-    assert len(lines) == 2, "the quick start is exactly two commands"
-    test_command = lines[1].split("&&")[-1].strip()
+    assert len(lines) == 3, "the quick start is the CPU build, then two commands"
+    # a CPU machine never pulls the CUDA build: the CPU wheel comes first
+    assert lines[0] == "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    test_command = lines[2].split("&&")[-1].strip()
     ci_script = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_script
     assert any(line.startswith(f"{test_command} -m slow") for line in ci_script)
