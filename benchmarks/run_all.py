@@ -5,8 +5,9 @@
     python -m benchmarks run all --only layer_sweep bandwidth
 
 The experiments are those of :mod:`benchmarks.registry`, in its order. A full run writes
-``benchmarks/results/*.json``, ``docs/benchmarks.md``, ``docs/img/bench_*.png`` and the
-README's headline table. ``--quick`` writes everything under ``--out-dir`` (default
+``benchmarks/results/*.json``, ``docs/benchmarks.md``, ``docs/img/bench_*.png``, the
+README's headline table and the docs of every experiment it ran (:mod:`benchmarks.renderers`).
+``--quick`` writes everything under ``--out-dir`` (default
 ``benchmarks/results/quick``) and leaves docs and README alone; its sizes are smoke sizes,
 so its table shows results without targets. An experiment whose data is missing is
 skipped with one line saying how to get the data; the others still run. Each experiment
@@ -25,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks import harness, report
+from benchmarks import harness, renderers, report
 from benchmarks.datasets import DataNotFound, default_data_dir
 from benchmarks.registry import EXPERIMENTS, Experiment
 
@@ -136,6 +137,9 @@ def main(argv: list[str] | None = None) -> dict:
                         "--img-dir", str(Path(out_dir) / "img")]  # fmt: skip
     with progress("report"):
         summary["report"] = report.main(report_args)
+        if publish:  # the other experiments' docs and figures, from the results just written
+            summary["rendered"] = renderers.render([n for n in ("cora", "neurons", "ablation")
+                                                    if n in summary])  # fmt: skip
     summary["skipped"] = skipped
     return summary
 
