@@ -15,12 +15,14 @@ import sys
 
 from benchmarks.datasets import DataNotFound
 from benchmarks.registry import EXPERIMENTS
+from cortexgnn import _import_pyg
 
 USAGE = __doc__.split("\n\n")[1]
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _import_pyg()  # experiments import PyG: once, without its import-time warning
     if argv[:1] == ["run_all"]:
         argv = ["run", "all", *argv[1:]]
     command, rest = (argv[0], argv[1:]) if argv else ("", [])
