@@ -258,7 +258,11 @@ def test_bench_quick_prints_no_cuda_or_profiler_noise(tmp_path):
     output = done.stdout + done.stderr
     noisy = [ln for ln in output.splitlines() if re.search("error|cuda|usdt|warn", ln, re.I)]
     assert noisy == []
-    assert_smoke_table(output.split("report:", 1)[0].strip())
+    printed = done.stdout.split("\nreport: ", 1)[0]  # the headline table comes last
+    assert_smoke_table(printed[printed.rindex("| measurement"):].strip())
+    for number, name in enumerate(registry.EXPERIMENTS, 1):  # every experiment said so
+        total = len(registry.EXPERIMENTS)
+        assert re.search(rf"\[{number}/{total}\] {name}: (done in|skipped)", done.stderr), name
 
 
 def test_peak_memory_sees_a_large_allocation():
