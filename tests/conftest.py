@@ -43,6 +43,24 @@ def need_dataset(folder: str) -> Path:
     return root
 
 
+def _checkout_entries() -> set[str]:
+    """What the checkout's top folder holds, but for caches and hidden tool folders."""
+    return {
+        p.name
+        for p in REPO_ROOT.iterdir()
+        if not p.name.startswith(".") and p.name != "__pycache__" and p.suffix != ".egg-info"
+    }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _tests_write_nothing_into_the_checkout():
+    """Tests write into temporary folders only: a file they leave in the checkout fails."""
+    before = _checkout_entries()
+    yield
+    left = _checkout_entries() - before
+    assert not left, f"the tests wrote {sorted(left)} into {REPO_ROOT}: use tmp_path"
+
+
 @pytest.fixture(autouse=True)
 def _seed_everything():
     random.seed(0)

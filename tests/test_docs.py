@@ -40,7 +40,8 @@ def test_python_blocks_run_as_written(path, tmp_path, monkeypatch):
         exec(compile(block, f"{path.name} block {number}", "exec"), namespace)
 
 
-def test_readme_blocks_produce_what_they_say():
+def test_readme_blocks_produce_what_they_say(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the blocks write brain.pth: never into the checkout
     namespace: dict = {}
     blocks = python_blocks(ROOT / "README.md")
     for block in blocks:
