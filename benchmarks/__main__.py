@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks: no experiment {name!r}; choose all or one of "
               f"{', '.join(EXPERIMENTS)}", file=sys.stderr)  # fmt: skip
         return 2
+    program, sys.argv[0] = sys.argv[0], f"python -m benchmarks run {name}"  # argparse's prog
     try:
         EXPERIMENTS[name].load().main(flags)
     except DataNotFound as missing:
         print(f"benchmarks {name}: {missing}", file=sys.stderr)
         return 2
+    finally:
+        sys.argv[0] = program
     return 0
 
 
