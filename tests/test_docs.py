@@ -121,3 +121,14 @@ def test_readme_neuron_commands_run_as_written(tmp_path, monkeypatch):
         assert main(argv) == 0, argv
     assert (tmp_path / "events.tsv").is_file() and (tmp_path / "net.pt").is_file()
     assert (tmp_path / "out" / "net.gif").is_file()
+
+
+def test_every_test_the_robustness_page_names_exists():
+    page = (ROOT / "docs" / "robustness.md").read_text()
+    named = set(re.findall(r"(?<![\w.])(test_\w+)(?=[`,\]])", page))
+    defined = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), flags=re.M))
+    for file_name in re.findall(r"`(test_\w+\.py)::", page):
+        assert (ROOT / "tests" / file_name).is_file(), file_name
+    assert len(named) > 40 and named <= defined, sorted(named - defined)
