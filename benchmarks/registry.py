@@ -9,7 +9,8 @@ them in this order and renders the report, ``python -m benchmarks list`` lists t
 it is replaced by the results folder of the run. The runner adds ``--device``,
 ``--threads``, ``--out-dir`` and ``--data-dir`` wherever the experiment's parser takes them.
 ``needs`` names a dataset folder under ``--data-dir`` without which the experiment cannot
-run: ``run all`` then reports it as skipped, with how to get the data, and goes on.
+run, ``device`` the only device kind it measures: ``run all`` then reports it as skipped,
+saying what is missing, and goes on.
 
 To add an experiment: write ``benchmarks/<name>.py`` with ``main(argv=None) -> dict`` and
 add one line below.
@@ -31,6 +32,7 @@ class Experiment:
     question: str
     quick: tuple[str, ...] = ()
     needs: str | None = None
+    device: str | None = None
 
     def load(self) -> ModuleType:
         """Import the experiment's module (experiments import heavy things: only on use)."""
@@ -40,11 +42,11 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(name: str, module: str, question: str, *, quick=(), needs=None) -> Experiment:
+def register(name: str, module: str, question: str, *, quick=(), needs=None, device=None):
     """Add an experiment to the tool; the name must be new."""
     if name in EXPERIMENTS:
         raise ValueError(f"benchmark {name!r} is registered twice")
-    EXPERIMENTS[name] = Experiment(name, module, question, tuple(quick), needs)
+    EXPERIMENTS[name] = Experiment(name, module, question, tuple(quick), needs, device)
     return EXPERIMENTS[name]
 
 
@@ -82,4 +84,7 @@ register("ablation", "benchmarks.ablation",
                 "--max-steps", "3", "--jobs", "1", "--results", "{out_dir}/ablation.json",
                 "--runs-dir", "{out_dir}/ablation-runs"],
          needs="FashionMNIST/raw")
+register("cuda_suite", "benchmarks.cuda_suite",
+         "the Triton attention on a GPU: layer sweep, bandwidth, article step",
+         quick=["--quick"], device="cuda")
 # fmt: on

@@ -89,8 +89,20 @@ def progress(label: str, stream=None) -> Iterator[None]:
         ticker.join()
 
 
-def run_one(experiment: Experiment, argv: list[str], data_dir: str) -> dict:
-    """Run one experiment; raises :class:`DataNotFound` when its data is missing."""
+class Unsupported(RuntimeError):
+    """The experiment measures another device kind than this run's."""
+
+
+def run_one(experiment: Experiment, argv: list[str], data_dir: str, device: str) -> dict:
+    """Run one experiment.
+
+    Raises:
+        DataNotFound: its data is missing.
+        Unsupported: it measures another device kind than ``device``.
+    """
+    if experiment.device and experiment.device != device:
+        raise Unsupported(f"measures {experiment.device} only, this run is on {device} "
+                          f"(--device {experiment.device})")  # fmt: skip
     if experiment.needs and not (Path(data_dir) / experiment.needs).is_dir():
         raise DataNotFound(
             f"{experiment.needs} not found under {data_dir}: pass --data-dir to a folder "
@@ -119,8 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
         start = time.perf_counter()
         try:
             with progress(label):
-                summary[name] = run_one(experiment, run_argv, args.data_dir)
-        except DataNotFound as missing:
+                summary[name] = run_one(experiment, run_argv, args.data_dir, device.type)
+        except (DataNotFound, Unsupported) as missing:
             skipped[name] = str(missing)
             print(f"{label}: skipped: {missing}", file=sys.stderr, flush=True)
             continue
