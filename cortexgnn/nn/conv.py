@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter, is_lazy
 
-from .. import _import_pyg
+from .._pyg import import_pyg
 
-_import_pyg()  # PyG's import-time deprecation warning, silenced once
+import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import add_self_loops, remove_self_loops, softmax

@@ -41,9 +41,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .. import _import_pyg
+from .._pyg import import_pyg
 
-_import_pyg()  # PyG's import-time deprecation warning, silenced once
+import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.utils import softmax
 

@@ -16,8 +16,8 @@ import warnings
 from dataclasses import fields
 from pathlib import Path
 
-from .. import __version__
 from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
+from .._version import __version__
 from ..nn.config import ModelConfig
 from .config import DATASET_FIELDS, MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
