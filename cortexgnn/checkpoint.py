@@ -25,7 +25,6 @@ import contextlib
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from ._io import atomic_write
 from ._limits import (
     DEFAULT_MAX_ELEMENTS,
     DEFAULT_MAX_MESSAGE_ITERS,
@@ -68,44 +68,15 @@ class UnsafeCheckpointError(ValueError):
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
+    """``torch.save`` through :func:`cortexgnn._io.atomic_write`: never a torn file.
 
-    A crash at any moment leaves either the old file or the new one, never a torn file. A
-    process killed mid-write leaves its temporary ``.<name>.*.tmp`` beside ``path`` (safe to
-    delete). The directory is fsynced after the rename, so the new name also survives a
-    power loss on POSIX file systems.
+    A crash at any moment leaves either the old file or the new one. A process killed
+    mid-write leaves its temporary ``.<name>.*.tmp`` beside ``path`` (safe to delete).
+    Missing parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _umask() -> int:
-    current = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(current)
-    return current
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return  # directories cannot be opened for fsync on Windows
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:

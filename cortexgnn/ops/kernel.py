@@ -77,6 +77,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+from .._io import atomic_write
+
 try:
     import fcntl
 except ImportError:  # Windows: no flock, and the kernel's build flags are GCC/Clang's anyway
@@ -314,7 +316,7 @@ def _build(build_dir: Path, name: str, problem: str | None):
     if _module_name(code) != name:  # compile exactly the bytes the name describes
         raise RuntimeError(f"{_SOURCE} changed while the kernel was being built: try again")
     source = build_dir / _SOURCE.name
-    _write_private(source, code)
+    atomic_write(source, code, private=True)
     discarded = f"; the cached build was discarded: {problem}" if problem else ""
     sys.stderr.write(
         f"cortexgnn: compiling the C++ attention kernel {name} in {build_dir} "
@@ -332,7 +334,7 @@ def _build(build_dir: Path, name: str, problem: str | None):
         digest = _sha256_fd(fd)
     finally:
         os.close(fd)
-    _write_private(_record_path(library), f"{digest}  {library.name}\n".encode())
+    atomic_write(_record_path(library), f"{digest}  {library.name}\n".encode(), private=True)
     return module
 
 
@@ -401,7 +403,7 @@ def _verified_copy(library: Path) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix=".load-", dir=library.parent))  # mode 0700
     try:
         copy = folder / library.name
-        _write_private(copy, data)
+        atomic_write(copy, data, private=True)
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -465,22 +467,6 @@ def _open_private(path: Path) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` (mode 0600) through a temporary file and a rename: never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _secure_directory(path: Path, *, create: bool) -> Path:
