@@ -45,6 +45,7 @@ from .reference import DenseReference
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_ITERS",
+    "brain_dict",
     "check_model_size",
     "stored_elements",
     "model_from_state",
@@ -192,6 +193,36 @@ def _load_strict(model: nn.Module, state_dict: dict, path: Path) -> None:
         ) from err
 
 
+def brain_dict(
+    model: CortexNet | DenseReference,
+    *,
+    epoch: int = 0,
+    loss: float = float("nan"),
+    optimizer_state_dict: dict | None = None,
+    article_keys: bool = True,
+) -> dict:
+    """The article's ``brain.pth`` dict for ``model``: the one place that builds it.
+
+    The article's keys (``epoch``, ``model_state_dict``, ``optimizer_state_dict``, ``loss``,
+    ``hyperparams``) and ``"model_config"``, every setting of ``model`` (fix flags
+    included), so :func:`load_article_checkpoint` rebuilds the same model. With
+    ``article_keys`` a ``CortexNet``'s weights are stored in ``BrainNetwork``'s layout (what
+    the article's code loads); without, in ``CortexNet``'s own (what a resume loads).
+    """
+    if article_keys and isinstance(model, CortexNet):
+        weights = DenseReference.from_cortexnet(model).state_dict()
+    else:
+        weights = model.state_dict()
+    return {
+        "epoch": epoch,
+        "model_state_dict": weights,
+        "optimizer_state_dict": optimizer_state_dict or {},
+        "loss": loss,
+        "hyperparams": model.config.article_hparams(),
+        "model_config": model.config.to_dict(),
+    }
+
+
 def save_article_checkpoint(
     path: str | os.PathLike,
     model: CortexNet | DenseReference,
@@ -202,20 +233,10 @@ def save_article_checkpoint(
 ) -> Path:
     """Write ``model`` as the article's ``brain.pth`` (``BrainNetwork`` keys), atomically.
 
-    Besides the article's keys the file stores ``"model_config"``: every setting of
-    ``model``, fix flags included, so :func:`load_article_checkpoint` rebuilds the same
-    model. An optimizer state only makes sense for the module it came from; it is stored as
-    given.
+    The file is :func:`brain_dict`. An optimizer state only makes sense for the module it
+    came from; it is stored as given.
     """
-    ref = DenseReference.from_cortexnet(model) if isinstance(model, CortexNet) else model
-    state = {
-        "epoch": epoch,
-        "model_state_dict": ref.state_dict(),
-        "optimizer_state_dict": optimizer_state_dict or {},
-        "loss": loss,
-        "hyperparams": model.config.article_hparams(),
-        "model_config": model.config.to_dict(),
-    }
+    state = brain_dict(model, epoch=epoch, loss=loss, optimizer_state_dict=optimizer_state_dict)
     return atomic_save(state, path)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save, read_checkpoint
+from ..checkpoint import atomic_save, brain_dict, read_checkpoint
 from .config import TrainConfig, build_model, check_resumable, resolve_device
 from .data import load_dataset
 from .distributed import all_reduce_mean, distribute, join_torchrun, shard_batch
@@ -212,14 +212,9 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
             return
         atomic_save(
             {
-                # the article's brain.pth keys
-                "epoch": p.epoch,
-                "model_state_dict": model.state_dict(),
-                "optimizer_state_dict": optimizer.state_dict(),
-                "loss": p.loss,
-                "hyperparams": model.config.article_hparams(),
-                # every model setting, fix flags included
-                "model_config": model.config.to_dict(),
+                # the article's brain.pth keys and every model setting, in CortexNet's keys
+                **brain_dict(model, epoch=p.epoch, loss=p.loss, article_keys=False,
+                             optimizer_state_dict=optimizer.state_dict()),  # fmt: skip
                 # what an exact resume needs
                 "scheduler_state_dict": scheduler.state_dict(),
                 "step": p.step,
