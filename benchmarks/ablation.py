@@ -182,7 +182,7 @@ def adopt(args, proto: dict, spec: str) -> dict:
     Raises:
         ValueError: unknown variant, unfinished run, or a setting that differs.
     """
-    from cortexgnn.train.cli import get_parser as train_parser
+    from cortexgnn.cli import get_parser as train_parser
 
     name, _, folder = spec.partition("=")
     if name not in VARIANTS or not folder:

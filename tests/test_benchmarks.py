@@ -277,7 +277,7 @@ def test_peak_memory_sees_a_large_allocation():
 def test_cli_bench_runs_the_tool_of_the_checkout(tmp_path, capsys, monkeypatch):
     """``cortexgnn bench`` starts ``python -m benchmarks run all`` in the checkout; that
     command, run here in-process at TINY sizes, writes the results and the report."""
-    from cortexgnn.train.cli import main
+    from cortexgnn.cli import main
 
     started = []
     with monkeypatch.context() as patch:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cortexgnn.train.cli import get_parser, main
+from cortexgnn.cli import get_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

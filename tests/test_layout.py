@@ -55,15 +55,31 @@ def test_nothing_imports_the_package_root():
     assert importers == []
 
 
+#: the application: the command line, the training library, and the neuron system's plots
+APPLICATION = ("cortexgnn.cli", "cortexgnn.train", "cortexgnn.__main__", "cortexgnn.neurons.plots")
+
+
+def is_application(name: str) -> bool:
+    return any(name == top or name.startswith(f"{top}.") for top in APPLICATION)
+
+
 def test_core_never_imports_the_application():
     for path in PACKAGE.rglob("*.py"):
         name = module_name(path)
-        if name.startswith("cortexgnn.train") or name == "cortexgnn.__main__":
+        if is_application(name):
             continue
         imported = imports_of(path)
-        assert not any(m.startswith("cortexgnn.train") for m in imported), name
+        assert not any(is_application(m) for m in imported), name
         tops = {m.split(".")[0] for m in imported}
         assert not tops & APPLICATION_ONLY, f"{name} imports {tops & APPLICATION_ONLY}"
+
+
+def test_the_libraries_never_import_the_command_line():
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith("cortexgnn.cli") or name == "cortexgnn.__main__":
+            continue
+        assert not any(m.startswith("cortexgnn.cli") for m in imports_of(path)), name
 
 
 def test_import_graph_has_no_circle():

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cortexgnn.neurons import Action, NeuronNetwork, event_log
-from cortexgnn.neurons.reference import Network, Neuron
+from cortexgnn.neurons.loop import Network, Neuron
 
 PARAMETERS = ("threshold", "returnability", "speed", "recovery", "reproductivity")
 FIELDS = ("sta", "str", "dendrite", "synapse", "accumulated", "current_state", "last_state")

@@ -146,7 +146,7 @@ def build_network(args: argparse.Namespace):
 
     from cortexgnn.neurons import NeuronNetwork, load_network, random_links
     from cortexgnn.neurons.io import check_network_size
-    from cortexgnn.neurons.reference import Network, Neuron
+    from cortexgnn.neurons.loop import Network, Neuron
 
     if args.copies < 0:
         raise ValueError(f"--copies must be >= 0 (0: one network), got {args.copies}")
@@ -276,7 +276,7 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
         print(f"neuron {net.names[k]} released at sweeps {sweeps}{span}")
     actions = recent["actions"]
     if args.plots:
-        from cortexgnn.train.neuron_plots import raster, traces
+        from cortexgnn.neurons.plots import raster, traces
 
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
@@ -285,7 +285,7 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
         thresholds = [float(net.threshold[(k, *first)]) for k in trace_nodes]
         traces(states, trace_nodes, folder / "neurons_traces.png", net.names, thresholds)
     if args.animation:
-        from cortexgnn.train.neuron_plots import animate
+        from cortexgnn.neurons.plots import animate
 
         animate(net.edge_index.cpu(), net.num_nodes, actions, recent["sent"],
                 args.animation, net.names)  # fmt: skip
