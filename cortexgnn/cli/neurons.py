@@ -1,4 +1,4 @@
-"""``cortexgnn neurons simulate``: run a seed-001 neuron network from the command line.
+"""``cortexgnn neurons simulate``: run a neuron network from the command line.
 
 A thin layer over :mod:`cortexgnn.neurons`: the graph comes from a saved network, an edge
 list file (``sender receiver`` per line, read as the article's ``link`` calls), the
@@ -26,7 +26,9 @@ def add_neurons_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     """Register ``neurons`` (with its ``simulate`` sub-command) on ``subparsers``."""
     formatter = argparse.ArgumentDefaultsHelpFormatter
     neurons = subparsers.add_parser(
-        "neurons", help="the seed-001 neuron network simulator", formatter_class=formatter
+        "neurons",
+        help="the neuron network simulator (excitatory and inhibitory transmitters)",
+        formatter_class=formatter,
     )
     neurons.set_defaults(handler=run_neurons_simulate)
     commands = neurons.add_subparsers(dest="neurons_command", required=True)

@@ -1,4 +1,4 @@
-"""The seed-001 neuron network: the article's loop and a batched message-passing simulator.
+"""The transmitter neuron network: the article's loop and a batched message-passing simulator.
 
 * :mod:`~cortexgnn.neurons.loop`: the article's ``Neuron`` and ``Network``, ported
   faithfully (the oracle and the speed baseline).

@@ -1,4 +1,4 @@
-r"""The seed-001 neuron network as tensors: every neuron, every copy, one sweep per ``step``.
+r"""The transmitter neuron network as tensors: every neuron, every copy, one sweep per ``step``.
 
 Nodes first: counters are ``[N, *]`` and transmitter pairs ``[N, *, 2]`` (``[excitatory,
 inhibitory]``), where ``*`` is ``batch_shape``, empty for one network or ``(B,)`` for ``B``

@@ -20,7 +20,7 @@ implementations:
 - ``"cpp"``: a C++/OpenMP kernel over the graph in CSR by destination (per node: scores,
   softmax, weighted sum while the source rows are in cache; backward through the
   transposed CSR): never materialises an ``[E, B, F]`` tensor.
-  CPU and float32 only; built on first use (see :mod:`cortexgnn._attention_kernel`).
+  CPU and float32 only; built on first use (see :mod:`cortexgnn.ops.kernel`).
 - ``"torch"``: gather, PyG's scatter softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
 - ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,

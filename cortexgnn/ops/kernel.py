@@ -11,9 +11,9 @@ batch entry ``b`` and head ``h``
 node by node: the scores of its in-edges, their softmax, then the weighted sum of the
 sources, whose rows are still in cache, accumulated in one scratch row (no ``[E, B, F]``
 temporary). Wide heads go head by head (the row stays in registers); many narrow heads
-(``project_first`` with 8 channels, say) go edge by edge, all heads of a source at once.
+(``projection="first"`` with 8 channels, say) go edge by edge, all heads of a source at once.
 The value row :math:`x_j` is shared by the heads (``x [N, B, 1, F]``) or one per head
-(``x [N, B, H, F]``, keys equal to values, as with ``project_first``); :math:`w_e` are
+(``x [N, B, H, F]``, keys equal to values, as with ``projection="first"``); :math:`w_e` are
 optional edge weights and :math:`m_e` an optional attention-dropout multiplier per
 coefficient (``[E, B, H]``). It keeps :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the
 node tensor, 1/16 at the article's sizes) for the backward, which is two passes: one over
@@ -50,12 +50,13 @@ treated like ``~/.ssh``:
 
 :func:`load_kernel` is what the attention backends call (cached; ``None`` means "use the
 PyTorch paths", announced once by a :class:`KernelFallbackWarning` that names the reason);
-:func:`build_kernel` builds now or raises with the reason (the ``build-kernel``
-command); :func:`kernel_status` reports without building. ``CORTEXGNN_NO_KERNEL=1`` in the
-environment switches the kernel off quietly: an explicit opt-out, so no warning.
+:func:`build_kernel` builds now or raises with the reason (what ``cortexgnn doctor
+--build-kernel`` runs); :func:`kernel_status` reports without building.
+``CORTEXGNN_NO_KERNEL=1`` in the environment switches the kernel off quietly: an explicit
+opt-out, so no warning.
 
 Callers: :mod:`cortexgnn.ops.attention` (``load_kernel``) and the command line's
-``build-kernel``/``doctor`` (``build_kernel``, ``kernel_status``).
+``cortexgnn doctor`` (``build_kernel``, ``kernel_status``).
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ def load_kernel():
     except Exception as err:  # noqa: BLE001 - any failure means "use the PyTorch paths"
         reason = str(err) or type(err).__name__
         _STATE.update(module=None, reason=reason)
-        if len(reason) > 600:  # a compiler log: the head says what failed, build-kernel the rest
-            reason = reason[:600] + " ... (`cortexgnn build-kernel` shows the whole error)"
+        if len(reason) > 600:  # a compiler log: the head says what failed; doctor shows it all
+            reason = reason[:600] + " ... (`cortexgnn doctor --build-kernel` shows the whole error)"
         warnings.warn(
             f"the C++ attention kernel is unavailable, the slower PyTorch paths run instead: "
             f"{reason}",
@@ -223,7 +224,8 @@ def kernel_status() -> dict:
         status["reason"] = "another process is compiling it now"
     else:
         status["reason"] = (
-            f"not built yet: the first use (or `cortexgnn build-kernel`) compiles it, {_BUILD_TIME}"
+            "not built yet: the first use (or `cortexgnn doctor --build-kernel`) compiles it, "
+            f"{_BUILD_TIME}"
         )
     return status
 

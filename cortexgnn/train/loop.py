@@ -1,6 +1,6 @@
 """The article's training protocol as a library function: train (and resume) a model.
 
-Protocol (SPEC.md, the article's ``train.py``): shuffled batches of 128, AdamW (lr 1e-3,
+Protocol (the article's ``train.py``): shuffled batches of 128, AdamW (lr 1e-3,
 weight decay 1e-5), ``CosineAnnealingLR`` with ``T_max = 12 * steps_per_epoch`` stepped every
 batch, 10 epochs, the whole test set evaluated periodically and once more at the end. Two
 deliberate differences: evaluations come every ``eval_every`` optimizer steps counted across

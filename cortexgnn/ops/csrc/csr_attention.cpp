@@ -1,4 +1,4 @@
-// CSR graph attention, forward and backward: see cortexgnn/_attention_kernel.py for the
+// CSR graph attention, forward and backward: see cortexgnn/ops/kernel.py for the
 // maths and the layout. Built on first use by torch.utils.cpp_extension.load.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
