@@ -27,10 +27,10 @@ def test_article_example_from_the_command_line(tmp_path, capsys):
     assert args.handler is run_neurons_simulate
     assert args.handler(args) == 0
     out = capsys.readouterr().out
-    assert "neuron ПЕРВЫЙ released at sweeps [5]" in out
+    assert "neuron first released at sweeps [5]" in out
     lines = log.read_text().splitlines()
-    assert lines[:3] == ["1\tПЕРВЫЙ\ttransmit", "1\tВТОРОЙ\treceive", "1\tВТОРОЙ\ttransmit"]
-    assert lines[12] == "5\tПЕРВЫЙ\trelease"
+    assert lines[:3] == ["1\tfirst\ttransmit", "1\tsecond\treceive", "1\tsecond\ttransmit"]
+    assert lines[12] == "5\tfirst\trelease"
 
 
 def test_edge_list_stimulus_copies_plots_and_save(tmp_path, capsys):

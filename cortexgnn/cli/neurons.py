@@ -170,7 +170,7 @@ def build_network(args: argparse.Namespace):
                              device=device, **flags)  # fmt: skip
     if args.article:
         loop = Network()
-        first, second = Neuron("ПЕРВЫЙ"), Neuron("ВТОРОЙ")
+        first, second = Neuron("first"), Neuron("second")  # the README names them so
         loop.add(first)
         loop.add(second)
         loop.link(first, second)
