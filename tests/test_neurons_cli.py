@@ -67,11 +67,27 @@ def test_animation_lights_links_small(tmp_path):
 
     net = NeuronNetwork(torch.tensor([[0, 1], [1, 2]]), 3)
     out = net.run(6, record=("actions", "sent"))
-    path = animate(net.edge_index, 3, out["actions"], out["sent"], tmp_path / "a.gif", fps=2)
+    drawn = []
+    path = animate(net.edge_index, 3, out["actions"], out["sent"], tmp_path / "a.gif", fps=2,
+                   progress=lambda frame, total: drawn.append((frame, total)))  # fmt: skip
     from PIL import Image
 
     with Image.open(path) as gif:
         assert gif.n_frames == 6
+    assert [total for _, total in drawn] == [6] * 6  # one progress call per frame drawn
+
+
+def test_a_large_raster_draws_the_busiest_neurons_readably():
+    from cortexgnn.neurons import Action
+    from cortexgnn.neurons.plots import MAX_RASTER_ROWS, raster
+
+    actions = torch.full((20, 200), int(Action.ACCUMULATE))
+    actions[::2, 157] = int(Action.RELEASE)  # one busy neuron among 200 quiet ones
+    fig = raster(actions)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == MAX_RASTER_ROWS and labels[0] == "157"
+    assert "busiest" in ax.get_title()
 
 
 def test_core_never_imports_the_application_stack():

@@ -289,8 +289,18 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
     if args.animation:
         from cortexgnn.neurons.plots import animate
 
-        animate(net.edge_index.cpu(), net.num_nodes, actions, recent["sent"],
-                args.animation, net.names)  # fmt: skip
+        bar = None
+        if args.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=actions.size(0), unit="frame", desc=f"drawing {args.animation}")
+        try:
+            animate(net.edge_index.cpu(), net.num_nodes, actions, recent["sent"],
+                    args.animation, net.names,
+                    progress=None if bar is None else lambda *_: bar.update())  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
     if args.save:
         save_network(net, args.save)
     return 0
