@@ -74,6 +74,8 @@ import stat
 import sys
 import sysconfig
 import tempfile
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,10 +327,14 @@ def _build(build_dir: Path, name: str, problem: str | None):
         f"({_BUILD_TIME}, once per source, flags and torch version){discarded}\n"
     )
     sys.stderr.flush()
+    start = time.perf_counter()
     try:
-        module = _compile(source, build_dir, name)
+        with _ticking("cortexgnn: compiling the C++ attention kernel", start):
+            module = _compile(source, build_dir, name)
     except Exception as err:
         raise RuntimeError(f"building the C++ attention kernel {name} failed: {err}") from err
+    elapsed = time.perf_counter() - start
+    sys.stderr.write(f"cortexgnn: compiled the C++ attention kernel in {elapsed:.0f} s\n")
     library = build_dir / f"{name}{_LIB_EXT}"
     fd = _open_private(library)
     try:
@@ -338,6 +344,25 @@ def _build(build_dir: Path, name: str, problem: str | None):
         os.close(fd)
     atomic_write(_record_path(library), f"{digest}  {library.name}\n".encode(), private=True)
     return module
+
+
+@contextlib.contextmanager
+def _ticking(what: str, start: float, every_s: float = 5.0) -> Iterator[None]:
+    """Say on stderr every ``every_s`` seconds that ``what`` is still running, and for how long."""
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every_s):
+            sys.stderr.write(f"{what}: {time.perf_counter() - start:.0f} s\n")
+            sys.stderr.flush()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    ticker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        ticker.join()
 
 
 def _compile(source: Path, build_dir: Path, name: str):
