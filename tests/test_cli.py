@@ -363,3 +363,22 @@ def test_resuming_a_checkpoint_with_edited_sizes_is_one_line(tmp_path, capsys):
     assert main(["train", "--resume", str(checkpoint), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "num_columns=1000000000" in err and "GiB" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("rank, shown", [("0", True), ("1", False)])
+def test_warnings_once_per_job_under_torchrun(rank, shown, monkeypatch):
+    import warnings
+
+    from cortexgnn.cli import doctor
+
+    def diagnose(data_dir):
+        warnings.warn("the attention kernel could not be built", stacklevel=1)
+        return {}
+
+    monkeypatch.setattr(doctor, "diagnose", diagnose)
+    monkeypatch.setenv("RANK", rank)  # what torchrun sets in every process
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["doctor"]) == 0
+    assert [str(w.message) for w in seen] == (["the attention kernel could not be built"]
+                                              if shown else [])  # fmt: skip

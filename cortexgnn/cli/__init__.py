@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
 import warnings
 
@@ -79,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     original_format = warnings.formatwarning
     warnings.formatwarning = lambda message, *_, **__: f"{prefix}: warning: {message}\n"
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 warns for the job
+                warnings.simplefilter("ignore")
+            return args.handler(args)
     except (FileNotFoundError, ValueError) as err:  # missing data, bad checkpoint, bad flags
         print(f"{prefix}: error: {_one_line(str(err))}", file=sys.stderr)
         return 2
