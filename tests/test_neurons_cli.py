@@ -156,3 +156,24 @@ def test_long_runs_stream_the_log_and_keep_a_bounded_window(tmp_path, monkeypatc
     assert "(the last 6 kept)" in out
     released = out.split("released at sweeps ")[1].split(" (")[0]
     assert all(36 <= t <= 41 for t in ast.literal_eval(released))
+
+
+def test_copies_apply_where_they_can_and_are_refused_elsewhere(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_neurons_parser(parser.add_subparsers())
+
+    def run(*argv):
+        argv = ["neurons", "simulate", *argv, "--steps", "2", "--no-progress"]
+        return run_neurons_simulate(parser.parse_args(argv))
+
+    saved = tmp_path / "net.pt"
+    assert run("--num-nodes", "5", "--copies", "3", "--save", str(saved)) == 0
+    assert load_network(saved).batch_shape == (3,)  # copies of a random graph: applied
+    edges = tmp_path / "edges.txt"
+    edges.write_text("0 1\n1 2\n")
+    assert run("--graph", str(edges), "--copies", "2", "--save", str(saved)) == 0
+    assert load_network(saved).batch_shape == (2,)  # copies of an edge list: applied
+    with pytest.raises(ValueError, match="--copies 8 does not apply to --graph"):
+        run("--graph", str(saved), "--copies", "8")
+    with pytest.raises(ValueError, match="--copies 8 does not apply to --article"):
+        run("--article", "--copies", "8")

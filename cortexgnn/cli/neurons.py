@@ -161,6 +161,12 @@ def build_network(args: argparse.Namespace):
         if not path.is_file():
             raise FileNotFoundError(f"--graph {path}: no such file")
         if path.suffix in (".pt", ".pth"):
+            if args.copies:
+                raise ValueError(
+                    f"--copies {args.copies} does not apply to --graph {path}: a saved network "
+                    "keeps the copies it was saved with (save it with --copies, or pass an "
+                    "edge list file)"
+                )
             return load_network(path, device=device, max_elements=args.max_elements)
         links = _read_edge_list(path)
         num_nodes = int(links.max()) + 1
@@ -169,6 +175,8 @@ def build_network(args: argparse.Namespace):
         return NeuronNetwork(links, num_nodes, batch_shape=batch_shape, dtype=dtype,
                              device=device, **flags)  # fmt: skip
     if args.article:
+        if args.copies:
+            raise ValueError(f"--copies {args.copies} does not apply to --article (one network)")
         loop = Network()
         first, second = Neuron("first"), Neuron("second")  # the README names them so
         loop.add(first)
