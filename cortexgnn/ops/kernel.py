@@ -1,26 +1,8 @@
-r"""The CSR attention kernel (C++/OpenMP, ``csrc/csr_attention.cpp``), compiled on first use.
+"""The C++ attention kernel's build and verified cache: it compiles on first use.
 
-The kernel computes, for every destination node ``i`` (rows of a CSR sorted by target),
-batch entry ``b`` and head ``h``
-
-.. math::
-    s_e = \tau\, \tilde q_{i} \cdot x_{j},\quad
-    \alpha_e = \frac{e^{s_e}}{\sum_{e' \in \mathrm{in}(i)} e^{s_{e'}}},\quad
-    o_i = \sum_{e \in \mathrm{in}(i)} w_e\, m_e\, \alpha_e\, x_j
-
-node by node: the scores of its in-edges, their softmax, then the weighted sum of the
-sources, whose rows are still in cache, accumulated in one scratch row (no ``[E, B, F]``
-temporary). Wide heads go head by head (the row stays in registers); many narrow heads
-(``projection="first"`` with 8 channels, say) go edge by edge, all heads of a source at once.
-The value row :math:`x_j` is shared by the heads (``x [N, B, 1, F]``) or one per head
-(``x [N, B, H, F]``, keys equal to values, as with ``projection="first"``); :math:`w_e` are
-optional edge weights and :math:`m_e` an optional attention-dropout multiplier per
-coefficient (``[E, B, H]``). It keeps :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the
-node tensor, 1/16 at the article's sizes) for the backward, which is two passes: one over
-destinations (gradients of queries and edge weights, per-edge :math:`w m \alpha` and
-:math:`\partial L / \partial s` kept as ``[E, B, H]`` scratch) and one over sources
-through the transposed CSR (gradient of ``x``, a gather: no atomics). Inputs must be
-contiguous float32 on the CPU.
+The maths is :mod:`cortexgnn.ops.attention`'s (the ``"cpp"`` backend); how the kernel
+computes it is described at the top of ``csrc/csr_attention.cpp``. This module only turns
+that source into a library this process may load.
 
 The build cache. A compiled library is code this process will run, so the cache is
 treated like ``~/.ssh``:
