@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from pathlib import Path
 from benchmarks import harness, renderers, report
 from benchmarks.datasets import DataNotFound, default_data_dir
 from benchmarks.registry import EXPERIMENTS, Experiment
+from cortexgnn._progress import ticking
 
 #: seconds between two "still running" lines of one experiment
 TICK_S = 4.0
@@ -68,25 +68,11 @@ def experiment_argv(experiment: Experiment, *, quick: bool, device: str, threads
 
 
 @contextmanager
-def progress(label: str, stream=None) -> Iterator[None]:
-    """Say when ``label`` starts and ends, and every ``TICK_S`` seconds in between."""
-    stream = stream or sys.stderr
-    start = time.perf_counter()
-    done = threading.Event()
-    print(f"{label}: running", file=stream, flush=True)
-
-    def tick() -> None:
-        while not done.wait(TICK_S):
-            print(f"{label}: running, {time.perf_counter() - start:.0f} s", file=stream,
-                  flush=True)  # fmt: skip
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    try:
+def progress(label: str) -> Iterator[None]:
+    """Say when ``label`` starts, and every ``TICK_S`` seconds until it ends."""
+    print(f"{label}: running", file=sys.stderr, flush=True)
+    with ticking(f"{label}: running, {{seconds:.0f}} s", every_s=TICK_S):
         yield
-    finally:
-        done.set()
-        ticker.join()
 
 
 class Unsupported(RuntimeError):

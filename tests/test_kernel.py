@@ -401,7 +401,9 @@ def test_the_import_loads_a_private_copy_of_exactly_the_verified_bytes(cache, mo
 def test_a_long_compile_says_every_few_seconds_that_it_is_running(capsys):
     import time
 
-    with kernel._ticking("cortexgnn: compiling", time.perf_counter(), every_s=0.05):
+    from cortexgnn._progress import ticking
+
+    with ticking("cortexgnn: compiling: {seconds:.0f} s", every_s=0.05):
         time.sleep(0.3)
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) >= 3 and all(re.fullmatch(r"cortexgnn: compiling: \d+ s", x) for x in lines)

@@ -56,13 +56,13 @@ import stat
 import sys
 import sysconfig
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from .._io import atomic_write
+from .._progress import ticking
 
 try:
     import fcntl
@@ -311,7 +311,7 @@ def _build(build_dir: Path, name: str, problem: str | None):
     sys.stderr.flush()
     start = time.perf_counter()
     try:
-        with _ticking("cortexgnn: compiling the C++ attention kernel", start):
+        with ticking("cortexgnn: compiling the C++ attention kernel: {seconds:.0f} s"):
             module = _compile(source, build_dir, name)
     except Exception as err:
         raise RuntimeError(f"building the C++ attention kernel {name} failed: {err}") from err
@@ -326,25 +326,6 @@ def _build(build_dir: Path, name: str, problem: str | None):
         os.close(fd)
     atomic_write(_record_path(library), f"{digest}  {library.name}\n".encode(), private=True)
     return module
-
-
-@contextlib.contextmanager
-def _ticking(what: str, start: float, every_s: float = 5.0) -> Iterator[None]:
-    """Say on stderr every ``every_s`` seconds that ``what`` is still running, and for how long."""
-    done = threading.Event()
-
-    def tick() -> None:
-        while not done.wait(every_s):
-            sys.stderr.write(f"{what}: {time.perf_counter() - start:.0f} s\n")
-            sys.stderr.flush()
-
-    ticker = threading.Thread(target=tick, daemon=True)
-    ticker.start()
-    try:
-        yield
-    finally:
-        done.set()
-        ticker.join()
 
 
 def _compile(source: Path, build_dir: Path, name: str):
