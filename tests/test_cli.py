@@ -31,7 +31,7 @@ def test_train_digits_then_eval_replays_the_final_accuracy(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["config"]["model_config"]["num_columns"] == 6
     # the model as built: digits are 8x8 with 10 classes, the graph seeded by --seed
-    built = summary["config"]["model_config"]
+    built = summary["model_config"]
     assert (built["in_dim"], built["top_out"], built["graph_seed"]) == (64, 10, 0)
     # the final evaluation ran on the state saved in the checkpoint, so eval reproduces it
     assert main(["eval", str(tmp_path / "checkpoint.pth")]) == 0

@@ -329,8 +329,8 @@ def _summary(config, model, p: _Progress, last_acc, steps_per_epoch: int, device
         "steps_per_s": p.step / p.train_s if p.train_s else None,
         "peak_memory_mb": peak_memory_mb(device),
         "out_dir": config.out_dir,
-        # the settings as given, with the model's as built (in_dim and top_out come from the
-        # dataset, graph_seed from --seed)
-        "config": {**config.to_dict(), "model_config": model.config.to_dict()},
+        "config": config.to_dict(),  # the settings as given
+        # the model as built: in_dim and top_out from the dataset, graph_seed from --seed
+        "model_config": model.config.to_dict(),
         "environment": environment(),
     }
