@@ -8,9 +8,9 @@ forward+backward (gradients of ``x`` and the weights), with peak memory, for:
   :func:`cortexgnn.reference.article_attention` with one query/key pair for all columns,
 - ``dense_masked``: the same maths vectorised over a masked ``[B, N, N]`` score matrix
   (the ``"dense"`` backend of :func:`cortexgnn.ops.attention.folded_attention`),
-- ``pyg_batch``: the same maths the standard PyG way: ``B`` disjoint graph copies in a
-  ``Batch``, ``utils.softmax`` and scatter through ``MessagePassing`` (the layer with
-  ``fused=False``),
+- ``propagate_batch``: the same maths the standard PyG way: ``B`` disjoint graph copies in
+  a ``Batch``, ``utils.softmax`` and scatter through ``MessagePassing`` (the layer itself
+  with ``fused=False``; results before it name a hand-written layer ``pyg_batch``),
 - ``pyg_transformer_conv``: ``TransformerConv(D, D)`` on that batch, what a user would
   pick today (it also projects values and adds a skip: more work, not the same maths),
 - ``cortexgnn``: :class:`cortexgnn.ColumnAttentionConv` on ``[N, B, D]``,
@@ -44,7 +44,7 @@ from cortexgnn.reference import article_attention
 IMPLEMENTATIONS = (
     "article_loop",
     "dense_masked",
-    "pyg_batch",
+    "propagate_batch",
     "pyg_transformer_conv",
     "cortexgnn",
     "cortexgnn_folded",
@@ -96,7 +96,7 @@ def estimated_bytes(impl: str, n: int, e: int, b: int, d: int) -> int:
         return 4 * b * n * n * 4 + 6 * node
     if impl == "article_loop":
         return n * n * 4 + 8 * node
-    if impl in ("pyg_batch", "pyg_transformer_conv"):
+    if impl in ("propagate_batch", "pyg_transformer_conv"):
         return 6 * e * b * d * 4 + 8 * node
     return 6 * node + 3 * e * b * 4  # measured ~5 node tensors at 2**16
 
@@ -122,7 +122,7 @@ def build(impl: str, n: int, args, device) -> tuple:
     xb = x.detach().transpose(0, 1)  # [B, N, D]
     batch = Batch.from_data_list([Data(x=xb[i], edge_index=edge_index) for i in range(b)])
     bx = batch.x.clone().requires_grad_()  # [B*N, D]
-    if impl == "pyg_batch":  # the same layer through PyG's propagate, on B graph copies
+    if impl == "propagate_batch":  # the same layer through PyG's propagate, on B copies
         layer = ColumnAttentionConv(d, d, fused=False).to(device)
         layer.load_state_dict(conv.state_dict())
         return (lambda: layer(bx, batch.edge_index)), [bx, layer.query_weight, layer.key_weight]

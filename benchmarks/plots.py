@@ -7,7 +7,8 @@ from pathlib import Path
 LABELS = {
     "article_loop": "article per-column loop",
     "dense_masked": "dense masked (vectorised)",
-    "pyg_batch": "PyG standard (Batch + softmax + scatter)",
+    "pyg_batch": "PyG standard (Batch + softmax + scatter)",  # a hand-written layer
+    "propagate_batch": "ColumnAttentionConv(fused=False) on a PyG Batch",
     "pyg_transformer_conv": "PyG TransformerConv",
     "cortexgnn": "cortexgnn ColumnAttentionConv",
     "cortexgnn_folded": "cortexgnn folded_attention",
