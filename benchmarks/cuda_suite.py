@@ -23,8 +23,8 @@ Three parts, each written to ``benchmarks/results/<part>-cuda.json``:
 Timing: warm-up calls, then repeated calls with ``torch.cuda.synchronize()`` until
 ``--min-run-time`` seconds (at least ``--min-reps``); median and interquartile range.
 
-    python -m benchmarks.cuda_suite                       # on a CUDA machine
-    python -m benchmarks.cuda_suite --device cpu --quick  # a smoke run of the logic
+    python -m benchmarks run cuda_suite                       # on a CUDA machine
+    python -m benchmarks run cuda_suite --device cpu --quick  # a smoke run of the logic
 
 Without CUDA and without ``--device cpu`` it refuses in one line. On the CPU the Triton
 candidates run only under ``TRITON_INTERPRET=1`` (else they are recorded as skipped).
