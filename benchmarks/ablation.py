@@ -30,15 +30,12 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
-try:
-    from . import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
+from cortexgnn._io import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 
@@ -185,7 +182,7 @@ def adopt(args, proto: dict, spec: str) -> dict:
     Raises:
         ValueError: unknown variant, unfinished run, or a setting that differs.
     """
-    from cortexgnn.train.cli import get_parser as train_parser
+    from cortexgnn.cli import get_parser as train_parser
 
     name, _, folder = spec.partition("=")
     if name not in VARIANTS or not folder:
@@ -336,10 +333,7 @@ def load(path: Path) -> dict:
 def save(path: Path, results: dict) -> None:
     """Write atomically: a kill never leaves a torn results file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, (json.dumps(results, indent=2) + "\n").encode())
 
 
 def record(results: dict, section: str, run: dict) -> None:

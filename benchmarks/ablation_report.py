@@ -8,8 +8,7 @@ conclusion claims an effect only when its interval excludes zero, and calls it f
 when the Bonferroni interval for the study's 17 comparisons excludes zero too (at 95 %
 each, about one of 17 intervals would exclude zero with no effect at all).
 
-    python benchmarks/ablation_report.py --update-doc docs/science.md README.md \
-        --plot docs/img/ablation.png
+    python -m benchmarks render ablation   # docs/science.md, README.md, docs/img/ablation.png
 """
 
 from __future__ import annotations
@@ -21,10 +20,7 @@ import math
 import statistics
 from pathlib import Path
 
-try:
-    from . import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 DOC_START, DOC_END = "<!-- ablation:start -->", "<!-- ablation:end -->"

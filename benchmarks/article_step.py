@@ -6,7 +6,7 @@ forward, with the same weights and graph in the same process, interleaved. Also:
 step's FLOP count against a square GEMM measured in the same run (the FLOP floor), and a
 profile of where CortexNet's step spends its time.
 
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/article_step.py
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks run article_step
 """
 
 from __future__ import annotations
@@ -15,21 +15,21 @@ import argparse
 
 import torch
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-
+from benchmarks import harness
 from cortexgnn import DenseReference
+from cortexgnn.nn.config import ModelConfig
+from cortexgnn.train.config import TrainConfig
+
+ARTICLE = ModelConfig()  # the article's sizes: every default below comes from it
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = harness.new_parser(__doc__)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--num-columns", type=int, default=64)
-    p.add_argument("--col-out", type=int, default=128)
-    p.add_argument("--in-dim", type=int, default=784)
-    p.add_argument("--message-iters", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
+    p.add_argument("--num-columns", type=int, default=ARTICLE.num_columns)
+    p.add_argument("--col-out", type=int, default=ARTICLE.col_out)
+    p.add_argument("--in-dim", type=int, default=ARTICLE.in_dim)
+    p.add_argument("--message-iters", type=int, default=ARTICLE.message_iters)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     p.add_argument("--min-run-time", type=float, default=1.0, help="seconds per timing block")

@@ -8,7 +8,7 @@ divides those byte counts by the measured time, and compares the result with a c
 bandwidth (``dst.copy_(src)`` far above the last-level cache, read + write) measured in
 the same interleaved rounds.
 
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/bandwidth.py
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks run bandwidth
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ import argparse
 
 import torch
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-
+from benchmarks import harness
 from cortexgnn import small_world_graph
+from cortexgnn.nn.config import ModelConfig
 from cortexgnn.ops.attention import attention_graph, folded_attention
+
+ARTICLE = ModelConfig()  # the article's sizes: every default below comes from it
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = harness.new_parser(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1 << 15, 1 << 17])
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--channels", type=int, default=128)
-    p.add_argument("--graph-k", type=int, default=8)
-    p.add_argument("--graph-p", type=float, default=0.15)
+    p.add_argument("--channels", type=int, default=ARTICLE.col_out)
+    p.add_argument("--graph-k", type=int, default=ARTICLE.graph_k)
+    p.add_argument("--graph-p", type=float, default=ARTICLE.graph_p)
     p.add_argument(
         "--backends", nargs="+", default=["cpp", "torch"], choices=["cpp", "torch", "dense"]
     )

@@ -36,10 +36,7 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
 
 from cortexgnn import ModelConfig, small_world_graph
 from cortexgnn.parallel.plan import column_bounds

@@ -85,7 +85,7 @@ def _workloads(args) -> dict:
 
         runs["layer_10k"] = layer_10k
     if "cora_epoch" in args.workloads and args.data_dir:
-        from cora import load_cora  # the Cora benchmark's reader (processes into a cache)
+        from benchmarks.datasets import load_cora  # imports no cortexgnn: safe in a worker
 
         data = load_cora(Path(args.data_dir), Path(tempfile.mkdtemp(prefix="cortexgnn-cora-")))
         common = _conv_options(
@@ -110,8 +110,7 @@ def _workloads(args) -> dict:
 
 def worker(args) -> None:
     """Time every workload of the package in ``args.worker``; print one JSON line."""
-    sys.path.insert(0, args.worker)
-    sys.path.insert(1, str(Path(__file__).resolve().parent))  # this folder's cora.py
+    sys.path.insert(0, args.worker)  # before anything imports cortexgnn
     import torch
 
     import cortexgnn
@@ -155,13 +154,17 @@ def main(argv: list[str] | None = None) -> dict:
         worker(args)
         return {}
     # Imported here, not at the top: a worker must import cortexgnn from its own tree first.
-    try:
-        from . import harness
-    except ImportError:  # run as a script from the benchmarks folder
-        import harness
+    from benchmarks import harness
+    from benchmarks.datasets import DataNotFound, cora_raw_dir, has_cora
 
-    if "cora_epoch" in args.workloads and not args.data_dir:
-        raise SystemExit("cora_epoch needs --data-dir (a folder holding Planetoid/Cora/raw)")
+    if "cora_epoch" in args.workloads:
+        raw = cora_raw_dir(args.data_dir or ".")
+        if not args.data_dir or not has_cora(args.data_dir):
+            raise DataNotFound(
+                f"the cora_epoch workload needs Cora in {raw}: pass --data-dir to a folder "
+                "holding Planetoid/Cora/raw (`python -m benchmarks run cora --download` "
+                "fetches it), or leave cora_epoch out of --workloads"
+            )
     passthrough = ["--repeats", str(args.repeats), "--threads", str(args.threads)]
     passthrough += ["--workloads", *args.workloads]
     passthrough += ["--data-dir", args.data_dir] if args.data_dir else []
@@ -172,8 +175,9 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             for _ in range(args.rounds):
                 for side, tree in trees.items():  # alternate: both commits share the load
-                    cmd = [sys.executable, __file__, "--worker", str(tree), *passthrough]
-                    done = subprocess.run(cmd, capture_output=True, text=True)
+                    cmd = [sys.executable, "-m", "benchmarks.compare_commits", "--worker",
+                           str(tree), *passthrough]  # fmt: skip
+                    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                     if done.returncode != 0:
                         raise RuntimeError(f"worker for {side} failed:\n{done.stderr[-3000:]}")
                     times = json.loads(done.stdout.strip().splitlines()[-1])

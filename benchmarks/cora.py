@@ -15,14 +15,14 @@ validation accuracy. Each model's two attention layers alone (forward and backwa
 training mode, without the input dropout and the optimiser that all models share) are
 then timed in interleaved rounds, to show the part of the epoch that the layer decides.
 
-Run: ``python benchmarks/cora.py`` (about 70 s per seed on one CPU thread).
+Run: ``python -m benchmarks run cora`` (about 70 s per seed on one CPU thread); Cora comes
+from ``--data-dir`` (offline) or, with ``--download``, from PyG's ``Planetoid`` download.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -30,19 +30,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torch_geometric.transforms as T
 from torch import nn
-from torch_geometric.data import Data
-from torch_geometric.datasets import Planetoid
 from torch_geometric.nn import GATConv
 
-try:
-    from benchmarks import harness
-    from benchmarks.cora_report import plot, render, update_doc
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-    from cora_report import plot, render, update_doc
-
+from benchmarks import harness
+from benchmarks.cora_report import plot, render, update_doc
+from benchmarks.datasets import default_data_dir, load_cora
 from cortexgnn import ColumnAttentionConv
 
 try:
@@ -50,7 +43,6 @@ try:
 except ImportError:  # tqdm comes with the train extra; without it, no progress bar
     tqdm = None
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("column", "column_pyg", "gat")
 
 
@@ -59,8 +51,10 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    default_data = os.environ.get("CORTEXGNN_DATA_DIR", str(REPO_ROOT.parent / "shared" / "data"))
-    parser.add_argument("--data-dir", default=default_data, help="holds Planetoid/Cora/raw")
+    parser.add_argument("--data-dir", default=str(default_data_dir()),
+                        help="holds Planetoid/Cora/raw (default $CORTEXGNN_DATA_DIR or data)")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
+                        help="fetch a missing Cora into --data-dir with PyG's Planetoid")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per model")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--hidden", type=int, default=8, help="channels per head, layer 1")
@@ -83,19 +77,6 @@ def get_parser() -> argparse.ArgumentParser:
         "--progress", action=argparse.BooleanOptionalAction, default=True, help="tqdm bar"
     )
     return parser
-
-
-def load_cora(data_dir: Path, cache_dir: Path) -> Data:
-    """Cora with row-normalised features; the raw files are linked, never written to."""
-    raw = data_dir / "Planetoid" / "Cora" / "raw"
-    if not raw.is_dir():
-        raise FileNotFoundError(f"Cora raw files not found in {raw}")
-    root = cache_dir / "Planetoid"
-    (root / "Cora").mkdir(parents=True, exist_ok=True)
-    link = root / "Cora" / "raw"
-    if not link.exists():
-        link.symlink_to(raw.resolve(), target_is_directory=True)
-    return Planetoid(str(root), "Cora", transform=T.NormalizeFeatures())[0]
 
 
 class TwoLayerAttention(nn.Module):
@@ -231,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     env = harness.environment(torch.device("cpu"), args.threads)
     with tempfile.TemporaryDirectory(prefix="cortexgnn-cora-") as cache:
-        data = load_cora(Path(args.data_dir), Path(cache))
+        data = load_cora(args.data_dir, cache, download=args.download)
     per_model: dict[str, list[dict]] = {kind: [] for kind in args.models}
     bar = None
     if tqdm is not None and args.progress:
@@ -248,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict:
         args=vars(args),
         environment=env,
         timing="median over epochs (first 5 dropped) of forward+backward+Adam step, all "
-        "models trained in lockstep with alternating order on a shared machine",
+        "models trained in lockstep with alternating order",
         models={},
     )
     result["attention_layers"] = time_attention_layers(data, args)

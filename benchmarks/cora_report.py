@@ -11,10 +11,7 @@ from pathlib import Path
 
 import torch
 
-try:
-    from . import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
 
 LABELS = {
     "column": "ColumnAttentionConv (projection='first')",
@@ -66,10 +63,11 @@ def render(result: dict) -> str:
     )
     lines.append("")
     lines.append(
-        f"{env['cpu']}, {env['num_threads']} thread(s), shared with other jobs (load average "
-        f"{load[0]:.1f} at the start); torch {env['torch']}, PyG {env['torch_geometric']}, "
+        f"{env['cpu']}, {env['num_threads']} thread(s), load average "
+        f"{load[0]:.1f} at the start; torch {env['torch']}, PyG {env['torch_geometric']}, "
         f"commit {env['git_commit']}, {env['date_utc']}. {args['epochs']} epochs per seed; "
-        f"{result['timing']}."
+        f"median over epochs (first {min(5, args['epochs'] - 1)} dropped) of "
+        "forward+backward+Adam step, all models trained in lockstep with alternating order."
     )
     return "\n".join(lines)
 

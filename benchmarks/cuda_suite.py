@@ -23,8 +23,8 @@ Three parts, each written to ``benchmarks/results/<part>-cuda.json``:
 Timing: warm-up calls, then repeated calls with ``torch.cuda.synchronize()`` until
 ``--min-run-time`` seconds (at least ``--min-reps``); median and interquartile range.
 
-    python -m benchmarks.cuda_suite                       # on a CUDA machine
-    python -m benchmarks.cuda_suite --device cpu --quick  # a smoke run of the logic
+    python -m benchmarks run cuda_suite                       # on a CUDA machine
+    python -m benchmarks run cuda_suite --device cpu --quick  # a smoke run of the logic
 
 Without CUDA and without ``--device cpu`` it refuses in one line. On the CPU the Triton
 candidates run only under ``TRITON_INTERPRET=1`` (else they are recorded as skipped).
@@ -45,10 +45,10 @@ from pathlib import Path
 import torch
 
 from cortexgnn import ColumnAttentionConv, DenseReference, _import_pyg, small_world_graph
+from cortexgnn._io import atomic_write
 from cortexgnn.ops.attention import attention_graph, folded_attention
 from cortexgnn.ops.triton_attention import triton_applies
 from cortexgnn.train.metrics import git_commit
-from cortexgnn.train.run_dir import write_atomic
 
 _import_pyg()  # PyG's import-time deprecation warning, silenced once
 
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.save:
             path = Path(args.out_dir) / f"{FILES[part]}-{device.type}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, (json.dumps(result, indent=2) + "\n").encode())
+            atomic_write(path, (json.dumps(result, indent=2) + "\n").encode())
         print(f"{part}: {result['wall_s']:.1f} s", file=sys.stderr)
     return results
 

@@ -95,9 +95,9 @@ def _cpu_name() -> str:
 def package_checkout_warning() -> str | None:
     """Why the commit in a result may not be this checkout's, or ``None`` when it is.
 
-    ``python benchmarks/x.py`` puts ``benchmarks/`` first on ``sys.path``, so ``cortexgnn``
-    comes from wherever it is installed (an editable install of another worktree, say): the
-    result then times, and is stamped with, that code.
+    Run from another folder, ``cortexgnn`` comes from wherever it is installed (an
+    editable install of another worktree, say): the result then times, and is stamped
+    with, that code.
     """
     import cortexgnn
 
@@ -107,7 +107,7 @@ def package_checkout_warning() -> str | None:
         return None
     return (
         f"cortexgnn is imported from {package.parent}, not from this checkout ({here}): the "
-        f"results time and name that code; run `python -m benchmarks.<script>` from {here} "
+        f"results time and name that code; run `python -m benchmarks run NAME` from {here} "
         "to time this checkout"
     )
 

@@ -5,9 +5,12 @@ Watts-Strogatz graph, batch ``B`` of feature sets, timed forward (no autograd) a
 forward+backward (gradients of ``x`` and the weights), with peak memory, for:
 
 - ``article_loop``: the article's per-column loop (every gate projects every column),
-- ``dense_masked``: the same maths vectorised over a masked ``[B, N, N]`` score matrix,
-- ``pyg_batch``: the same maths written the standard PyG way: ``B`` disjoint graph copies
-  in a ``Batch``, ``utils.softmax`` and scatter through ``MessagePassing``,
+  :func:`cortexgnn.reference.article_attention` with one query/key pair for all columns,
+- ``dense_masked``: the same maths vectorised over a masked ``[B, N, N]`` score matrix
+  (the ``"dense"`` backend of :func:`cortexgnn.ops.attention.folded_attention`),
+- ``propagate_batch``: the same maths the standard PyG way: ``B`` disjoint graph copies in
+  a ``Batch``, ``utils.softmax`` and scatter through ``MessagePassing`` (the layer itself
+  with ``fused=False``; results before it name a hand-written layer ``pyg_batch``),
 - ``pyg_transformer_conv``: ``TransformerConv(D, D)`` on that batch, what a user would
   pick today (it also projects values and adds a skip: more work, not the same maths),
 - ``cortexgnn``: :class:`cortexgnn.ColumnAttentionConv` on ``[N, B, D]``,
@@ -18,7 +21,7 @@ An implementation that passes ``--budget-s`` per call, or whose estimated memory
 ``--memory-cap-gb``, is recorded as over budget and skipped for larger ``N``. Time
 exponents are least-squares slopes of log time on log N over ``--fit-range``.
 
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/layer_sweep.py
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks run layer_sweep
 """
 
 from __future__ import annotations
@@ -30,24 +33,25 @@ import time
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, Data
-from torch_geometric.nn import MessagePassing, TransformerConv
-from torch_geometric.utils import softmax
+from torch_geometric.nn import TransformerConv
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-
+from benchmarks import harness
 from cortexgnn import ColumnAttentionConv, edge_index_to_dense, small_world_graph
+from cortexgnn.nn.config import ModelConfig
+from cortexgnn.ops.attention import attention_graph, folded_attention
+from cortexgnn.reference import article_attention
 
 IMPLEMENTATIONS = (
     "article_loop",
     "dense_masked",
-    "pyg_batch",
+    "propagate_batch",
     "pyg_transformer_conv",
     "cortexgnn",
     "cortexgnn_folded",
 )
+
+
+ARTICLE = ModelConfig()  # the article's sizes: every default below comes from it
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -56,9 +60,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-log2", type=int, default=17, help="largest N is 2**max_log2")
     p.add_argument("--extra-sizes", type=int, nargs="*", default=[10_000], help="more N")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--channels", type=int, default=128)
-    p.add_argument("--graph-k", type=int, default=8)
-    p.add_argument("--graph-p", type=float, default=0.15)
+    p.add_argument("--channels", type=int, default=ARTICLE.col_out)
+    p.add_argument("--graph-k", type=int, default=ARTICLE.graph_k)
+    p.add_argument("--graph-p", type=float, default=ARTICLE.graph_p)
     p.add_argument("--impls", nargs="*", default=list(IMPLEMENTATIONS[:5]), choices=IMPLEMENTATIONS)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")
@@ -72,40 +76,17 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-class PyGDotAttention(MessagePassing):
-    """The layer's maths the usual PyG way: per-edge ``q_i . k_j``, segment softmax, scatter."""
-
-    def __init__(self, query_weight: Tensor, key_weight: Tensor) -> None:
-        super().__init__(aggr="add")
-        self.query_weight, self.key_weight = query_weight, key_weight
-
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
-        q, k = x @ self.query_weight.t(), x @ self.key_weight.t()  # [B*N, D]
-        return self.propagate(edge_index, q=q, k=k, v=x)
-
-    def message(self, q_i, k_j, v_j, index, ptr, size_i):
-        score = (q_i * k_j).sum(-1) / math.sqrt(q_i.size(-1))  # [B*E]
-        return softmax(score, index, ptr, size_i).unsqueeze(-1) * v_j  # [B*E, D]
-
-
 def article_loop(x: Tensor, wq: Tensor, wk: Tensor, adj: Tensor) -> Tensor:
-    """The article's loop: for every column, project it and *all* columns, mask, softmax."""
-    out = []
-    for c in range(x.size(0)):
-        q = x[c] @ wq.t()  # [B, D]
-        k = x @ wk.t()  # [N, B, D]: every gate projects every column
-        scores = torch.einsum("bd,nbd->bn", q, k) / math.sqrt(x.size(-1))  # [B, N]
-        alpha = scores.masked_fill(adj[c] == 0, -1e9).softmax(-1)  # [B, N]
-        out.append(torch.einsum("bn,nbd->bd", alpha, x))  # [B, D]
-    return torch.stack(out)  # [N, B, D]
+    """The article's loop (:func:`cortexgnn.reference.article_attention`), one weight pair."""
+    n = x.size(0)
+    return article_attention(x.transpose(0, 1), [wq] * n, [wk] * n, adj).transpose(0, 1)
 
 
-def dense_masked(x: Tensor, wq: Tensor, wk: Tensor, adj: Tensor) -> Tensor:
-    """The same maths vectorised: masked ``[B, N, N]`` scores, two batched GEMMs."""
-    xb = x.transpose(0, 1)  # [B, N, D]
-    scores = (xb @ wq.t()) @ (xb @ wk.t()).transpose(1, 2) / math.sqrt(x.size(-1))  # [B, N, N]
-    alpha = scores.masked_fill(adj == 0, -1e9).softmax(-1)
-    return (alpha @ xb).transpose(0, 1)  # [N, B, D]
+def dense_masked(conv: ColumnAttentionConv, x: Tensor, edge_index: Tensor) -> Tensor:
+    """The layer's folded query, then the ``"dense"`` backend of ``folded_attention``."""
+    query = (x @ conv.fold()[0].t()).unsqueeze(2)  # [N, B, 1, D]: tau K^T Q x_i
+    graph = attention_graph(edge_index, x.size(0))
+    return folded_attention(query, x, graph, scale=1.0, backend="dense").squeeze(2)  # [N, B, D]
 
 
 def estimated_bytes(impl: str, n: int, e: int, b: int, d: int) -> int:
@@ -115,7 +96,7 @@ def estimated_bytes(impl: str, n: int, e: int, b: int, d: int) -> int:
         return 4 * b * n * n * 4 + 6 * node
     if impl == "article_loop":
         return n * n * 4 + 8 * node
-    if impl in ("pyg_batch", "pyg_transformer_conv"):
+    if impl in ("propagate_batch", "pyg_transformer_conv"):
         return 6 * e * b * d * 4 + 8 * node
     return 6 * node + 3 * e * b * 4  # measured ~5 node tensors at 2**16
 
@@ -129,10 +110,11 @@ def build(impl: str, n: int, args, device) -> tuple:
     x = torch.randn(n, b, d, generator=gen).to(device).requires_grad_()  # [N, B, D]
     conv = ColumnAttentionConv(d, d).to(device)
     wq, wk = conv.query_weight, conv.key_weight
-    if impl == "article_loop" or impl == "dense_masked":
+    if impl == "article_loop":
         adj = edge_index_to_dense(edge_index, n)  # [N, N]
-        fn = article_loop if impl == "article_loop" else dense_masked
-        return (lambda: fn(x, wq, wk, adj)), [x, wq, wk]
+        return (lambda: article_loop(x, wq, wk, adj)), [x, wq, wk]
+    if impl == "dense_masked":
+        return (lambda: dense_masked(conv, x, edge_index)), [x, wq, wk]
     if impl == "cortexgnn":
         return (lambda: conv(x, edge_index)), [x, wq, wk]
     if impl == "cortexgnn_folded":  # the layer with its K^T Q fold handed in, as CortexNet does
@@ -140,9 +122,10 @@ def build(impl: str, n: int, args, device) -> tuple:
     xb = x.detach().transpose(0, 1)  # [B, N, D]
     batch = Batch.from_data_list([Data(x=xb[i], edge_index=edge_index) for i in range(b)])
     bx = batch.x.clone().requires_grad_()  # [B*N, D]
-    if impl == "pyg_batch":
-        layer = PyGDotAttention(wq, wk)
-        return (lambda: layer(bx, batch.edge_index)), [bx, wq, wk]
+    if impl == "propagate_batch":  # the same layer through PyG's propagate, on B copies
+        layer = ColumnAttentionConv(d, d, fused=False).to(device)
+        layer.load_state_dict(conv.state_dict())
+        return (lambda: layer(bx, batch.edge_index)), [bx, layer.query_weight, layer.key_weight]
     layer = TransformerConv(d, d).to(device)
     return (lambda: layer(bx, batch.edge_index)), [bx, *layer.parameters()]
 

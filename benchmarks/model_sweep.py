@@ -15,7 +15,7 @@ Watts-Strogatz graph, homeostasis, readout and the edge-restricted Hebbian updat
 ``[E]`` weights. It shows what the graph part costs at scale (``shared_scale.py`` takes
 it to 10^6 columns with the memory-saving flags).
 
-    THP_MEM_ALLOC_ENABLE=1 python benchmarks/model_sweep.py
+    THP_MEM_ALLOC_ENABLE=1 python -m benchmarks run model_sweep
 """
 
 from __future__ import annotations
@@ -25,12 +25,10 @@ import time
 
 import torch
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-
+from benchmarks import harness
 from cortexgnn import CortexNet, DenseReference, ModelConfig
+
+ARTICLE = ModelConfig()  # the article's sizes: every default below comes from it
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -39,9 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-sizes", type=int, nargs="*", default=[1024, 4096, 16384, 100_000])
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--shared-batch-size", type=int, default=4)
-    p.add_argument("--col-out", type=int, default=128)
-    p.add_argument("--in-dim", type=int, default=784)
-    p.add_argument("--message-iters", type=int, default=4)
+    p.add_argument("--col-out", type=int, default=ARTICLE.col_out)
+    p.add_argument("--in-dim", type=int, default=ARTICLE.in_dim)
+    p.add_argument("--message-iters", type=int, default=ARTICLE.message_iters)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--min-run-time", type=float, default=0.0, help="0: one call per round")

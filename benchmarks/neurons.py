@@ -8,7 +8,7 @@ seconds per sweep from 10^3 to 10^6 neurons and the fitted time exponent; bytes 
 and per link. Writes ``benchmarks/results/neurons-<device>.json``; ``--update-doc`` renders
 the table into docs/neurons.md.
 
-    python benchmarks/neurons.py --threads 2 --update-doc
+    python -m benchmarks run neurons --threads 2 --update-doc
 """
 
 from __future__ import annotations
@@ -21,13 +21,8 @@ from pathlib import Path
 
 import torch
 
-try:
-    from benchmarks import harness
-    from benchmarks.layer_sweep import fit_exponent
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
-    from layer_sweep import fit_exponent
-
+from benchmarks import harness
+from benchmarks.layer_sweep import fit_exponent
 from cortexgnn.neurons import NeuronNetwork, random_links
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "neurons.md"
@@ -320,7 +315,7 @@ def floor_paragraph(result: dict) -> str:
     verdict = (
         "Below 1,000x in both precisions: as long as every sweep leaves every neuron's state "
         "in memory (what `run` records and `neuron_state` reads), no kernel reaches the "
-        "target on this machine"
+        "target at the copy bandwidth this result measured"
         if not reachable
         else "At this run's loop time a perfectly fused kernel could reach 1,000x in "
         + ("both precisions" if len(reachable) == 2 else f"{reachable[0]} only")

@@ -7,11 +7,26 @@ from pathlib import Path
 LABELS = {
     "article_loop": "article per-column loop",
     "dense_masked": "dense masked (vectorised)",
-    "pyg_batch": "PyG standard (Batch + softmax + scatter)",
+    "pyg_batch": "PyG standard (Batch + softmax + scatter)",  # a hand-written layer
+    "propagate_batch": "ColumnAttentionConv(fused=False) on a PyG Batch",
     "pyg_transformer_conv": "PyG TransformerConv",
     "cortexgnn": "cortexgnn ColumnAttentionConv",
     "cortexgnn_folded": "cortexgnn folded_attention",
 }
+
+
+def model_label(row: dict, config: dict) -> str:
+    """A model-sweep series: the implementation, then its weights and batch once each."""
+    if row["mode"] == "per_column":
+        return f"{row['impl']}, per-column weights, batch {config['batch_size']}"
+    # "CortexNet (shared weights)": the implementation already names its weights
+    return f"{row['impl']}, batch {config['shared_batch_size']}"
+
+
+def _legend_below(fig, ax) -> None:
+    """The legend under the axes, never over the data (constrained layout makes room)."""
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
+               fontsize=8, frameon=False)  # fmt: skip
 
 
 def plots(results: dict, img_dir: Path) -> list[Path]:
@@ -31,7 +46,7 @@ def plots(results: dict, img_dir: Path) -> list[Path]:
             ("forward_backward", "bench_scaling.png", "forward+backward time per call (s)"),
             ("peak_bytes_forward_backward", "bench_memory.png", "peak extra memory (MiB)"),
         ):
-            fig, ax = plt.subplots(figsize=(7, 4.5))
+            fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
             for impl in layer["config"]["impls"]:
                 ok = sorted((r for r in layer["rows"] if r["impl"] == impl and r["status"] == "ok"),
                             key=lambda r: r["N"])  # fmt: skip
@@ -49,27 +64,27 @@ def plots(results: dict, img_dir: Path) -> list[Path]:
             ax.set_title(f"attention layer, B={layer['config']['batch_size']}, "
                          f"D={layer['config']['channels']}, 1 graph")  # fmt: skip
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
+            _legend_below(fig, ax)
             fig.savefig(img_dir / fname, dpi=110)
             plt.close(fig)
             written.append(img_dir / fname)
     model = results.get("model_sweep")
     if model:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = plt.subplots(figsize=(7, 5.5), layout="constrained")
         series = {}
         for r in model["rows"]:
             if r["status"] == "ok":
-                series.setdefault(f"{r['impl']} ({r['mode']})", []).append(
-                    (r["N"], r["step"]["median_s"])
-                )
+                point = (r["N"], r["step"]["median_s"])
+                series.setdefault(model_label(r, model["config"]), []).append(point)
         for label, pts in series.items():
             pts.sort()
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
         ax.set(xscale="log", yscale="log", xlabel="columns N", ylabel="training step (s)")
+        cfg = model["config"]
+        ax.set_title(f"whole training step, D={cfg['col_out']}, input {cfg['in_dim']}, "
+                     f"{cfg['message_iters']} message iterations")  # fmt: skip
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        _legend_below(fig, ax)
         fig.savefig(img_dir / "bench_model.png", dpi=110)
         plt.close(fig)
         written.append(img_dir / "bench_model.png")

@@ -6,10 +6,7 @@ under, its tables and the sentences derived from its numbers.
 
 from __future__ import annotations
 
-try:
-    from benchmarks.plots import LABELS
-except ImportError:  # run as a script from the benchmarks folder
-    from plots import LABELS
+from benchmarks.plots import LABELS
 
 
 def _ms(stats: dict) -> str:
@@ -153,7 +150,7 @@ def _model_section(model: dict) -> list[str]:
         f"input {cfg['in_dim']}, {cfg['message_iters']} iterations, dropout 0. Per-column "
         f"weights and their gradients take {model['per_column_bytes_at_4096'] / 2**30:.1f} GB "
         "at 4,096 columns (before activations and optimizer state: AdamW adds twice the "
-        f"weights), over the {cfg['memory_cap_gb']} GB cap set for this shared machine; "
+        f"weights), over this run's {cfg['memory_cap_gb']} GB cap (`--memory-cap-gb`): "
         "beyond a few thousand columns only shared (or low-rank) weights fit."
     )
     out += ["", "| weights | implementation | N | step ms | peak MiB |", "|---|---|---|---|---|"]

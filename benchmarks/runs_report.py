@@ -4,7 +4,7 @@ Each row is one ``cortexgnn train`` run whose ``summary.json`` (and ``metrics.js
 committed under ``docs/results/<name>/``: accuracy, time and the commit, threads and
 machine that produced it. Nothing in the table is typed by hand.
 
-    python benchmarks/runs_report.py --update-doc README.md
+    python -m benchmarks render runs   # README.md and docs/results.md
 """
 
 from __future__ import annotations
@@ -14,10 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-try:
-    from . import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
 
 ROOT = Path(__file__).resolve().parents[1]
 START, END = "<!-- runs-table:start -->", "<!-- runs-table:end -->"
@@ -64,7 +61,7 @@ def render(results_dir: Path) -> str:
     lines += [
         "",
         "Each row is a committed `docs/results/<run>/summary.json`; times are wall-clock on "
-        "a 2-core machine shared with other jobs, so compare them within a row, not across.",
+        "the machine and threads the row names, so compare them within a row, not across.",
     ]
     return "\n".join(lines)
 

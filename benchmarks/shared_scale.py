@@ -32,10 +32,7 @@ from pathlib import Path
 
 import torch
 
-try:
-    from benchmarks import harness
-except ImportError:  # run as a script from the benchmarks folder
-    import harness
+from benchmarks import harness
 
 DEFAULT_SIZES = [1_000, 10_000, 31_623, 100_000, 200_000]
 MODES = ["off/fp32", "torch/fp32", "off/bf16", "torch/bf16"]  # recompute / precision

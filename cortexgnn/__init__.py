@@ -11,10 +11,10 @@ command line's ``--help`` do not pay for importing torch and PyG.
 from __future__ import annotations
 
 import importlib
-import warnings
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._pyg import import_pyg as _import_pyg  # the benchmarks' spelling
+from ._version import __version__
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -61,15 +61,6 @@ __all__ = [
     "weighted_neighbour_sum",
     "__version__",
 ]
-
-
-def _import_pyg() -> None:
-    """Import PyG once, without its import-time deprecation warning (see below)."""
-    with warnings.catch_warnings():
-        # PyG 2.8 calls torch.jit.script at import time, which torch 2.14 deprecates; scoped
-        # so that users' own warning filters stay untouched.
-        warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated")
-        import torch_geometric  # noqa: F401
 
 
 def __getattr__(name: str):

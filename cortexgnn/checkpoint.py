@@ -25,7 +25,6 @@ import contextlib
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from ._io import atomic_write
 from ._limits import (
     DEFAULT_MAX_ELEMENTS,
     DEFAULT_MAX_MESSAGE_ITERS,
@@ -45,6 +45,7 @@ from .reference import DenseReference
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_ITERS",
+    "brain_dict",
     "check_model_size",
     "stored_elements",
     "model_from_state",
@@ -68,44 +69,15 @@ class UnsafeCheckpointError(ValueError):
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over it.
+    """``torch.save`` through :func:`cortexgnn._io.atomic_write`: never a torn file.
 
-    A crash at any moment leaves either the old file or the new one, never a torn file. A
-    process killed mid-write leaves its temporary ``.<name>.*.tmp`` beside ``path`` (safe to
-    delete). The directory is fsynced after the rename, so the new name also survives a
-    power loss on POSIX file systems.
+    A crash at any moment leaves either the old file or the new one. A process killed
+    mid-write leaves its temporary ``.<name>.*.tmp`` beside ``path`` (safe to delete).
+    Missing parent folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open() would not
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-    return path
-
-
-def _umask() -> int:
-    current = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(current)
-    return current
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return  # directories cannot be opened for fsync on Windows
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict:
@@ -224,6 +196,36 @@ def _load_strict(model: nn.Module, state_dict: dict, path: Path) -> None:
         ) from err
 
 
+def brain_dict(
+    model: CortexNet | DenseReference,
+    *,
+    epoch: int = 0,
+    loss: float = float("nan"),
+    optimizer_state_dict: dict | None = None,
+    article_keys: bool = True,
+) -> dict:
+    """The article's ``brain.pth`` dict for ``model``: the one place that builds it.
+
+    The article's keys (``epoch``, ``model_state_dict``, ``optimizer_state_dict``, ``loss``,
+    ``hyperparams``) and ``"model_config"``, every setting of ``model`` (fix flags
+    included), so :func:`load_article_checkpoint` rebuilds the same model. With
+    ``article_keys`` a ``CortexNet``'s weights are stored in ``BrainNetwork``'s layout (what
+    the article's code loads); without, in ``CortexNet``'s own (what a resume loads).
+    """
+    if article_keys and isinstance(model, CortexNet):
+        weights = DenseReference.from_cortexnet(model).state_dict()
+    else:
+        weights = model.state_dict()
+    return {
+        "epoch": epoch,
+        "model_state_dict": weights,
+        "optimizer_state_dict": optimizer_state_dict or {},
+        "loss": loss,
+        "hyperparams": model.config.article_hparams(),
+        "model_config": model.config.to_dict(),
+    }
+
+
 def save_article_checkpoint(
     path: str | os.PathLike,
     model: CortexNet | DenseReference,
@@ -234,10 +236,8 @@ def save_article_checkpoint(
 ) -> Path:
     """Write ``model`` as the article's ``brain.pth`` (``BrainNetwork`` keys), atomically.
 
-    Besides the article's keys the file stores ``"model_config"``: every setting of
-    ``model``, fix flags included, so :func:`load_article_checkpoint` rebuilds the same
-    model. An optimizer state only makes sense for the module it came from; it is stored as
-    given.
+    The file is :func:`brain_dict`. An optimizer state only makes sense for the module it
+    came from; it is stored as given.
     """
     if isinstance(model, CortexNet) and model.config.patch_size is not None:
         raise ValueError(
@@ -251,15 +251,7 @@ def save_article_checkpoint(
             "save model.state_dict() with model.config.to_dict() and model.hparams as "
             "cortexgnn train's checkpoint.pth does, which load_article_checkpoint reads back"
         )
-    ref = DenseReference.from_cortexnet(model) if isinstance(model, CortexNet) else model
-    state = {
-        "epoch": epoch,
-        "model_state_dict": ref.state_dict(),
-        "optimizer_state_dict": optimizer_state_dict or {},
-        "loss": loss,
-        "hyperparams": model.config.article_hparams(),
-        "model_config": model.config.to_dict(),
-    }
+    state = brain_dict(model, epoch=epoch, loss=loss, optimizer_state_dict=optimizer_state_dict)
     return atomic_save(state, path)
 
 

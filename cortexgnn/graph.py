@@ -16,9 +16,9 @@ import networkx as nx
 import torch
 from torch import Tensor
 
-from . import _import_pyg
+from ._pyg import import_pyg
 
-_import_pyg()
+import_pyg()
 
 from torch_geometric import EdgeIndex
 from torch_geometric.typing import SparseTensor

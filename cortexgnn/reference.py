@@ -25,7 +25,64 @@ from .nn.columns import EXCITATORY, INHIBITORY, PROJECTION
 from .nn.config import ARTICLE_FIELDS, ModelConfig
 from .nn.model import CortexNet
 
-__all__ = ["DenseReference", "copy_cortexnet_weights", "copy_reference_weights"]
+__all__ = [
+    "DenseReference",
+    "article_attention",
+    "article_gate",
+    "copy_cortexnet_weights",
+    "copy_reference_weights",
+]
+
+
+def article_gate(
+    center: Tensor, everyone: Tensor, query_weight: Tensor, key_weight: Tensor, row_mask: Tensor
+) -> Tensor:
+    """The article's ``AttentionGate``: one column's attention over *all* columns.
+
+    The query projects the column, the key projects every column (the article's cost:
+    ``C`` key projections per gate), non-neighbours are masked with ``-1e9``.
+
+    Args:
+        center: ``[B, D]`` the column's state.
+        everyone: ``[B, C, D]`` every column's state.
+        query_weight: ``[D, D]`` query (``nn.Linear`` layout, ``[out, in]``).
+        key_weight: ``[D, D]`` key.
+        row_mask: ``[C]`` the column's row of the adjacency (0: not a neighbour).
+
+    Returns:
+        ``[B, C]`` softmax weights.
+    """
+    q = F.linear(center, query_weight).unsqueeze(1)  # [B, 1, D]
+    k = F.linear(everyone, key_weight)  # [B, C, D]: every column projected, for every gate
+    scores = torch.bmm(q, k.transpose(1, 2)).squeeze(1) / math.sqrt(center.size(-1))  # [B, C]
+    scores = scores.masked_fill(row_mask.unsqueeze(0) == 0, -1e9)
+    return F.softmax(scores, dim=-1)
+
+
+def article_attention(
+    post: Tensor, query_weights: list[Tensor], key_weights: list[Tensor], adj: Tensor
+) -> Tensor:
+    """The article's attention messages, column by column in a Python loop.
+
+    What one message-passing iteration of :class:`DenseReference` sums for each column
+    (it then adds ``0.2 *`` this message and applies ReLU); the benchmarks time it as the
+    article's loop.
+
+    Args:
+        post: ``[B, C, D]`` column states.
+        query_weights: ``C`` query weights ``[D, D]``, one per column (pass one tensor
+            ``C`` times for weights shared by all columns).
+        key_weights: ``C`` key weights ``[D, D]``.
+        adj: ``[C, C]`` adjacency; row ``c`` masks what column ``c`` attends over.
+
+    Returns:
+        ``[B, C, D]``: for every column, its attention-weighted sum of all columns.
+    """
+    messages = []
+    for c in range(post.size(1)):
+        weights = article_gate(post[:, c], post, query_weights[c], key_weights[c], adj[c])
+        messages.append(torch.einsum("bc,bcd->bd", weights, post))  # [B, D]
+    return torch.stack(messages, dim=1)  # [B, C, D]
 
 
 class _Column(nn.Module):
@@ -58,15 +115,10 @@ class _AttentionGate(nn.Module):
         super().__init__()
         self.query = nn.Linear(dim, dim, bias=False)
         self.key = nn.Linear(dim, dim, bias=False)
-        self.scale = math.sqrt(dim)
 
     def forward(self, center: Tensor, everyone: Tensor, row_mask: Tensor) -> Tensor:
         """Attention of ``center [B, D]`` over ``everyone [B, C, D]``; returns ``[B, C]``."""
-        q = self.query(center).unsqueeze(1)  # [B, 1, D]
-        k = self.key(everyone)  # [B, C, D]: every column projected, for every gate
-        scores = torch.bmm(q, k.transpose(1, 2)).squeeze(1) / self.scale  # [B, C]
-        scores = scores.masked_fill(row_mask.unsqueeze(0) == 0, -1e9)
-        return F.softmax(scores, dim=-1)
+        return article_gate(center, everyone, self.query.weight, self.key.weight, row_mask)
 
 
 class DenseReference(nn.Module):
@@ -175,12 +227,11 @@ class DenseReference(nn.Module):
         post = pre.clone()
         for _ in range(self.message_iters):
             if self.use_attention:
-                updated = []
-                for c in range(self.num_columns):
-                    weights = self.attention_gates[c](post[:, c, :], post, adj[c])  # [B, C]
-                    message = torch.einsum("bc,bcd->bd", weights, post)  # [B, D]
-                    updated.append(F.relu(post[:, c, :] + 0.2 * message))
-                post = torch.stack(updated, dim=1)  # [B, C, D]
+                gates = self.attention_gates
+                messages = article_attention(
+                    post, [g.query.weight for g in gates], [g.key.weight for g in gates], adj
+                )  # [B, C, D]
+                post = F.relu(post + 0.2 * messages)
             else:
                 post = F.relu(post + 0.2 * torch.einsum("ij,bjd->bid", adj, post))
             post = 0.9 * post + 0.1 * pre

@@ -78,7 +78,7 @@ def _tiny_fashion(root: Path) -> Path:
 
 
 def test_adopt_records_a_matching_run_and_names_every_setting_that_differs(tmp_path):
-    from cortexgnn.train.cli import main as cortexgnn
+    from cortexgnn.cli import main as cortexgnn
 
     data = _tiny_fashion(tmp_path / "data")
     argv = ["--data-dir", str(data), "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"),
@@ -106,7 +106,7 @@ def test_adopt_records_a_matching_run_and_names_every_setting_that_differs(tmp_p
 
 
 def test_adopt_refuses_a_damaged_or_inconsistent_folder_in_one_line(tmp_path):
-    from cortexgnn.train.cli import main as cortexgnn
+    from cortexgnn.cli import main as cortexgnn
 
     data = _tiny_fashion(tmp_path / "data")
     argv = ["--data-dir", str(data), "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"),

@@ -7,29 +7,36 @@ The default part runs in about 15 s; ``-m slow`` adds ``cortexgnn bench --quick`
 real sizes (minutes), checked for CUDA and profiler messages.
 """
 
+import ast
+import dataclasses
 import json
 import math
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the benchmarks package
-
-from benchmarks import (  # noqa: E402
+from benchmarks import (
+    __main__ as tool,
+)
+from benchmarks import (
     article_step,
     bandwidth,
     harness,
     layer_sweep,
     model_sweep,
+    registry,
     report,
     report_sections,
     run_all,
 )
+from benchmarks.datasets import DataNotFound
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_fit_exponent_recovers_a_power_law():
@@ -138,9 +145,17 @@ def assert_smoke_table(table: str) -> None:
     assert "reached" not in table and ">= " not in table
 
 
-def test_run_all_quick_writes_a_report(tmp_path, monkeypatch):
-    for name, args in TINY.items():
-        monkeypatch.setitem(run_all.QUICK, name, args)
+def tiny_registry(monkeypatch, **extra: registry.Experiment) -> None:
+    """The registry with TINY smoke sizes (the default suite stays fast)."""
+    for name, argv in TINY.items():
+        experiment = dataclasses.replace(registry.EXPERIMENTS[name], quick=tuple(argv))
+        monkeypatch.setitem(registry.EXPERIMENTS, name, experiment)
+    for name, experiment in extra.items():
+        monkeypatch.setitem(registry.EXPERIMENTS, name, experiment)
+
+
+def test_run_all_quick_writes_a_report(tmp_path, monkeypatch, capsys):
+    tiny_registry(monkeypatch)
     summary = run_all.main(["--quick", "--out-dir", str(tmp_path), "--only", "article_step"])
     doc = (tmp_path / "benchmarks.md").read_text()
     assert "## 1. Article configuration" in doc
@@ -152,6 +167,8 @@ def test_run_all_quick_writes_a_report(tmp_path, monkeypatch):
     table = doc.split("## Headline (smoke sizes, no targets)\n\n", 1)[1].split("\n\n", 1)[0]
     assert_smoke_table(table)
     assert "Rendered from" not in doc  # the source line belongs to full runs
+    progress = capsys.readouterr().err
+    assert "[1/1] article_step: running" in progress and "[1/1] article_step: done in" in progress
 
 
 def test_quick_report_of_full_size_results_still_has_no_targets(tmp_path):
@@ -239,9 +256,15 @@ def test_bench_quick_prints_no_cuda_or_profiler_noise(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     output = done.stdout + done.stderr
-    noisy = [ln for ln in output.splitlines() if re.search("error|cuda|usdt|warn", ln, re.I)]
+    ours = re.compile(r"\[\d+/\d+\] \w+: ")  # the runner's progress lines: checked below
+    noisy = [ln for ln in output.splitlines()
+             if re.search("error|cuda|usdt|warn", ln, re.I) and not ours.match(ln)]  # fmt: skip
     assert noisy == []
-    assert_smoke_table(output.split("report:", 1)[0].strip())
+    printed = done.stdout.split("\nreport: ", 1)[0]  # the headline table comes last
+    assert_smoke_table(printed[printed.rindex("| measurement"):].strip())
+    for number, name in enumerate(registry.EXPERIMENTS, 1):  # every experiment said so
+        total = len(registry.EXPERIMENTS)
+        assert re.search(rf"\[{number}/{total}\] {name}: (done in|skipped)", done.stderr), name
 
 
 def test_peak_memory_sees_a_large_allocation():
@@ -253,16 +276,110 @@ def test_peak_memory_sees_a_large_allocation():
     assert peak >= 0.9 * (64 << 20)  # 16 Mi floats = 64 MiB
 
 
-def test_cli_bench_quick_runs_one_script(tmp_path, capsys, monkeypatch):
-    from cortexgnn.train.cli import main
+def test_cli_bench_runs_the_tool_of_the_checkout(tmp_path, capsys, monkeypatch):
+    """``cortexgnn bench`` starts ``python -m benchmarks run all`` in the checkout; that
+    command, run here in-process at TINY sizes, writes the results and the report."""
+    from cortexgnn.cli import main
 
-    monkeypatch.setitem(run_all.QUICK, "bandwidth", TINY["bandwidth"])
-    assert main(["bench", "--quick", "--only", "bandwidth", "--out-dir", str(tmp_path)]) == 0
+    started = []
+    with monkeypatch.context() as patch:
+        patch.setattr(subprocess, "run", lambda cmd, cwd: started.append((cmd, cwd)) or
+                      subprocess.CompletedProcess(cmd, 0))  # fmt: skip
+        assert main(["bench", "--quick", "--only", "bandwidth", "--out-dir", str(tmp_path)]) == 0
+    [(command, cwd)] = started
+    assert command[:5] == [sys.executable, "-m", "benchmarks", "run", "all"] and cwd == ROOT
+    tiny_registry(monkeypatch)
+    assert tool.main(command[3:]) == 0
     assert (tmp_path / "bandwidth-cpu.json").is_file()
     assert "## 4. Bandwidth" in (tmp_path / "benchmarks.md").read_text()
     out = capsys.readouterr().out
     assert "report:" in out
     assert "| yes |" not in out and "| no |" not in out and "reached" not in out
+
+
+EXPERIMENT_FILES_OTHERWISE = {"report", "ablation_report", "runs_report", "run_all"}
+
+
+def test_every_benchmark_with_a_main_is_registered():
+    """A new ``benchmarks/<name>.py`` with ``main`` is an experiment: it needs its line."""
+    registered = {e.module for e in registry.EXPERIMENTS.values()}
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        has_main = any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body)
+        name = path.stem
+        if has_main and name not in EXPERIMENT_FILES_OTHERWISE and name != "__main__":
+            assert f"benchmarks.{name}" in registered, f"{path.name} is not in the registry"
+    for experiment in registry.EXPERIMENTS.values():  # and every entry runs a real main
+        module = experiment.load()
+        assert callable(module.main) and callable(module.get_parser), experiment.name
+        module.get_parser().parse_args(
+            [a.replace("{out_dir}", "x") for a in experiment.quick]
+            + (["--data-dir", "x"] if experiment.needs else [])
+        )  # the smoke sizes are flags the experiment takes
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register("layer_sweep", "benchmarks.layer_sweep", "again")
+
+
+def test_tool_lists_runs_and_refuses_unknown_names(capsys):
+    assert tool.main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in registry.EXPERIMENTS)
+    assert tool.main(["run", "no_such_thing"]) == 2
+    assert "choose all or one of" in capsys.readouterr().err
+    assert tool.main([]) == 2
+
+
+def test_a_missing_dataset_is_one_line_and_run_all_goes_on(tmp_path, monkeypatch, capsys):
+    assert tool.main(["run", "cora", "--data-dir", str(tmp_path), "--no-save"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "Cora not found" in line and "--download" in line and "--data-dir" in line
+    tiny_registry(monkeypatch)
+    summary = run_all.main(["--quick", "--out-dir", str(tmp_path), "--data-dir", str(tmp_path),
+                            "--only", "ablation", "bandwidth"])  # fmt: skip
+    assert "FashionMNIST/raw not found" in summary["skipped"]["ablation"]
+    assert "bandwidth" in summary and "ablation" not in summary
+    assert "[1/2] ablation: skipped: FashionMNIST/raw not found" in capsys.readouterr().err
+
+
+def test_progress_speaks_at_least_every_tick(monkeypatch, capsys):
+    monkeypatch.setattr(run_all, "TICK_S", 0.05)
+    with run_all.progress("slow"):
+        time.sleep(0.3)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "slow: running" and len(lines) >= 3
+    assert all(re.fullmatch(r"slow: running, \d+ s", line) for line in lines[1:])
+
+
+def test_a_failed_cora_download_removes_what_it_created(tmp_path, monkeypatch):
+    from torch_geometric.datasets import Planetoid
+
+    from benchmarks.datasets import load_cora
+
+    def offline(self, *args, **kwargs):
+        os.makedirs(os.path.join(self.raw_dir), exist_ok=True)  # as a download starts
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(Planetoid, "download", offline)
+    data_dir = tmp_path / "data"
+    with pytest.raises(DataNotFound, match="could not download Cora.*--data-dir"):
+        load_cora(data_dir, tmp_path / "cache", download=True)
+    assert not data_dir.exists()
+
+
+def test_report_states_conditions_as_data_and_no_one_environment(tmp_path):
+    summary = report.main(["--results", str(COMMITTED), "--no-plots",
+                           "--out", str(tmp_path / "b.md")])  # fmt: skip
+    doc = (tmp_path / "b.md").read_text()
+    conditions = doc.split("## Conditions\n\n", 1)[1].split("\n\n", 1)[0]
+    header, _, *rows = _table_cells(conditions)
+    assert header[:4] == ["result", "CPU (cores)", "device", "threads"]
+    for row in rows:
+        env = json.loads((COMMITTED / f"{row[0].strip('`')}-cpu.json").read_text())["environment"]
+        assert row[1] == f"{env['cpu']} ({env['cpu_count']})" and row[3] == str(env["num_threads"])
+        assert row[4] == f"{env['load_average_at_start'][0]:.1f}"
+    assert summary["headline"]
+    for phrase in ("lent", "this VM", "oversubscribed", "this session", "shared machine"):
+        assert phrase not in doc
 
 
 def test_a_benchmark_says_when_it_times_another_checkouts_package(monkeypatch, tmp_path):
@@ -273,4 +390,4 @@ def test_a_benchmark_says_when_it_times_another_checkouts_package(monkeypatch, t
     monkeypatch.setattr(cortexgnn, "__file__", str(elsewhere))
     message = harness.package_checkout_warning()
     assert message is not None and str(tmp_path / "other-tree") in message
-    assert "python -m benchmarks." in message
+    assert "python -m benchmarks run" in message

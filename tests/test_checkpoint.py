@@ -142,3 +142,16 @@ def test_inconsistent_or_unknown_stored_settings_are_refused(tmp_path):
     path = atomic_save(state, tmp_path / "unknown.pth")
     with pytest.raises(ValueError, match="unknown.pth.*bogus"):
         load_article_checkpoint(path)
+
+
+def test_brain_dict_is_the_one_builder_of_the_file():
+    from cortexgnn.checkpoint import brain_dict
+
+    net = CortexNet(num_columns=4, in_dim=6, col_out=4, top_out=3, graph_k=2, graph_seed=0)
+    article = brain_dict(net, epoch=2, loss=0.5)
+    assert set(article) == {"epoch", "model_state_dict", "optimizer_state_dict", "loss",
+                            "hyperparams", "model_config"}  # fmt: skip
+    assert "attention_gates.0.query.weight" in article["model_state_dict"]  # BrainNetwork's
+    own = brain_dict(net, article_keys=False)
+    assert own["model_state_dict"].keys() == net.state_dict().keys()
+    assert own["model_config"] == net.config.to_dict() and own["optimizer_state_dict"] == {}

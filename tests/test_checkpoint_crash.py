@@ -118,7 +118,7 @@ CLI_RUN = ("train --dataset digits --num-columns 4 --col-out 8 --graph-k 2 --mes
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_training_killed_mid_run_resumes_to_the_uninterrupted_result(tmp_path):
-    from cortexgnn.train.cli import main
+    from cortexgnn.cli import main
 
     killed_dir = tmp_path / "killed"
     checkpoint = killed_dir / "checkpoint.pth"

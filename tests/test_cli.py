@@ -16,8 +16,9 @@ import torch
 from test_data import write_tiny_mnist
 
 from cortexgnn import DenseReference, save_article_checkpoint
+from cortexgnn.cli import get_parser, main
+from cortexgnn.cli.train import MODEL_HELP, typed_train_flags
 from cortexgnn.nn.config import ModelConfig
-from cortexgnn.train.cli import MODEL_HELP, _typed_train_flags, get_parser, main
 
 TINY = ["--num-columns", "6", "--graph-k", "2", "--col-out", "8", "--batch-size", "256",
         "--epochs", "1", "--eval-every", "100", "--no-progress", "--no-plot"]  # fmt: skip
@@ -29,6 +30,9 @@ def test_train_digits_then_eval_replays_the_final_accuracy(tmp_path, capsys):
     assert "cortexnet on digits" in out and "test accuracy" in out and "peak memory" in out
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 6 and summary["config"]["model_config"]["num_columns"] == 6
+    # the model as built: digits are 8x8 with 10 classes, the graph seeded by --seed
+    built = summary["model_config"]
+    assert (built["in_dim"], built["top_out"], built["graph_seed"]) == (64, 10, 0)
     # the final evaluation ran on the state saved in the checkpoint, so eval reproduces it
     assert main(["eval", str(tmp_path / "checkpoint.pth")]) == 0
     out = capsys.readouterr().out
@@ -93,8 +97,8 @@ def test_eval_errors(tmp_path, capsys):
 
 
 def test_typed_flags_and_defaults_in_help(capsys):
-    assert _typed_train_flags(["--num-columns", "3", "--no-plot"]) == {"num_columns", "plot"}
-    assert _typed_train_flags([]) == set()
+    assert typed_train_flags(["--num-columns", "3", "--no-plot"]) == {"num_columns", "plot"}
+    assert typed_train_flags([]) == set()
     with pytest.raises(SystemExit):
         get_parser().parse_args(["train", "--help"])
     text = capsys.readouterr().out
@@ -284,20 +288,16 @@ def test_doctor_survives_a_kernel_module_without_kernel_status(capsys, monkeypat
     assert kernel_line and kernel_line[0].endswith("unknown")
 
 
-def test_neurons_command_is_registered_when_present():
-    import importlib.util
-
+def test_every_command_is_registered():
     choices = get_parser()._subparsers._group_actions[0].choices
-    present = importlib.util.find_spec("cortexgnn.train.neurons_cli") is not None
-    assert ("neurons" in choices) == present
-    assert {"train", "eval", "doctor", "bench"} <= set(choices)
+    assert set(choices) == {"train", "eval", "doctor", "bench", "neurons"}
 
 
 @pytest.mark.slow
 def test_help_is_fast_and_imports_no_torch():
     code = (
         "import sys, time; t = time.perf_counter()\n"
-        "from cortexgnn.train.cli import get_parser; get_parser()\n"
+        "from cortexgnn.cli import get_parser; get_parser()\n"
         "print(time.perf_counter() - t, sorted({'torch', 'numpy', 'torch_geometric'} & "
         "set(sys.modules)))"
     )
@@ -363,3 +363,22 @@ def test_resuming_a_checkpoint_with_edited_sizes_is_one_line(tmp_path, capsys):
     assert main(["train", "--resume", str(checkpoint), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "num_columns=1000000000" in err and "GiB" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("rank, shown", [("0", True), ("1", False)])
+def test_warnings_once_per_job_under_torchrun(rank, shown, monkeypatch):
+    import warnings
+
+    from cortexgnn.cli import doctor
+
+    def diagnose(data_dir):
+        warnings.warn("the attention kernel could not be built", stacklevel=1)
+        return {}
+
+    monkeypatch.setattr(doctor, "diagnose", diagnose)
+    monkeypatch.setenv("RANK", rank)  # what torchrun sets in every process
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert main(["doctor"]) == 0
+    assert [str(w.message) for w in seen] == (["the attention kernel could not be built"]
+                                              if shown else [])  # fmt: skip

@@ -10,8 +10,8 @@ from benchmarks import cora, cora_report
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_cora_benchmark_runs_and_writes_its_result(data_dir, tmp_path):
-    argv = ["--data-dir", str(data_dir), "--seeds", "2", "--epochs", "3", "--no-progress"]
+def test_cora_benchmark_runs_and_writes_its_result(cora_dir, tmp_path):
+    argv = ["--data-dir", str(cora_dir), "--seeds", "2", "--epochs", "3", "--no-progress"]
     figure = tmp_path / "cora.png"
     result = cora.main([*argv, "--out-dir", str(tmp_path), "--plot", str(figure)])
     assert set(result["models"]) == set(cora.MODELS)

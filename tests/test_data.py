@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from collections import Counter
 from pathlib import Path
@@ -96,10 +97,8 @@ def test_default_data_dir_honours_env(monkeypatch, tmp_path):
     assert default_data_dir() == Path("data")
 
 
-def test_fashion_mnist_offline_copy(data_dir):
-    if not (data_dir / "FashionMNIST" / "raw").is_dir():
-        pytest.skip(f"no FashionMNIST in {data_dir}")
-    train, test = load_dataset("fashion-mnist", data_dir)
+def test_fashion_mnist_offline_copy(fashion_mnist_dir):
+    train, test = load_dataset("fashion-mnist", fashion_mnist_dir)
     assert train.x.shape == (60000, 784) and test.x.shape == (10000, 784)
     assert 0 <= float(train.x.min()) and float(train.x.max()) <= 1
     assert torch.bincount(test.y).tolist() == [1000] * 10
@@ -122,3 +121,22 @@ def test_dataset_missing_partial_or_corrupt_directory(tmp_path, present):
         (raw / name).write_bytes(b"\x00\x00\x08\x03 not an idx file")
     with pytest.raises(DatasetNotFoundError, match=r"FashionMNIST/raw.*--download"):
         load_dataset("fashion-mnist", tmp_path)
+
+
+def test_a_failed_download_removes_what_it_created(tmp_path, monkeypatch):
+    from torchvision import datasets
+
+    def offline(self):
+        os.makedirs(self.raw_folder, exist_ok=True)  # as a real download starts
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(datasets.MNIST, "download", offline)
+    data_dir = tmp_path / "data"
+    with pytest.raises(DatasetNotFoundError, match="the download failed"):
+        load_dataset("mnist", data_dir, download=True)
+    assert not data_dir.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()  # a folder the user made stays; only what the download made goes
+    with pytest.raises(DatasetNotFoundError):
+        load_dataset("mnist", kept, download=True)
+    assert kept.is_dir() and not (kept / "MNIST").exists()

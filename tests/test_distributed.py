@@ -221,7 +221,7 @@ CLI_ARGS = ("train --dataset digits --num-columns 6 --col-out 8 --graph-k 2 --me
 
 @pytest.mark.slow
 def test_torchrun_two_processes_train_like_one(tmp_path):
-    from cortexgnn.train.cli import main
+    from cortexgnn.cli import main
     from cortexgnn.train.metrics import read_metrics
 
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",

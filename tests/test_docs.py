@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import sys
+import shlex
 from pathlib import Path
 
 import pytest
 
+from cortexgnn.cli import get_parser, main
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -39,7 +40,8 @@ def test_python_blocks_run_as_written(path, tmp_path, monkeypatch):
         exec(compile(block, f"{path.name} block {number}", "exec"), namespace)
 
 
-def test_readme_blocks_produce_what_they_say():
+def test_readme_blocks_produce_what_they_say(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the blocks write brain.pth: never into the checkout
     namespace: dict = {}
     blocks = python_blocks(ROOT / "README.md")
     for block in blocks:
@@ -62,15 +64,17 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     quick_start = re.search(r"## Quick start\n+```bash\n(.*?)```", readme, flags=re.S).group(1)
     lines = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
-    assert len(lines) == 2, "the quick start is exactly two commands"
-    test_command = lines[1].split("&&")[-1].strip()
+    assert len(lines) == 3, "the quick start is the CPU build, then two commands"
+    # a CPU machine never pulls the CUDA build: the CPU wheel comes first
+    assert lines[0] == "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    test_command = lines[2].split("&&")[-1].strip()
     ci_script = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_script
     assert any(line.startswith(f"{test_command} -m slow") for line in ci_script)
 
 
 def test_training_results_table_matches_the_committed_runs():
-    import runs_report
+    from benchmarks import runs_report
 
     table = runs_report.render(ROOT / "docs" / "results")
     assert between(ROOT / "README.md", runs_report.START, runs_report.END) == table
@@ -80,7 +84,7 @@ def test_training_results_table_matches_the_committed_runs():
 
 
 def test_science_page_and_readme_match_the_ablation_results():
-    import ablation_report
+    from benchmarks import ablation_report
 
     results = json.loads((ROOT / "benchmarks" / "results" / "ablation.json").read_text())
     science = ROOT / "docs" / "science.md"
@@ -90,6 +94,35 @@ def test_science_page_and_readme_match_the_ablation_results():
     assert between(
         ROOT / "README.md", ablation_report.README_START, ablation_report.README_END
     ) == (ablation_report.headline(results))
+
+
+def readme_neuron_commands() -> list[list[str]]:
+    """The README's neuron command lines, as argument lists after ``cortexgnn``."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"## The neuron network\n.*?```bash\n(.*?)```", readme, flags=re.S)
+    lines = [shlex.split(line.split("  #")[0]) for line in block.group(1).strip().splitlines()]
+    assert all(line[0] == "cortexgnn" for line in lines)
+    return [line[1:] for line in lines]
+
+
+def test_readme_neuron_commands_make_their_inputs_first():
+    commands = readme_neuron_commands()
+    parser = get_parser()
+    made: set[str] = set()
+    for argv in commands:
+        args = parser.parse_args(argv)  # every flag exists as written
+        if args.graph is not None:  # a file read here was written by a line above
+            assert args.graph in made, f"{args.graph} is read before a command makes it"
+        made |= {path for path in (args.save, args.log) if path}
+
+
+@pytest.mark.slow  # draws a GIF: about 25 s
+def test_readme_neuron_commands_run_as_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for argv in readme_neuron_commands():
+        assert main(argv) == 0, argv
+    assert (tmp_path / "events.tsv").is_file() and (tmp_path / "net.pt").is_file()
+    assert (tmp_path / "out" / "net.gif").is_file()
 
 
 def test_every_test_the_robustness_page_names_exists():

@@ -79,8 +79,11 @@ def test_first_use_builds_into_private_folders_and_records_the_hash(cache, tmp_p
     library = library_path(directory)
     record = library.with_name(library.name + ".sha256").read_text()
     assert record == f"{hashlib.sha256(library.read_bytes()).hexdigest()}  {library.name}\n"
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and kernel._module_name() in err and "30-60 s" in err
+    first, *ticks, last = capsys.readouterr().err.splitlines()
+    assert kernel._module_name() in first and "30-60 s" in first  # what, where, how long
+    assert all(re.fullmatch(r"cortexgnn: compiling the C\+\+ attention kernel: \d+ s", t)
+               for t in ticks)  # fmt: skip
+    assert re.fullmatch(r"cortexgnn: compiled the C\+\+ attention kernel in \d+ s", last)
     kernel.load_kernel()  # cached for the process: nothing more happens
     assert log["compiled"] == 1 and log["imported"] == []
 
@@ -393,3 +396,14 @@ def test_the_import_loads_a_private_copy_of_exactly_the_verified_bytes(cache, mo
     kernel.load_kernel.cache_clear()
     assert "changed after it was verified" in fallback_reason()
     assert len(seen) == 1 and verified != library.read_bytes()
+
+
+def test_a_long_compile_says_every_few_seconds_that_it_is_running(capsys):
+    import time
+
+    from cortexgnn._progress import ticking
+
+    with ticking("cortexgnn: compiling: {seconds:.0f} s", every_s=0.05):
+        time.sleep(0.3)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"cortexgnn: compiling: \d+ s", x) for x in lines)

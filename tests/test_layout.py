@@ -1,4 +1,5 @@
-"""The package's import graph: no circle, and no arrow from the core into the application."""
+"""The package's import graph, root included: no circle, nothing imports the package root,
+and no arrow from the core into the application."""
 
 from __future__ import annotations
 
@@ -38,20 +39,47 @@ def internal_graph() -> dict[str, set[str]]:
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
-        edges = {m for m in imports_of(path) if m in modules and m != name}
-        graph[name] = edges - {"cortexgnn"}  # the package root only re-exports lazily
+        graph[name] = {m for m in imports_of(path) if m in modules and m != name}
     return graph
+
+
+def test_every_module_is_in_the_graph_root_included():
+    graph = internal_graph()
+    assert "cortexgnn" in graph and "cortexgnn._pyg" in graph
+    assert len(graph) == len(list(PACKAGE.rglob("*.py")))
+
+
+def test_nothing_imports_the_package_root():
+    """The root only re-exports (lazily): a module importing it would point up."""
+    importers = sorted(name for name, edges in internal_graph().items() if "cortexgnn" in edges)
+    assert importers == []
+
+
+#: the application: the command line, the training library, and the neuron system's plots
+APPLICATION = ("cortexgnn.cli", "cortexgnn.train", "cortexgnn.__main__", "cortexgnn.neurons.plots")
+
+
+def is_application(name: str) -> bool:
+    return any(name == top or name.startswith(f"{top}.") for top in APPLICATION)
 
 
 def test_core_never_imports_the_application():
     for path in PACKAGE.rglob("*.py"):
         name = module_name(path)
-        if name.startswith("cortexgnn.train") or name == "cortexgnn.__main__":
+        if is_application(name):
             continue
         imported = imports_of(path)
-        assert not any(m.startswith("cortexgnn.train") for m in imported), name
+        assert not any(is_application(m) for m in imported), name
         tops = {m.split(".")[0] for m in imported}
         assert not tops & APPLICATION_ONLY, f"{name} imports {tops & APPLICATION_ONLY}"
+
+
+def test_the_libraries_never_import_the_command_line():
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith("cortexgnn.cli") or name == "cortexgnn.__main__":
+            continue
+        assert not any(m.startswith("cortexgnn.cli") for m in imports_of(path)), name
 
 
 def test_import_graph_has_no_circle():

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
+from cortexgnn.cli.neurons import add_neurons_parser, run_neurons_simulate
 from cortexgnn.neurons import NeuronNetwork, load_network
-from cortexgnn.train.neurons_cli import add_neurons_parser, run_neurons_simulate
 
 
 def parse(argv):
@@ -27,10 +27,10 @@ def test_article_example_from_the_command_line(tmp_path, capsys):
     assert args.handler is run_neurons_simulate
     assert args.handler(args) == 0
     out = capsys.readouterr().out
-    assert "neuron ПЕРВЫЙ released at sweeps [5]" in out
+    assert "neuron first released at sweeps [5]" in out
     lines = log.read_text().splitlines()
-    assert lines[:3] == ["1\tПЕРВЫЙ\ttransmit", "1\tВТОРОЙ\treceive", "1\tВТОРОЙ\ttransmit"]
-    assert lines[12] == "5\tПЕРВЫЙ\trelease"
+    assert lines[:3] == ["1\tfirst\ttransmit", "1\tsecond\treceive", "1\tsecond\ttransmit"]
+    assert lines[12] == "5\tfirst\trelease"
 
 
 def test_edge_list_stimulus_copies_plots_and_save(tmp_path, capsys):
@@ -63,15 +63,31 @@ def test_user_errors_name_the_problem(tmp_path):
 
 
 def test_animation_lights_links_small(tmp_path):
-    from cortexgnn.train.neuron_plots import animate
+    from cortexgnn.neurons.plots import animate
 
     net = NeuronNetwork(torch.tensor([[0, 1], [1, 2]]), 3)
     out = net.run(6, record=("actions", "sent"))
-    path = animate(net.edge_index, 3, out["actions"], out["sent"], tmp_path / "a.gif", fps=2)
+    drawn = []
+    path = animate(net.edge_index, 3, out["actions"], out["sent"], tmp_path / "a.gif", fps=2,
+                   progress=lambda frame, total: drawn.append((frame, total)))  # fmt: skip
     from PIL import Image
 
     with Image.open(path) as gif:
         assert gif.n_frames == 6
+    assert [total for _, total in drawn] == [6] * 6  # one progress call per frame drawn
+
+
+def test_a_large_raster_draws_the_busiest_neurons_readably():
+    from cortexgnn.neurons import Action
+    from cortexgnn.neurons.plots import MAX_RASTER_ROWS, raster
+
+    actions = torch.full((20, 200), int(Action.ACCUMULATE))
+    actions[::2, 157] = int(Action.RELEASE)  # one busy neuron among 200 quiet ones
+    fig = raster(actions)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == MAX_RASTER_ROWS and labels[0] == "157"
+    assert "busiest" in ax.get_title()
 
 
 def test_core_never_imports_the_application_stack():
@@ -83,6 +99,8 @@ def test_core_never_imports_the_application_stack():
     folder = Path(cortexgnn.neurons.__file__).parent
     banned = {"argparse", "tqdm", "matplotlib", "torchvision"}
     for path in folder.glob("*.py"):
+        if path.name == "plots.py":  # the system's pictures: matplotlib, never imported by it
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -118,14 +136,14 @@ def test_sizes_from_flags_and_edge_lists_are_bounded(tmp_path):
 
 
 def test_long_runs_stream_the_log_and_keep_a_bounded_window(tmp_path, monkeypatch, capsys):
-    from cortexgnn.train import neurons_cli
+    from cortexgnn.cli import neurons as neurons_cli
 
     monkeypatch.setattr(neurons_cli, "CHUNK", 4)  # many chunks in a short test
     drawn = {}
     monkeypatch.setattr(
-        "cortexgnn.train.neuron_plots.raster", lambda actions, *_: drawn.update(raster=actions)
+        "cortexgnn.neurons.plots.raster", lambda actions, *_: drawn.update(raster=actions)
     )
-    monkeypatch.setattr("cortexgnn.train.neuron_plots.traces", lambda *_: None)
+    monkeypatch.setattr("cortexgnn.neurons.plots.traces", lambda *_: None)
     log = tmp_path / "log.tsv"
     args = parse(["neurons", "simulate", "--article", "--steps", "41", "--window", "6",
                   "--log", str(log), "--readout", "0", "--plots", str(tmp_path),
@@ -138,3 +156,24 @@ def test_long_runs_stream_the_log_and_keep_a_bounded_window(tmp_path, monkeypatc
     assert "(the last 6 kept)" in out
     released = out.split("released at sweeps ")[1].split(" (")[0]
     assert all(36 <= t <= 41 for t in ast.literal_eval(released))
+
+
+def test_copies_apply_where_they_can_and_are_refused_elsewhere(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_neurons_parser(parser.add_subparsers())
+
+    def run(*argv):
+        argv = ["neurons", "simulate", *argv, "--steps", "2", "--no-progress"]
+        return run_neurons_simulate(parser.parse_args(argv))
+
+    saved = tmp_path / "net.pt"
+    assert run("--num-nodes", "5", "--copies", "3", "--save", str(saved)) == 0
+    assert load_network(saved).batch_shape == (3,)  # copies of a random graph: applied
+    edges = tmp_path / "edges.txt"
+    edges.write_text("0 1\n1 2\n")
+    assert run("--graph", str(edges), "--copies", "2", "--save", str(saved)) == 0
+    assert load_network(saved).batch_shape == (2,)  # copies of an edge list: applied
+    with pytest.raises(ValueError, match="--copies 8 does not apply to --graph"):
+        run("--graph", str(saved), "--copies", "8")
+    with pytest.raises(ValueError, match="--copies 8 does not apply to --article"):
+        run("--article", "--copies", "8")

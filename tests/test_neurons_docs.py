@@ -4,13 +4,11 @@ test_docs.py)."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))  # the benchmarks package
 
 DOC = REPO_ROOT / "docs" / "neurons.md"
 RESULT = REPO_ROOT / "benchmarks" / "results" / "neurons-cpu.json"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cortexgnn.neurons import NeuronNetwork, load_network, random_links, save_network, toggle_links
-from cortexgnn.neurons.reference import Network, Neuron
+from cortexgnn.neurons.loop import Network, Neuron
 
 STATE = ("sta", "str", "dendrite", "synapse", "accumulated", "current_state", "last_state")
 

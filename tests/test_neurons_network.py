@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from cortexgnn.neurons import Action, NeuronNetwork, event_log
-from cortexgnn.neurons.reference import Network, Neuron
+from cortexgnn.neurons.loop import Network, Neuron
 
 PARAMETERS = ("threshold", "returnability", "speed", "recovery", "reproductivity")
 FIELDS = ("sta", "str", "dendrite", "synapse", "accumulated", "current_state", "last_state")
@@ -287,7 +287,7 @@ def test_bad_parameters(kwargs, match):
 
 
 def test_links_to_unknown_neurons():
-    with pytest.raises(ValueError, match="unknown neuron 5"):
+    with pytest.raises(ValueError, match="target nodes 5..5, but the graph has 3"):
         NeuronNetwork(torch.tensor([[0], [5]]), 3)
     ref = Network()
     a, b = Neuron("a"), Neuron("b")

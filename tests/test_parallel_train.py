@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from cortexgnn import load_article_checkpoint
-from cortexgnn.train.cli import main
+from cortexgnn.cli import main
 from cortexgnn.train.config import TrainConfig
 from cortexgnn.train.metrics import read_metrics
 from cortexgnn.train.sharded import write_consolidated

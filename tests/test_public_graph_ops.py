@@ -102,6 +102,8 @@ def test_every_exported_name_that_takes_a_graph_is_covered_above():
             parameters |= set(inspect.signature(value.__init__).parameters)
         if parameters & {"edge_index", "graph"}:
             takes_graph.add(name)
+    # ModelConfig's `graph` names a graph family (a string choice), it takes no tensors
+    takes_graph.discard("ModelConfig")
     covered = {op.split(" ")[0] for op in OPS}
     assert takes_graph <= covered, takes_graph - covered
 

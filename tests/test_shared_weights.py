@@ -23,7 +23,7 @@ from cortexgnn import (
     save_article_checkpoint,
 )
 from cortexgnn.nn.baselines import cortexnet_num_parameters
-from cortexgnn.train.cli import main
+from cortexgnn.cli import main
 
 TINY = dict(num_columns=7, in_dim=10, col_out=6, top_out=3, graph_k=4, graph_seed=3, dropout=0.0)
 

@@ -211,7 +211,7 @@ def test_checkpoints_round_trip_the_topography(tmp_path):
 
 
 def test_cortexgnn_train_runs_patch_columns_on_the_two_item_task(tmp_path, capsys):
-    from cortexgnn.train.cli import get_parser, main
+    from cortexgnn.cli import get_parser, main
 
     flags = ["--dataset", "two-items-digits", "--num-columns", "16", "--patch-size", "4",
              "--graph", "rewired-lattice", "--graph-p", "0.2", "--readout-column", "0",
@@ -234,7 +234,7 @@ def test_cortexgnn_train_runs_patch_columns_on_the_two_item_task(tmp_path, capsy
 @pytest.mark.slow
 def test_patch_columns_learn_the_two_item_digits_task(tmp_path):
     """Real data: the mean readout over 4 x 4 patch columns gets well above chance (50 %)."""
-    from cortexgnn.train.cli import main
+    from cortexgnn.cli import main
 
     flags = ["--dataset", "two-items-digits", "--num-columns", "16", "--patch-size", "4",
              "--graph", "lattice", "--col-out", "64", "--epochs", "5", "--eval-every", "1000",

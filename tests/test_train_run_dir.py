@@ -10,8 +10,9 @@ import pytest
 import torch
 from test_train import records, tiny
 
+from cortexgnn._io import atomic_write
 from cortexgnn.train.loop import train
-from cortexgnn.train.run_dir import RunDirError, open_run_dir, write_atomic
+from cortexgnn.train.run_dir import RunDirError, open_run_dir
 
 
 def test_each_run_gets_a_new_folder_and_latest_points_at_it(tmp_path, monkeypatch):
@@ -53,11 +54,11 @@ def test_a_second_writer_is_refused_while_the_first_runs(tmp_path):
         pass
 
 
-def test_write_atomic_replaces_a_planted_symlink_instead_of_writing_through(tmp_path):
+def test_atomic_write_replaces_a_planted_symlink_instead_of_writing_through(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     (tmp_path / "summary.json").symlink_to(victim)
-    write_atomic(tmp_path / "summary.json", b"{}")
+    atomic_write(tmp_path / "summary.json", b"{}")
     assert victim.read_text() == "precious"
     assert not (tmp_path / "summary.json").is_symlink()
     assert (tmp_path / "summary.json").read_bytes() == b"{}"

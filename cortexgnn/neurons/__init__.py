@@ -1,6 +1,6 @@
-"""The seed-001 neuron network: the article's loop and a batched message-passing simulator.
+"""The transmitter neuron network: the article's loop and a batched message-passing simulator.
 
-* :mod:`~cortexgnn.neurons.reference`: the article's ``Neuron`` and ``Network``, ported
+* :mod:`~cortexgnn.neurons.loop`: the article's ``Neuron`` and ``Network``, ported
   faithfully (the oracle and the speed baseline).
 * :class:`NeuronNetwork`: all neurons and ``B`` copies as tensors on an ``edge_index``,
   one sweep per :meth:`~NeuronNetwork.step`, equal to the loop sweep by sweep.
@@ -12,8 +12,8 @@ from cortexgnn.neurons.actions import Action, event_log
 from cortexgnn.neurons.delivery import TransmitterDelivery
 from cortexgnn.neurons.graphs import chain_links, random_links, toggle_links
 from cortexgnn.neurons.io import load_network, save_network
+from cortexgnn.neurons.loop import Network, Neuron
 from cortexgnn.neurons.network import NeuronNetwork, Sweep
-from cortexgnn.neurons.reference import Network, Neuron
 
 __all__ = [
     "Action",

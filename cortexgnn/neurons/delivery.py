@@ -19,9 +19,9 @@ import warnings
 import torch
 from torch import Tensor
 
-from .. import _import_pyg
+from .._pyg import import_pyg
 
-_import_pyg()  # PyG's import-time deprecation warning, silenced once
+import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import spmm

@@ -11,26 +11,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..graph import check_edge_index
+
 
 def check_links(edge_index: Tensor, num_nodes: int) -> Tensor:
-    """``edge_index`` as a ``[2, E]`` long tensor, or a ``ValueError`` naming the problem."""
+    """``edge_index`` as a ``[2, E]`` long tensor, checked by the package's one validator.
+
+    :func:`cortexgnn.graph.check_edge_index` checks the graphs of both systems; this
+    adapter only widens what a neuron network accepts before it: a list, an empty list of
+    links, any integer dtype (files and the article's ``link`` calls hold small integers).
+    """
     if not isinstance(edge_index, Tensor):
         edge_index = torch.as_tensor(edge_index)
     if edge_index.numel() == 0:
         return edge_index.reshape(2, 0).long()
-    if edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(f"edge_index must have shape [2, E], got {tuple(edge_index.shape)}")
-    if edge_index.is_floating_point() or edge_index.is_complex() or edge_index.dtype == torch.bool:
-        raise ValueError(f"edge_index must hold integer neuron indices, got {edge_index.dtype}")
-    edge_index = edge_index.long()
-    low, high = int(edge_index.min()), int(edge_index.max())
-    if low < 0 or high >= num_nodes:
-        bad = low if low < 0 else high
-        raise ValueError(
-            f"edge_index links to unknown neuron {bad}: indices must lie in [0, {num_nodes}) "
-            "(add the neuron first or raise num_nodes)"
-        )
-    return edge_index
+    kind = edge_index.dtype
+    if not (kind.is_floating_point or kind.is_complex or kind == torch.bool):
+        edge_index = edge_index.long()  # int8 ... int64, uint8: neuron indices
+    return check_edge_index(edge_index, num_nodes)
 
 
 def toggle_links(edge_index: Tensor, num_nodes: int) -> Tensor:

@@ -1,4 +1,4 @@
-r"""The seed-001 neuron network as tensors: every neuron, every copy, one sweep per ``step``.
+r"""The transmitter neuron network as tensors: every neuron, every copy, one sweep per ``step``.
 
 Nodes first: counters are ``[N, *]`` and transmitter pairs ``[N, *, 2]`` (``[excitatory,
 inhibitory]``), where ``*`` is ``batch_shape``, empty for one network or ``(B,)`` for ``B``
@@ -297,7 +297,7 @@ class NeuronNetwork:
         synchronous_delivery: bool = False,
         copy_synapse: bool = False,
     ) -> NeuronNetwork:
-        """Read a loop :class:`~cortexgnn.neurons.reference.Network` (neurons in insertion order).
+        """Read a loop :class:`~cortexgnn.neurons.loop.Network` (neurons in insertion order).
 
         Raises:
             ValueError: a neuron links to a neuron that is not in ``network.neurons``.
@@ -359,8 +359,8 @@ class NeuronNetwork:
         return cls(edge_index, len(columns["names"]), **columns, **kwargs)
 
     def to_reference(self, copy: int | tuple[int, ...] = ()) -> object:
-        """The loop :class:`~cortexgnn.neurons.reference.Network` of one copy (same state)."""
-        from cortexgnn.neurons.reference import Network, Neuron
+        """The loop :class:`~cortexgnn.neurons.loop.Network` of one copy (same state)."""
+        from cortexgnn.neurons.loop import Network, Neuron
 
         index = (copy,) if isinstance(copy, int) else tuple(copy)
         network = Network()

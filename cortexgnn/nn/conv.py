@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter, is_lazy
 
-from .. import _import_pyg
+from .._pyg import import_pyg
 
-_import_pyg()  # PyG's import-time deprecation warning, silenced once
+import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
@@ -300,7 +300,7 @@ class ColumnAttentionConv(MessagePassing):
         if self.add_self_loops:
             edge_index, edge_weight = _with_self_loops(edge_index, edge_weight, min(size))
         if self._fuses(x_src, x_dst, return_attention_weights):
-            out = self._fused(x_src, edge_index, edge_weight, fold)
+            out = self._attend_fused(x_src, edge_index, edge_weight, fold)
         else:
             query, key, value = self._attention_inputs(x_src, x_dst, fold)
             out = self.propagate(
@@ -350,7 +350,7 @@ class ColumnAttentionConv(MessagePassing):
 
         return triton_applies(x)  # CUDA tensors (or the CPU under TRITON_INTERPRET=1)
 
-    def _fused(
+    def _attend_fused(
         self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, fold: Tensor | None
     ) -> Tensor:
         """The attention through :func:`~cortexgnn.ops.attention.folded_attention`.

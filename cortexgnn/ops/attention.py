@@ -22,7 +22,7 @@ implementations:
   transposed CSR): never materialises an ``[E, B, F]`` tensor.
   CPU only; computes in float32 (bfloat16/float16 inputs are widened for the kernel and
   its output rounded back to their dtype); built on first use (see
-  :mod:`cortexgnn._attention_kernel`).
+  :mod:`cortexgnn.ops.kernel`).
 - ``"torch"``: gather, PyG's scatter softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
 - ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .. import _import_pyg
+from .._pyg import import_pyg
 
-_import_pyg()  # PyG's import-time deprecation warning, silenced once
+import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.utils import softmax
 

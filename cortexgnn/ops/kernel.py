@@ -1,26 +1,8 @@
-r"""The CSR attention kernel (C++/OpenMP, ``csrc/csr_attention.cpp``), compiled on first use.
+"""The C++ attention kernel's build and verified cache: it compiles on first use.
 
-The kernel computes, for every destination node ``i`` (rows of a CSR sorted by target),
-batch entry ``b`` and head ``h``
-
-.. math::
-    s_e = \tau\, \tilde q_{i} \cdot x_{j},\quad
-    \alpha_e = \frac{e^{s_e}}{\sum_{e' \in \mathrm{in}(i)} e^{s_{e'}}},\quad
-    o_i = \sum_{e \in \mathrm{in}(i)} w_e\, m_e\, \alpha_e\, x_j
-
-node by node: the scores of its in-edges, their softmax, then the weighted sum of the
-sources, whose rows are still in cache, accumulated in one scratch row (no ``[E, B, F]``
-temporary). Wide heads go head by head (the row stays in registers); many narrow heads
-(``project_first`` with 8 channels, say) go edge by edge, all heads of a source at once.
-The value row :math:`x_j` is shared by the heads (``x [N, B, 1, F]``) or one per head
-(``x [N, B, H, F]``, keys equal to values, as with ``project_first``); :math:`w_e` are
-optional edge weights and :math:`m_e` an optional attention-dropout multiplier per
-coefficient (``[E, B, H]``). It keeps :math:`\alpha` (``[E, B, H]``: ``k H / F`` of the
-node tensor, 1/16 at the article's sizes) for the backward, which is two passes: one over
-destinations (gradients of queries and edge weights, per-edge :math:`w m \alpha` and
-:math:`\partial L / \partial s` kept as ``[E, B, H]`` scratch) and one over sources
-through the transposed CSR (gradient of ``x``, a gather: no atomics). Inputs must be
-contiguous float32 on the CPU.
+The maths is :mod:`cortexgnn.ops.attention`'s (the ``"cpp"`` backend); how the kernel
+computes it is described at the top of ``csrc/csr_attention.cpp``. This module only turns
+that source into a library this process may load.
 
 The build cache. A compiled library is code this process will run, so the cache is
 treated like ``~/.ssh``:
@@ -50,12 +32,13 @@ treated like ``~/.ssh``:
 
 :func:`load_kernel` is what the attention backends call (cached; ``None`` means "use the
 PyTorch paths", announced once by a :class:`KernelFallbackWarning` that names the reason);
-:func:`build_kernel` builds now or raises with the reason (the ``build-kernel``
-command); :func:`kernel_status` reports without building. ``CORTEXGNN_NO_KERNEL=1`` in the
-environment switches the kernel off quietly: an explicit opt-out, so no warning.
+:func:`build_kernel` builds now or raises with the reason (what ``cortexgnn doctor
+--build-kernel`` runs); :func:`kernel_status` reports without building.
+``CORTEXGNN_NO_KERNEL=1`` in the environment switches the kernel off quietly: an explicit
+opt-out, so no warning.
 
 Callers: :mod:`cortexgnn.ops.attention` (``load_kernel``) and the command line's
-``build-kernel``/``doctor`` (``build_kernel``, ``kernel_status``).
+``cortexgnn doctor`` (``build_kernel``, ``kernel_status``).
 """
 
 from __future__ import annotations
@@ -73,9 +56,13 @@ import stat
 import sys
 import sysconfig
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+
+from .._io import atomic_write
+from .._progress import ticking
 
 try:
     import fcntl
@@ -121,8 +108,8 @@ def load_kernel():
     except Exception as err:  # noqa: BLE001 - any failure means "use the PyTorch paths"
         reason = str(err) or type(err).__name__
         _STATE.update(module=None, reason=reason)
-        if len(reason) > 600:  # a compiler log: the head says what failed, build-kernel the rest
-            reason = reason[:600] + " ... (`cortexgnn build-kernel` shows the whole error)"
+        if len(reason) > 600:  # a compiler log: the head says what failed; doctor shows it all
+            reason = reason[:600] + " ... (`cortexgnn doctor --build-kernel` shows the whole error)"
         warnings.warn(
             f"the C++ attention kernel is unavailable, the slower PyTorch paths run instead: "
             f"{reason}",
@@ -221,7 +208,8 @@ def kernel_status() -> dict:
         status["reason"] = "another process is compiling it now"
     else:
         status["reason"] = (
-            f"not built yet: the first use (or `cortexgnn build-kernel`) compiles it, {_BUILD_TIME}"
+            "not built yet: the first use (or `cortexgnn doctor --build-kernel`) compiles it, "
+            f"{_BUILD_TIME}"
         )
     return status
 
@@ -314,17 +302,21 @@ def _build(build_dir: Path, name: str, problem: str | None):
     if _module_name(code) != name:  # compile exactly the bytes the name describes
         raise RuntimeError(f"{_SOURCE} changed while the kernel was being built: try again")
     source = build_dir / _SOURCE.name
-    _write_private(source, code)
+    atomic_write(source, code, private=True)
     discarded = f"; the cached build was discarded: {problem}" if problem else ""
     sys.stderr.write(
         f"cortexgnn: compiling the C++ attention kernel {name} in {build_dir} "
         f"({_BUILD_TIME}, once per source, flags and torch version){discarded}\n"
     )
     sys.stderr.flush()
+    start = time.perf_counter()
     try:
-        module = _compile(source, build_dir, name)
+        with ticking("cortexgnn: compiling the C++ attention kernel: {seconds:.0f} s"):
+            module = _compile(source, build_dir, name)
     except Exception as err:
         raise RuntimeError(f"building the C++ attention kernel {name} failed: {err}") from err
+    elapsed = time.perf_counter() - start
+    sys.stderr.write(f"cortexgnn: compiled the C++ attention kernel in {elapsed:.0f} s\n")
     library = build_dir / f"{name}{_LIB_EXT}"
     fd = _open_private(library)
     try:
@@ -332,7 +324,7 @@ def _build(build_dir: Path, name: str, problem: str | None):
         digest = _sha256_fd(fd)
     finally:
         os.close(fd)
-    _write_private(_record_path(library), f"{digest}  {library.name}\n".encode())
+    atomic_write(_record_path(library), f"{digest}  {library.name}\n".encode(), private=True)
     return module
 
 
@@ -401,7 +393,7 @@ def _verified_copy(library: Path) -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix=".load-", dir=library.parent))  # mode 0700
     try:
         copy = folder / library.name
-        _write_private(copy, data)
+        atomic_write(copy, data, private=True)
         yield copy
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -465,22 +457,6 @@ def _open_private(path: Path) -> int:
         os.close(fd)
         raise
     return fd
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` (mode 0600) through a temporary file and a rename: never half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
 
 
 def _secure_directory(path: Path, *, create: bool) -> Path:

@@ -1,1 +1,4 @@
-"""The application: training, evaluation, checkpoints of runs, metrics and the command line."""
+"""The training library: config, data, loop, evaluation, metrics, run folders, models.
+
+The command line over it is :mod:`cortexgnn.cli`.
+"""

@@ -21,6 +21,7 @@ torch is imported when a dataset is loaded, not with this module: the command li
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,11 +89,15 @@ def _load_torchvision(name: str, data_dir: Path, download: bool) -> tuple[Split,
 
     cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}[name]
     raw = data_dir / cls.__name__ / "raw"
+    # the folders a download would create: removed again if it fails, nothing left behind
+    created = [p for p in (data_dir, data_dir / cls.__name__, raw) if not p.exists()]
     splits = []
     for train in (True, False):
         try:
             images = cls(str(data_dir), train=train, download=download)
-        except RuntimeError as err:  # torchvision: "Dataset not found ..." or a failed download
+        except (RuntimeError, OSError) as err:  # "Dataset not found ...", a failed download
+            if download and created:
+                shutil.rmtree(created[0], ignore_errors=True)
             how = (
                 "the download failed (offline?)"
                 if download

@@ -1,6 +1,6 @@
 """The article's training protocol as a library function: train (and resume) a model.
 
-Protocol (SPEC.md, the article's ``train.py``): shuffled batches of 128, AdamW (lr 1e-3,
+Protocol (the article's ``train.py``): shuffled batches of 128, AdamW (lr 1e-3,
 weight decay 1e-5), ``CosineAnnealingLR`` with ``T_max = 12 * steps_per_epoch`` stepped every
 batch, 10 epochs, the whole test set evaluated periodically and once more at the end. Two
 deliberate differences: evaluations come every ``eval_every`` optimizer steps counted across
@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import atomic_save, read_checkpoint
+from ..checkpoint import atomic_save, brain_dict, read_checkpoint
 from .config import TrainConfig, build_model, check_resumable, resolve_device
 from .data import load_dataset
 from .distributed import (
@@ -174,6 +174,7 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     sharded = config.column_shards is not None
     if sharded:  # this process keeps its columns of the model every process built alike
         model = shard_model(model)
+    kernel_s = _load_attention_kernel(model, device)  # a first build stays out of train_s
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -225,19 +226,15 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
         shards = save_model(model, optimizer, out_dir, p.step) if sharded else None
         if out_dir is None:
             return
-        weights = shards if sharded else {
-            "model_state_dict": model.state_dict(),
-            "optimizer_state_dict": optimizer.state_dict(),
-        }  # fmt: skip
+        # the article's brain.pth keys and every model setting, in CortexNet's keys
+        state = brain_dict(model, epoch=p.epoch, loss=p.loss, article_keys=False,
+                           optimizer_state_dict=optimizer.state_dict())  # fmt: skip
+        if sharded:  # the weights and moments live in the shard folder that shards names
+            del state["model_state_dict"], state["optimizer_state_dict"]
+            state.update(shards)
         atomic_save(
             {
-                # the article's brain.pth keys
-                "epoch": p.epoch,
-                **weights,
-                "loss": p.loss,
-                "hyperparams": model.config.article_hparams(),
-                # every model setting, fix flags included
-                "model_config": model.config.to_dict(),
+                **state,
                 # what an exact resume needs
                 "scheduler_state_dict": scheduler.state_dict(),
                 "step": p.step,
@@ -297,6 +294,7 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
         run_eval(final=True)
     log.close()
     summary = _summary(config, model, p, last_acc, steps_per_epoch, device)
+    summary["kernel_load_s"] = kernel_s  # not in train_time_s: a cold cache compiles here
     summary["rank"] = 0 if context is None else context.rank
     summary["world_size"] = 1 if context is None else context.world_size
     summary["interrupted"] = stop.requested  # Ctrl-C: the command exits 130
@@ -315,6 +313,22 @@ def _update_bar(bar, loss: float, acc: float | None, batch_size: int) -> None:
     rate = bar.format_dict.get("rate") or 0.0  # steps/s, smoothed by tqdm
     bar.set_postfix(loss=f"{loss:.4f}", acc="-" if acc is None else f"{100 * acc:.2f}%",
                     samples_s=f"{rate * batch_size:.0f}", refresh=False)  # fmt: skip
+
+
+def _load_attention_kernel(model, device: torch.device) -> float:
+    """Load (on a cold cache: compile) the C++ attention kernel before the timed steps.
+
+    Returns the seconds it took, reported apart from the training time; 0 when the model
+    does not attend on a CPU.
+    """
+    from ..nn.conv import ColumnAttentionConv
+    from ..ops.kernel import load_kernel
+
+    if device.type != "cpu" or not any(isinstance(m, ColumnAttentionConv) for m in model.modules()):
+        return 0.0
+    start = time.perf_counter()
+    load_kernel()  # None (with its one warning) where it cannot be built: PyTorch paths then
+    return time.perf_counter() - start
 
 
 def _summary(config, model, p: _Progress, last_acc, steps_per_epoch: int, device) -> dict:
@@ -336,6 +350,8 @@ def _summary(config, model, p: _Progress, last_acc, steps_per_epoch: int, device
         "steps_per_s": p.step / p.train_s if p.train_s else None,
         "peak_memory_mb": peak_memory_mb(device),
         "out_dir": config.out_dir,
-        "config": config.to_dict(),
+        "config": config.to_dict(),  # the settings as given
+        # the model as built: in_dim and top_out from the dataset, graph_seed from --seed
+        "model_config": model.config.to_dict(),
         "environment": environment(),
     }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .run_dir import replace_and_keep_open, write_atomic
+from .._io import atomic_write
 
 __all__ = [
     "MetricsLog",
@@ -38,7 +38,7 @@ __all__ = [
 class MetricsLog:
     """Append-only JSONL writer, flushed after every record (``tail -f`` friendly).
 
-    The file is created whole (:func:`~cortexgnn.train.run_dir.replace_and_keep_open`): a
+    The file is created whole (:func:`cortexgnn._io.atomic_write` with ``keep_open``): a
     symlink planted at ``path`` is replaced, not written through.
 
     Args:
@@ -74,7 +74,7 @@ class MetricsLog:
                 if r.get("step", 0) <= resume_step and not r.get("final", False)
             ]  # fmt: skip
         text = "".join(json.dumps(record) + "\n" for record in kept)
-        self._file = replace_and_keep_open(self.path, text.encode())
+        self._file = atomic_write(self.path, text.encode(), keep_open=True)
 
     def write(self, **record) -> None:
         if self._file is None:
@@ -227,10 +227,10 @@ def plot_curves(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
-    write_atomic(png_path, buffer.getvalue())
+    atomic_write(png_path, buffer.getvalue())
     return str(png_path)
 
 
 def write_summary(summary: dict, path: str | os.PathLike) -> None:
     """``summary`` as indented JSON, written whole."""
-    write_atomic(path, (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write(path, (json.dumps(summary, indent=2) + "\n").encode())

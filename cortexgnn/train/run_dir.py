@@ -9,9 +9,9 @@
   same folder fails at once. The run removes the file when it ends, finished or failed; a
   killed process leaves it unlocked (the flock dies with the process), and the next run
   takes it over.
-- :func:`write_atomic` writes a temporary file beside the target and renames it over the
-  name: a crash leaves the old file or the new one, and a symlink planted at the name is
-  replaced, never written through.
+- Every file of a run is written by :func:`cortexgnn._io.atomic_write` (a temporary file
+  beside the target, renamed over the name): a crash leaves the old file or the new one,
+  and a symlink planted at the name is replaced, never written through.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -30,8 +29,6 @@ __all__ = [
     "RunDir",
     "RunDirError",
     "open_run_dir",
-    "replace_and_keep_open",
-    "write_atomic",
 ]
 
 RUNS_ROOT = Path("runs")
@@ -218,45 +215,3 @@ def open_run_dir(
     if created:
         _point_latest(path)
     return run
-
-
-def replace_and_keep_open(path: str | os.PathLike, data: bytes):
-    """Write ``data`` to a temporary file, rename it to ``path`` and return it still open.
-
-    The rename replaces whatever has the name (a symlink included) instead of writing
-    through it, and later writes go to the same file whatever happens to the name: the
-    append-only log of a run. The file gets the permissions of a plain ``open()``.
-
-    Returns:
-        The binary file object, positioned at the end of ``data``.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    handle = os.fdopen(fd, "wb")
-    try:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        handle.close()
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return handle
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` whole: the old file or the new one, never a torn one.
-
-    As :func:`replace_and_keep_open`: a symlink at ``path`` is replaced, never written
-    through.
-    """
-    replace_and_keep_open(path, data).close()
-    return Path(path)
-
-
-def _umask() -> int:
-    current = os.umask(0)  # reading the umask means setting it: put it straight back
-    os.umask(current)
-    return current

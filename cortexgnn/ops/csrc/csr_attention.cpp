@@ -1,5 +1,20 @@
-// CSR graph attention, forward and backward: see cortexgnn/_attention_kernel.py for the
-// maths and the layout. Built on first use by torch.utils.cpp_extension.load.
+// CSR graph attention, forward and backward: the "cpp" backend of
+// cortexgnn/ops/attention.py (the maths is in its docstring); built and cached by
+// cortexgnn/ops/kernel.py on first use (torch.utils.cpp_extension.load).
+//
+// For every destination node i (rows of a CSR sorted by target), batch entry b and head
+// h: s_e = tau q_i . x_j, alpha_e = softmax over i's in-edges, o_i = sum_e w_e m_e
+// alpha_e x_j, node by node: the scores of its in-edges, their softmax, then the
+// weighted sum of the sources, whose rows are still in cache, accumulated in one scratch
+// row (no [E, B, F] temporary). Wide heads go head by head (the row stays in registers);
+// many narrow heads (projection="first" with 8 channels, say) go edge by edge, all heads
+// of a source at once. The value row x_j is shared by the heads (x [N, B, 1, F]) or one
+// per head (x [N, B, H, F]); w_e are optional edge weights and m_e an optional
+// attention-dropout multiplier per coefficient ([E, B, H]). alpha ([E, B, H]) is kept for
+// the backward, which is two passes: one over destinations (gradients of queries and
+// edge weights, per-edge w m alpha and dL/ds kept as [E, B, H] scratch) and one over
+// sources through the transposed CSR (gradient of x, a gather: no atomics). Inputs must
+// be contiguous float32 on the CPU.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cmath>

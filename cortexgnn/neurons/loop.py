@@ -1,4 +1,4 @@
-"""The seed-001 article's neuron network as a Python loop: one object per neuron.
+"""The second article's neuron network as a Python loop: one object per neuron.
 
 A faithful port of the article's ``Neuron`` and ``Network``: the attribute names (including
 the article's spellings ``treshold`` and ``returnablity``), the branch order of

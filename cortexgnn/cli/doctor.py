@@ -6,16 +6,19 @@ Every probe is guarded: a missing package or an unexpected environment gives
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import os
 import platform
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
-from .data import DATA_DIR_ENV
+from ..train.data import DATA_DIR_ENV
+from .parser import BOOL
 
-__all__ = ["DATASET_FOLDERS", "diagnose"]
+__all__ = ["DATASET_FOLDERS", "add_doctor_parser", "diagnose", "run_doctor"]
 
 #: Dataset folders looked for under each data directory.
 DATASET_FOLDERS = ("MNIST/raw", "FashionMNIST/raw", "Planetoid")
@@ -115,3 +118,37 @@ def diagnose(data_dir: str | None = None) -> dict[str, str]:
     report["ninja"] = _ninja()
     report.update(_data_dirs(data_dir))
     return report
+
+
+def add_doctor_parser(subparsers) -> argparse.ArgumentParser:
+    """The ``doctor`` sub-command: what this installation has and finds."""
+    p = subparsers.add_parser(
+        "doctor",
+        help="versions, attention kernel, threads, CUDA, compiler and data folders found",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--data-dir", default=None, help="also look for datasets here")
+    p.add_argument(
+        "--build-kernel",
+        action=BOOL,
+        default=False,
+        help="compile the attention kernel now (once per source version, 30-60 s)",
+    )
+    p.set_defaults(handler=run_doctor)
+    return p
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """Print the :func:`diagnose` report, one fact a line."""
+    if args.build_kernel:
+        from ..ops.kernel import build_kernel
+
+        try:
+            build_kernel()
+        except RuntimeError as err:
+            print(f"cortexgnn doctor: error: the attention kernel did not build: {err}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    for name, value in diagnose(args.data_dir).items():
+        print(f"{name:<16} {value}")
+    return 0

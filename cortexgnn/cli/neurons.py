@@ -1,4 +1,4 @@
-"""``cortexgnn neurons simulate``: run a seed-001 neuron network from the command line.
+"""``cortexgnn neurons simulate``: run a neuron network from the command line.
 
 A thin layer over :mod:`cortexgnn.neurons`: the graph comes from a saved network, an edge
 list file (``sender receiver`` per line, read as the article's ``link`` calls), the
@@ -26,7 +26,9 @@ def add_neurons_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     """Register ``neurons`` (with its ``simulate`` sub-command) on ``subparsers``."""
     formatter = argparse.ArgumentDefaultsHelpFormatter
     neurons = subparsers.add_parser(
-        "neurons", help="the seed-001 neuron network simulator", formatter_class=formatter
+        "neurons",
+        help="the neuron network simulator (excitatory and inhibitory transmitters)",
+        formatter_class=formatter,
     )
     neurons.set_defaults(handler=run_neurons_simulate)
     commands = neurons.add_subparsers(dest="neurons_command", required=True)
@@ -146,7 +148,7 @@ def build_network(args: argparse.Namespace):
 
     from cortexgnn.neurons import NeuronNetwork, load_network, random_links
     from cortexgnn.neurons.io import check_network_size
-    from cortexgnn.neurons.reference import Network, Neuron
+    from cortexgnn.neurons.loop import Network, Neuron
 
     if args.copies < 0:
         raise ValueError(f"--copies must be >= 0 (0: one network), got {args.copies}")
@@ -159,6 +161,12 @@ def build_network(args: argparse.Namespace):
         if not path.is_file():
             raise FileNotFoundError(f"--graph {path}: no such file")
         if path.suffix in (".pt", ".pth"):
+            if args.copies:
+                raise ValueError(
+                    f"--copies {args.copies} does not apply to --graph {path}: a saved network "
+                    "keeps the copies it was saved with (save it with --copies, or pass an "
+                    "edge list file)"
+                )
             return load_network(path, device=device, max_elements=args.max_elements)
         links = _read_edge_list(path)
         num_nodes = int(links.max()) + 1
@@ -167,8 +175,10 @@ def build_network(args: argparse.Namespace):
         return NeuronNetwork(links, num_nodes, batch_shape=batch_shape, dtype=dtype,
                              device=device, **flags)  # fmt: skip
     if args.article:
+        if args.copies:
+            raise ValueError(f"--copies {args.copies} does not apply to --article (one network)")
         loop = Network()
-        first, second = Neuron("ПЕРВЫЙ"), Neuron("ВТОРОЙ")
+        first, second = Neuron("first"), Neuron("second")  # the README names them so
         loop.add(first)
         loop.add(second)
         loop.link(first, second)
@@ -276,7 +286,7 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
         print(f"neuron {net.names[k]} released at sweeps {sweeps}{span}")
     actions = recent["actions"]
     if args.plots:
-        from cortexgnn.train.neuron_plots import raster, traces
+        from cortexgnn.neurons.plots import raster, traces
 
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
@@ -285,10 +295,20 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
         thresholds = [float(net.threshold[(k, *first)]) for k in trace_nodes]
         traces(states, trace_nodes, folder / "neurons_traces.png", net.names, thresholds)
     if args.animation:
-        from cortexgnn.train.neuron_plots import animate
+        from cortexgnn.neurons.plots import animate
 
-        animate(net.edge_index.cpu(), net.num_nodes, actions, recent["sent"],
-                args.animation, net.names)  # fmt: skip
+        bar = None
+        if args.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=actions.size(0), unit="frame", desc=f"drawing {args.animation}")
+        try:
+            animate(net.edge_index.cpu(), net.num_nodes, actions, recent["sent"],
+                    args.animation, net.names,
+                    progress=None if bar is None else lambda *_: bar.update())  # fmt: skip
+        finally:
+            if bar is not None:
+                bar.close()
     if args.save:
         save_network(net, args.save)
     return 0

@@ -7,7 +7,7 @@ bright while it carries transmitters, each neuron coloured by what it did that s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -28,30 +28,52 @@ def _pyplot():
     return plt
 
 
-def raster(actions: Tensor, path: str | Path | None = None, names: Sequence[str] | None = None):
-    """Actions over time: one row per neuron, one column per sweep (``actions [T, N]``)."""
-    plt = _pyplot()
-    from matplotlib.colors import ListedColormap
+#: the most rows a raster draws: more would be a pixel tall each
+MAX_RASTER_ROWS = 40
+
+
+def _action_legend(ax) -> None:
     from matplotlib.patches import Patch
 
+    handles = [Patch(color=c, label=a.word) for a, c in zip(Action, ACTION_COLOURS, strict=True)]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+
+
+def raster(actions: Tensor, path: str | Path | None = None, names: Sequence[str] | None = None):
+    """Actions over time: one row per neuron, one column per sweep (``actions [T, N]``).
+
+    With more than :data:`MAX_RASTER_ROWS` neurons only the busiest are drawn (most sweeps
+    doing something besides accumulating, ties in neuron order), each row labelled, so an
+    active neuron among hundreds of quiet ones is a row you can see, not a pixel.
+    """
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+
     num_steps, num_nodes = actions.shape
-    fig, ax = plt.subplots(figsize=(min(4 + num_steps * 0.15, 14), min(2 + num_nodes * 0.25, 10)))
+    rows = torch.arange(num_nodes)
+    title = "actions per sweep"
+    if num_nodes > MAX_RASTER_ROWS:
+        busy = (actions != Action.ACCUMULATE).sum(0)  # [N] sweeps doing something else
+        rows = torch.sort(-busy, stable=True).indices[:MAX_RASTER_ROWS]  # busiest first
+        title += f" (the {MAX_RASTER_ROWS} busiest of {num_nodes} neurons)"
+    shown = actions[:, rows]  # [T, R]
+    height = min(2 + rows.numel() * 0.25, 10)
+    fig, ax = plt.subplots(figsize=(min(5.5 + num_steps * 0.15, 15), height))
     ax.imshow(
-        actions.t().cpu().numpy(),
+        shown.t().cpu().numpy(),
         aspect="auto",
         interpolation="nearest",
         cmap=ListedColormap(ACTION_COLOURS),
         vmin=-0.5,
         vmax=len(Action) - 0.5,
-        extent=(0.5, num_steps + 0.5, num_nodes - 0.5, -0.5),
+        extent=(0.5, num_steps + 0.5, rows.numel() - 0.5, -0.5),
     )
     ax.set_xlabel("sweep")
     ax.set_ylabel("neuron")
-    if names is not None and num_nodes <= 40:
-        ax.set_yticks(range(num_nodes), list(names))
-    handles = [Patch(color=c, label=a.word) for a, c in zip(Action, ACTION_COLOURS, strict=True)]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    ax.set_title("actions per sweep")
+    labels = [names[k] if names is not None else str(k) for k in rows.tolist()]
+    ax.set_yticks(range(rows.numel()), labels)
+    _action_legend(ax)
+    ax.set_title(title)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=110)
@@ -105,6 +127,7 @@ def animate(
     names: Sequence[str] | None = None,
     fps: int = 4,
     seed: int = 0,
+    progress: Callable[[int, int], object] | None = None,
 ) -> Path:
     """A GIF of the network: a link is lit while it carries transmitters that sweep.
 
@@ -117,6 +140,8 @@ def animate(
         names: node labels (drawn for up to 30 neurons).
         fps: frames (sweeps) per second.
         seed: the spring layout's seed.
+        progress: called as ``progress(frame, num_frames)`` after each frame is drawn
+            (drawing takes a while for large networks).
     """
     import networkx as nx
 
@@ -131,7 +156,7 @@ def animate(
     degree = torch.bincount(edge_index[0], minlength=num_nodes).clamp(min=1)  # [N]
     carried = sent.abs().sum(-1) / degree  # [T, N] per-link amount of each sender
     scale = float(carried.max()) or 1.0
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=(7.5, 6))
 
     def frame(t: int):
         ax.clear()
@@ -151,9 +176,11 @@ def animate(
             labels = {k: (names[k] if names is not None else f"{k}") for k in range(num_nodes)}
             nx.draw_networkx_labels(graph, layout, labels=labels, font_size=7, ax=ax)
         ax.set_title(f"sweep {t + 1}: links lit by what they carry (log scale)")
+        _action_legend(ax)  # what each neuron's colour means
 
+    fig.subplots_adjust(right=0.78)  # room for the legend
     animation = FuncAnimation(fig, frame, frames=actions.size(0))
     path = Path(path)
-    animation.save(path, writer=PillowWriter(fps=fps))
+    animation.save(path, writer=PillowWriter(fps=fps), progress_callback=progress)
     plt.close(fig)
     return path

@@ -1,43 +1,31 @@
-"""The ``cortexgnn`` command line: a thin argparse layer over :mod:`cortexgnn.train`.
+"""``cortexgnn train`` and ``cortexgnn eval``: thin commands over :mod:`cortexgnn.train`.
 
-Each sub-command has an ``add_<command>_parser(subparsers)`` that declares its own flags and
-a ``run_<command>(args)`` that calls the library and prints the result. This module imports
-no torch, numpy or training code at import time (``cortexgnn --help`` stays fast): the
-handlers import what they run. Every error a user can cause (a bad flag, a missing file, a
-full disk) ends as one line on stderr and exit status 2.
+Every :class:`~cortexgnn.train.config.TrainConfig` and
+:class:`~cortexgnn.nn.config.ModelConfig` setting is one flag, named after the field,
+with the field's default. The handlers import what they run (``--help`` stays fast).
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
-import sys
-import warnings
 from dataclasses import fields
-from pathlib import Path
 
-from .. import __version__
 from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
 from ..nn.config import CHOICES, ModelConfig
-from .config import DATASET_FIELDS, MODELS, SESSION_FIELDS, TrainConfig
-from .data import DATASETS
+from ..train.config import DATASET_FIELDS, MODELS, SESSION_FIELDS, TrainConfig
+from ..train.data import DATASETS
+from .parser import BOOL, Parser
 
 __all__ = [
     "MODEL_HELP",
-    "add_bench_parser",
-    "add_doctor_parser",
     "add_eval_parser",
     "add_train_parser",
-    "get_parser",
-    "main",
-    "run_bench",
-    "run_doctor",
     "run_eval",
     "run_train",
+    "typed_train_flags",
 ]
 
 _DEFAULTS = TrainConfig()
-BOOL = argparse.BooleanOptionalAction
 
 #: Help of every ``ModelConfig`` field the command line sets (``in_dim`` and ``top_out``
 #: come from the dataset). The flag is the field's name hyphenated, its default the field's.
@@ -132,13 +120,6 @@ _TRAIN_FLAGS = [
 ]  # fmt: skip
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line: the problem and where to look."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def _model_flags() -> list[tuple[str, dict, str]]:
     """``(dest, argparse options, help)`` of every ModelConfig field the command line sets."""
     kinds = {"int": int, "float": float, "str": str}
@@ -190,7 +171,7 @@ def _config_from_args(args: argparse.Namespace, given: set[str]) -> TrainConfig:
     model = {dest: getattr(args, dest) for dest, _, _ in _model_flags()}
     if args.resume:
         from ..checkpoint import read_checkpoint
-        from .config import CheckpointMismatchError
+        from ..train.config import CheckpointMismatchError
 
         stored = read_checkpoint(args.resume).get("config")
         if stored is not None:
@@ -215,7 +196,7 @@ def _config_from_args(args: argparse.Namespace, given: set[str]) -> TrainConfig:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train, then print a one-screen summary (rank 0 only under torchrun)."""
-    from .loop import train
+    from ..train.loop import train
 
     config = _config_from_args(args, args.given)
     s = train(config)
@@ -233,7 +214,9 @@ def run_train(args: argparse.Namespace) -> int:
         f"{s['steps_per_epoch']} steps{'' if s['finished'] else ', stopped early'})",
         f"  test accuracy  final {acc}, best {best} (step {s['best_step']})",
         f"  wall time      {s['train_time_s'] + s['eval_time_s']:.1f} s "
-        f"(train {s['train_time_s']:.1f} s, eval {s['eval_time_s']:.1f} s)",
+        f"(train {s['train_time_s']:.1f} s, eval {s['eval_time_s']:.1f} s"
+        + (f"; the attention kernel took {s['kernel_load_s']:.1f} s more to load or compile"
+           if s.get("kernel_load_s", 0) >= 0.5 else "") + ")",  # fmt: skip
         f"  speed          {s['time_per_step_s'] or 0:.4f} s/step, {s['steps_per_s'] or 0:.2f} "
         f"steps/s (CPU time {s['cpu_time_per_step_s'] or 0:.4f} s/step)",
         f"  peak memory    {s['peak_memory_mb']:.0f} MiB",
@@ -284,7 +267,7 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 def run_eval(args: argparse.Namespace) -> int:
     """Evaluate and print one line."""
-    from .evaluate import evaluate_checkpoint
+    from ..train.evaluate import evaluate_checkpoint
 
     r = evaluate_checkpoint(
         args.checkpoint,
@@ -303,167 +286,16 @@ def run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_doctor_parser(subparsers) -> argparse.ArgumentParser:
-    """The ``doctor`` sub-command: what this installation has and finds."""
-    p = subparsers.add_parser(
-        "doctor",
-        help="versions, attention kernel, threads, CUDA, compiler and data folders found",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--data-dir", default=None, help="also look for datasets here")
-    p.add_argument(
-        "--build-kernel",
-        action=BOOL,
-        default=False,
-        help="compile the attention kernel now (once per source version, 30-60 s)",
-    )
-    p.set_defaults(handler=run_doctor)
-    return p
-
-
-def run_doctor(args: argparse.Namespace) -> int:
-    """Print the :func:`~cortexgnn.train.doctor.diagnose` report, one fact a line."""
-    from .doctor import diagnose
-
-    if args.build_kernel:
-        from ..ops.kernel import build_kernel
-
-        try:
-            build_kernel()
-        except RuntimeError as err:
-            print(f"cortexgnn doctor: error: the attention kernel did not build: {err}",
-                  file=sys.stderr)  # fmt: skip
-            return 2
-    for name, value in diagnose(args.data_dir).items():
-        print(f"{name:<16} {value}")
-    return 0
-
-
-def add_bench_parser(subparsers) -> argparse.ArgumentParser:
-    """The ``bench`` sub-command: run ``benchmarks/run_all.py`` (needs a source checkout)."""
-    p = subparsers.add_parser(
-        "bench",
-        help="run the benchmarks and render docs/benchmarks.md (--quick: about a minute)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--quick", action=BOOL, default=False,
-                   help="small sizes; results and report under --out-dir only")  # fmt: skip
-    p.add_argument(
-        "--only",
-        nargs="*",
-        default=None,
-        help="article_step, layer_sweep, model_sweep and/or bandwidth (default all)",
-    )
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    p.add_argument("--out-dir", default=None, help="default benchmarks/results[/quick]")
-    p.set_defaults(handler=run_bench)
-    return p
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """Import ``benchmarks.run_all`` from the checkout beside this package and run it."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "benchmarks" / "run_all.py").is_file():
-        raise FileNotFoundError(f"no benchmarks/ folder beside the package in {root}: "
-                                "`cortexgnn bench` needs a source checkout")  # fmt: skip
-    sys.path.insert(0, str(root))
-    from benchmarks import run_all
-
-    argv = ["--device", args.device, "--threads", str(args.threads)]
-    argv += ["--quick"] if args.quick else []
-    argv += ["--only", *args.only] if args.only else []
-    argv += ["--out-dir", args.out_dir] if args.out_dir else []
-    summary = run_all.main(argv)
-    print(run_all.report.headline_markdown(summary["report"]["headline"]))
-    print(f"report: {summary['report']['doc']}")
-    return 0
-
-
-def _add_neurons_parser(subparsers) -> None:
-    """Register ``cortexgnn neurons`` when :mod:`cortexgnn.train.neurons_cli` is installed."""
-    import importlib.util
-
-    if importlib.util.find_spec(f"{__package__}.neurons_cli") is None:
-        return
-    from . import neurons_cli
-
-    if hasattr(neurons_cli, "add_neurons_parser"):
-        neurons_cli.add_neurons_parser(subparsers)
-
-
-def get_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every sub-command."""
-    parser = _Parser(
-        prog="cortexgnn", description="Cortical-column graph networks: train and evaluate."
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_train_parser(subparsers)
-    add_eval_parser(subparsers)
-    add_doctor_parser(subparsers)
-    add_bench_parser(subparsers)
-    _add_neurons_parser(subparsers)
-    return parser
-
-
-def _typed_train_flags(argv: list[str]) -> set[str]:
+def typed_train_flags(argv: list[str]) -> set[str]:
     """The ``train`` settings the user typed in ``argv`` (the arguments after ``train``).
 
     A second ``train`` parser whose defaults are all ``SUPPRESS`` leaves every untyped
     destination out of the namespace.
     """
-    parser = add_train_parser(_Parser(prog="cortexgnn").add_subparsers())
+    parser = add_train_parser(Parser(prog="cortexgnn").add_subparsers())
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     parser.set_defaults(handler=None)
     return set(vars(parser.parse_args(argv))) - {"handler"}
 
 
-# errno -> what to do about it, for the files of a run
-_OS_FIXES = {
-    errno.ENOSPC: "free disk space or choose another --out-dir; the last checkpoint is intact",
-    errno.EDQUOT: "free disk space or choose another --out-dir; the last checkpoint is intact",
-    errno.EACCES: "choose a folder you can write to (--out-dir)",
-    errno.EPERM: "choose a folder you can write to (--out-dir)",
-    errno.EROFS: "the file system is read-only: choose another --out-dir",
-    errno.ENOTDIR: "a file is in the way: remove it or choose another --out-dir",
-    errno.EEXIST: "a file is in the way: remove it or choose another --out-dir",
-    errno.EISDIR: "a folder is in the way: remove it or choose another path",
-    errno.ELOOP: "a symlink is in the way: remove it",
-}
-
-
-def _os_error_line(err: OSError) -> str:
-    """One line for an ``OSError``: what failed, on which path, and what to do."""
-    what = err.strerror or str(err)
-    where = f": {err.filename}" if err.filename else ""
-    fix = _OS_FIXES.get(err.errno)
-    return f"{what}{where}" + (f" ({fix})" if fix else "")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``cortexgnn`` and ``python -m cortexgnn``; returns the exit status."""
-    parser = get_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser.parse_args(argv)
-    if args.command == "train":
-        args.given = _typed_train_flags(argv[argv.index("train") + 1 :])
-    prefix = f"cortexgnn {args.command}"
-    original_format = warnings.formatwarning
-    warnings.formatwarning = lambda message, *_, **__: f"{prefix}: warning: {message}\n"
-    try:
-        return args.handler(args)
-    except (FileNotFoundError, ValueError) as err:  # missing data, bad checkpoint, bad flags
-        print(f"{prefix}: error: {_one_line(str(err))}", file=sys.stderr)
-        return 2
-    except OSError as err:  # the run folder cannot be written: permissions, full disk
-        print(f"{prefix}: error: {_one_line(_os_error_line(err))}", file=sys.stderr)
-        return 2
-    finally:
-        warnings.formatwarning = original_format
-        sys.stdout.flush()

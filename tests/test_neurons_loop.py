@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cortexgnn.neurons.reference import ARTICLE_WORDS, Network, Neuron
+from cortexgnn.neurons.loop import ARTICLE_WORDS, Network, Neuron
 
 
 def two_neurons(**kwargs):
