@@ -166,7 +166,7 @@ def test_the_study_runs_resumes_and_skips_what_is_done(tmp_path):
     argv = ["--data-dir", str(data), "--max-steps", "2", "--seeds", "2", "--extra-seeds", "0",
             "--variants", "mlp-small", "--jobs", "2", "--runs-dir", str(tmp_path / "runs"),
             "--results", str(results_path)]  # fmt: skip
-    script = [sys.executable, str(ROOT / "benchmarks" / "ablation.py"), *argv]
+    script = [sys.executable, "-m", "benchmarks.ablation", *argv]  # the tool, from the root
     env = {**os.environ, "CORTEXGNN_NO_KERNEL": "1"}
     done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
