@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -193,12 +194,14 @@ def adopt(args, proto: dict, spec: str) -> dict:
     summary_path = out_dir / "summary.json"
     if not summary_path.is_file():
         raise ValueError(f"{summary_path} does not exist: adopt a finished run's folder")
-    summary = json.loads(summary_path.read_text())
+    summary = _consistent_summary(out_dir)
     config = summary["config"]
     cut_short = config.get("max_steps") and summary["steps"] >= config["max_steps"]
     if not (summary.get("finished") or cut_short):
         raise ValueError(f"{out_dir} did not finish its run; resume it first")
-    seed = config["seed"]
+    seed = config.get("seed")
+    if not isinstance(seed, int):
+        raise ValueError(f"{out_dir} is not a consistent run folder: its config has no seed")
     argv = train_command(args, proto, name, seed, Path(args.runs_dir) / "unused")[3:]
     expected = vars(train_parser().parse_args(argv))
     stored = {**config, **config.get("model_config", {})}
@@ -210,6 +213,87 @@ def adopt(args, proto: dict, spec: str) -> dict:
     if differ:
         raise ValueError(f"{out_dir} is not a {name!r} run of this protocol: " + "; ".join(differ))
     return run_record(name, seed, out_dir, summary["train_time_s"] + summary["eval_time_s"])
+
+
+_SUMMARY_KEYS = {"config": dict, "steps": int, "final_test_acc": (float, type(None)),
+                 "best_test_acc": (float, type(None)), "train_time_s": (int, float),
+                 "eval_time_s": (int, float), "steps_per_s": (int, float, type(None)),
+                 "num_parameters": int, "environment": dict}  # fmt: skip
+
+
+def _consistent_summary(out_dir: Path) -> dict:
+    """A run folder's ``summary.json``, once its checkpoint and metrics agree with it.
+
+    The checkpoint must exist and hold the summary's step count; ``metrics.jsonl`` must log
+    training up to that step and evaluations whose last and best accuracies are the
+    summary's; the summary's speed must be its steps over its training time. A folder that
+    fails any of these (hand-edited, damaged, from another run) is refused in one line.
+
+    Raises:
+        ValueError: what is missing or disagrees, naming the folder.
+    """
+    from cortexgnn.checkpoint import read_checkpoint
+
+    def damaged(why: str) -> ValueError:
+        return ValueError(f"{out_dir} is not a consistent run folder: {why}")
+
+    try:
+        summary = json.loads((out_dir / "summary.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise damaged(f"summary.json is unreadable ({err})") from None
+    if not isinstance(summary, dict):
+        raise damaged("summary.json is not a JSON object")
+    for key, kinds in _SUMMARY_KEYS.items():
+        if not isinstance(summary.get(key), kinds) or isinstance(summary.get(key), bool):
+            raise damaged(f"summary.json has no valid {key!r} (got {summary.get(key)!r:.40})")
+    steps = summary["steps"]
+    if steps < 1:
+        raise damaged(f"summary.json records {steps} steps")
+    checkpoint = out_dir / "checkpoint.pth"
+    if not checkpoint.is_file():
+        raise damaged("checkpoint.pth is missing")
+    try:
+        state = read_checkpoint(checkpoint)
+    except ValueError as err:
+        raise damaged(str(err).splitlines()[0]) from None
+    if state.get("step") != steps:
+        raise damaged(f"checkpoint.pth is at step {state.get('step')}, summary.json says {steps}")
+    rows = []
+    try:
+        lines = (out_dir / "metrics.jsonl").read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise damaged(f"metrics.jsonl is unreadable ({err})") from None
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+        if isinstance(row, dict):
+            rows.append(row)
+    train = [r for r in rows if r.get("kind") == "train"]
+    evals = [r for r in rows if r.get("kind") == "eval" and isinstance(r.get("test_acc"), float)]
+    if not train or train[-1].get("step") != steps:
+        last = train[-1].get("step") if train else "no training rows"
+        raise damaged(f"metrics.jsonl logs training to step {last}, summary.json says {steps}")
+    accuracies = [r["test_acc"] for r in evals]
+    if not accuracies or accuracies[-1] != summary["final_test_acc"]:
+        raise damaged(
+            f"final_test_acc {summary['final_test_acc']} is not the last accuracy in "
+            f"metrics.jsonl ({accuracies[-1] if accuracies else 'none logged'})"
+        )
+    if max(accuracies) != summary["best_test_acc"]:
+        raise damaged(
+            f"best_test_acc {summary['best_test_acc']} is not the best in metrics.jsonl "
+            f"({max(accuracies)})"
+        )
+    train_s = summary["train_time_s"]
+    if not (train_s > 0 and math.isclose(summary["steps_per_s"] or 0, steps / train_s,
+                                         rel_tol=1e-6)):  # fmt: skip
+        raise damaged(
+            f"steps_per_s {summary['steps_per_s']} is not its {steps} steps over "
+            f"train_time_s {train_s}"
+        )
+    return summary
 
 
 def median_step_ms(out_dir: Path) -> float:
@@ -324,7 +408,10 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if args.adopt:
         for spec in args.adopt:
-            record(results, section, adopt(args, proto, spec))
+            try:
+                record(results, section, adopt(args, proto, spec))
+            except ValueError as err:  # a refused or damaged folder: one line, no traceback
+                raise SystemExit(f"ablation --adopt: error: {err}") from None
         save(path, results)
         return results
     results["environment"] = harness.environment(harness.pick_device("cpu"), 1)

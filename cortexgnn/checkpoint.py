@@ -33,12 +33,22 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from ._limits import (
+    DEFAULT_MAX_ELEMENTS,
+    DEFAULT_MAX_MESSAGE_ITERS,
+    SizeLimitError,
+    check_elements,
+)
 from .nn.config import ARTICLE_FIELDS, ModelConfig
 from .nn.model import CortexNet
 from .reference import DenseReference
 
 __all__ = [
+    "DEFAULT_MAX_MESSAGE_ITERS",
+    "check_model_size",
+    "stored_elements",
     "model_from_state",
+    "SizeLimitError",
     "UnsafeCheckpointError",
     "atomic_save",
     "read_checkpoint",
@@ -241,27 +251,115 @@ def save_article_checkpoint(
     return atomic_save(state, path)
 
 
+def stored_elements(value: Any) -> int:
+    """Elements of the tensors in a (nested) dict or list read from a file."""
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, dict):
+        return sum(stored_elements(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(stored_elements(item) for item in value)
+    return 0
+
+
+def check_model_size(
+    config: ModelConfig,
+    path: str | os.PathLike,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_message_iters: int = DEFAULT_MAX_MESSAGE_ITERS,
+    stored_elements: int = 0,
+    dense_adjacency: bool = True,
+) -> None:
+    """Refuse settings from a file that would build a huge model or loop for hours.
+
+    Runs before any graph or weight is built: the element count is an upper estimate of
+    what ``CortexNet`` or ``DenseReference`` allocates for these settings (column weights,
+    per-column query/key, the graph, a dense ``[N, N]`` adjacency, the readout). A file
+    that really holds a model that big holds its weights too: the limit is the larger of
+    ``max_elements`` and four times ``stored_elements`` (what the file's tensors hold), so
+    a genuine large checkpoint loads while a few-KB file with edited sizes is refused.
+
+    Args:
+        config: the file's model settings.
+        path: the file, for the message.
+        max_elements: the limit for settings beyond what the file stores.
+        max_message_iters: the most message-passing iterations per forward.
+        stored_elements: elements of the tensors the file holds.
+        dense_adjacency: the model builds a dense ``[N, N]`` adjacency (the article's
+            layout); ``CortexNet`` only builds one for ``N <= 256``.
+
+    Raises:
+        SizeLimitError: the estimate exceeds ``max_elements`` or ``message_iters`` exceeds
+            ``max_message_iters`` (the message names the file, the bytes and the flag).
+    """
+    n, d, f = config.num_columns, config.col_out, config.in_dim
+    elements = (
+        n * (3 * d * f + 2 * d * d + 4 * d)  # columns (3 branches at most), per-column Q/K
+        + 3 * n * max(config.graph_k, 1)  # edge_index [2, E] and edge weights [E]
+        + 2 * (n if dense_adjacency else min(n, 256)) ** 2  # dense adjacency, or the count
+        + d * (d + config.top_out + 4)  # readout
+    )
+    check_elements(
+        f"{path}: a model of num_columns={n}, in_dim={f}, col_out={d}, top_out="
+        f"{config.top_out}, graph_k={config.graph_k}",
+        elements,
+        max(max_elements, 4 * stored_elements),
+        bytes_each=4,
+        fix="pass max_elements= (cortexgnn eval --max-elements)",
+    )
+    if config.message_iters > max_message_iters:
+        raise SizeLimitError(
+            f"{path}: message_iters={config.message_iters} is above the limit of "
+            f"{max_message_iters} iterations per forward (the article runs 4): check the file, "
+            f"or pass max_message_iters= (cortexgnn eval --max-message-iters) if you mean it"
+        )
+
+
 def load_article_checkpoint(
-    path: str | os.PathLike, *, map_location: Any = "cpu", **settings
+    path: str | os.PathLike,
+    *,
+    map_location: Any = "cpu",
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_message_iters: int = DEFAULT_MAX_MESSAGE_ITERS,
+    **settings,
 ) -> CortexNet:
     """A ``CortexNet`` from a ``brain.pth`` file, in the article's keys or ``CortexNet``'s.
 
     Args:
         path: ``.pth`` file holding at least ``model_state_dict`` and ``hyperparams``.
         map_location: as in :func:`torch.load`.
+        max_elements: the most elements the file's sizes may ask for (see
+            :func:`check_model_size`); raise it to load a bigger model on purpose.
+        max_message_iters: the most message-passing iterations the file may ask for.
         **settings: :class:`~cortexgnn.nn.config.ModelConfig` fields that override the
             file's (its ``model_config``, else its ``hyperparams`` with defaults for the rest).
 
     Raises:
         UnsafeCheckpointError: the file holds Python objects (see :func:`read_checkpoint`).
         ValueError: the file is unreadable, or its settings and weights do not make a model
-            (an out-of-range graph, say); the message names the file.
+            (an out-of-range graph, an empty graph with message passing, a NaN edge weight,
+            say), or its sizes exceed the limits (:class:`SizeLimitError`); the message
+            names the file.
     """
     path = Path(path)
-    return model_from_state(read_checkpoint(path, map_location), path, **settings)
+    return model_from_state(
+        read_checkpoint(path, map_location),
+        path,
+        max_elements=max_elements,
+        max_message_iters=max_message_iters,
+        **settings,
+    )
 
 
-def model_from_state(state: dict, path: str | os.PathLike, **settings) -> CortexNet:
+def model_from_state(
+    state: dict,
+    path: str | os.PathLike,
+    *,
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_message_iters: int = DEFAULT_MAX_MESSAGE_ITERS,
+    **settings,
+) -> CortexNet:
     """The ``CortexNet`` of a checkpoint dict already read by :func:`read_checkpoint`.
 
     What :func:`load_article_checkpoint` does after reading the file (``path`` only names
@@ -270,6 +368,14 @@ def model_from_state(state: dict, path: str | os.PathLike, **settings) -> Cortex
     path = Path(path)
     config = _stored_config(state, path, settings)
     weights = state["model_state_dict"]
+    check_model_size(
+        config,
+        path,
+        max_elements=max_elements,
+        max_message_iters=max_message_iters,
+        stored_elements=stored_elements(weights),
+        dense_adjacency=not isinstance(weights, dict) or "edge_index" not in weights,
+    )
     if not isinstance(weights, dict):
         raise ValueError(
             f"{path}: 'model_state_dict' must be a state dict, got {type(weights).__name__}"
@@ -290,5 +396,10 @@ def model_from_state(state: dict, path: str | os.PathLike, **settings) -> Cortex
     _load_strict(model, weights, path)
     if isinstance(model, DenseReference):
         fixes = {k: v for k, v in config.to_dict().items() if k not in article}
-        return model.to_cortexnet(**fixes).eval()
+        try:  # the CortexNet constructor and its load hook check the converted graph
+            model = model.to_cortexnet(**fixes)
+        except ValueError as err:
+            raise ValueError(f"{path}: its graph and weights do not make a model: {err}") from err
+        if not model.edge_weight.isfinite().all():
+            raise ValueError(f"{path}: adj_weight holds NaN or Inf on the graph's edges")
     return model.eval()

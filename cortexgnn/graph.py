@@ -91,12 +91,16 @@ def sort_by_target(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
         num_nodes: number of nodes; defaults to ``edge_index.max() + 1``.
 
     Returns:
-        ``[2, E]``, the same edges reordered.
+        ``[2, E]``, the same edges reordered (int64).
+
+    Raises:
+        ValueError: from :func:`check_edge_index` (negative or out-of-range indices ...).
     """
-    if edge_index.numel() == 0:
-        return edge_index
-    if num_nodes is None:
+    if isinstance(edge_index, Tensor) and edge_index.numel() == 0:
+        return check_edge_index(edge_index, 0 if num_nodes is None else num_nodes)
+    if num_nodes is None and isinstance(edge_index, Tensor) and not edge_index.is_floating_point():
         num_nodes = int(edge_index.max()) + 1
+    edge_index = check_edge_index(edge_index, num_nodes)
     key = edge_index[1] * num_nodes + edge_index[0]  # [E]
     return edge_index[:, key.argsort()]
 
@@ -130,7 +134,16 @@ def edge_index_to_dense(
 
     Returns:
         ``[N, N]`` tensor (dtype of ``edge_weight``, float32 without it).
+
+    Raises:
+        ValueError: from :func:`check_edge_index`, or ``edge_weight`` not ``[E]``.
     """
+    edge_index = as_plain_tensor(check_edge_index(edge_index, num_nodes))
+    if edge_weight is not None and edge_weight.shape != (edge_index.size(1),):
+        raise ValueError(
+            f"edge_weight must have shape [E] = ({edge_index.size(1)},), got "
+            f"{tuple(edge_weight.shape)}"
+        )
     if edge_weight is None:
         edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
     adj = edge_weight.new_zeros(num_nodes, num_nodes)  # [N, N]

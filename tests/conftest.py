@@ -11,6 +11,10 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+# Without a GPU the Triton kernels are tested in Triton's CPU interpreter, which must be on
+# before triton is first imported (triton.language jits its own helpers at import time).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

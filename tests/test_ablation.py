@@ -96,13 +96,56 @@ def test_adopt_records_a_matching_run_and_names_every_setting_that_differs(tmp_p
     assert row["final_accuracy"] == [summary["final_test_acc"]]
     assert json.loads((tmp_path / "ablation.json").read_text())["variants"] == [row]
 
-    with pytest.raises(ValueError, match="model: run 'mlp-small', study 'mlp-matched'"):
+    with pytest.raises(SystemExit, match="model: run 'mlp-small', study 'mlp-matched'"):
         ablation.main([*argv, "--adopt", f"mlp-matched={run_dir}"])
-    with pytest.raises(ValueError, match="NAME=DIR"):
+    with pytest.raises(SystemExit, match="NAME=DIR"):
         ablation.main([*argv, "--adopt", f"no-such-variant={run_dir}"])
     other = ablation.get_parser().parse_args([*argv[:2], "--max-steps", "3"])
     with pytest.raises(ValueError, match="max_steps: run 2, study 3"):
         ablation.adopt(other, ablation.protocol(other), f"mlp-small={run_dir}")
+
+
+def test_adopt_refuses_a_damaged_or_inconsistent_folder_in_one_line(tmp_path):
+    from cortexgnn.train.cli import main as cortexgnn
+
+    data = _tiny_fashion(tmp_path / "data")
+    argv = ["--data-dir", str(data), "--max-steps", "2", "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "ablation.json")]  # fmt: skip
+    args = ablation.get_parser().parse_args(argv)
+    good = tmp_path / "good"
+    assert (
+        cortexgnn(ablation.train_command(args, ablation.protocol(args), "mlp-small", 1, good)[3:])
+        == 0
+    )
+    summary = json.loads((good / "summary.json").read_text())
+
+    def damaged(name, edit):
+        folder = tmp_path / name
+        shutil.copytree(good, folder)
+        edit(folder)
+        return folder
+
+    def write_summary(**changes):
+        return lambda f: (f / "summary.json").write_text(json.dumps({**summary, **changes}))
+
+    cases = {
+        "no config": (write_summary(config=None), "no valid 'config'"),
+        "empty metrics": (lambda f: (f / "metrics.jsonl").write_text(""), "no training rows"),
+        "hand-written": (
+            write_summary(steps=1, final_test_acc=0.999, best_test_acc=0.999, steps_per_s=1e9),
+            "checkpoint.pth is at step 2",
+        ),  # fmt: skip
+        "fast": (write_summary(steps_per_s=1e9), "steps_per_s 1000000000.0 is not"),
+        "accurate": (write_summary(final_test_acc=0.999), "not the last accuracy"),
+        "no checkpoint": (lambda f: (f / "checkpoint.pth").unlink(), "checkpoint.pth is missing"),
+        "torn summary": (lambda f: (f / "summary.json").write_text("{"), "unreadable"),
+    }
+    for name, (edit, match) in cases.items():
+        folder = damaged(name.replace(" ", "-"), edit)
+        with pytest.raises(SystemExit, match=match) as refused:
+            ablation.main([*argv, "--adopt", f"mlp-small={folder}"])
+        assert "\n" not in str(refused.value), name
+    assert not (tmp_path / "ablation.json").exists()  # nothing was recorded
 
 
 def test_a_results_file_of_another_protocol_is_refused(tmp_path):

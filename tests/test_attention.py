@@ -6,6 +6,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -32,6 +33,11 @@ def random_graph_case(num_nodes=12, batch=3, heads=2, features=5, isolated=True)
     return query, x, edge_index, weight
 
 
+def float32(t):
+    """A float tensor in float32; an index tensor unchanged."""
+    return t.float() if t.is_floating_point() else t
+
+
 def attend(query, x, edge_index, weight=None, **kwargs):
     return folded_attention(query, x, attention_graph(edge_index, x.size(0)), weight, **kwargs)
 
@@ -55,7 +61,7 @@ def test_matches_the_oracle_with_isolated_node_and_parallel_edges(backend, weigh
 
 @pytest.mark.parametrize("backend", ["dense", pytest.param("cpp", marks=needs_kernel)])
 def test_gradients_match_the_pytorch_path(backend):
-    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    query, x, edge_index, weight = (float32(t) for t in random_graph_case())
     grad_out = torch.randn_like(query)
     grads = {}
     for name in ("torch", backend):
@@ -69,7 +75,7 @@ def test_gradients_match_the_pytorch_path(backend):
 @pytest.mark.parametrize("per_head", [False, True])
 @needs_kernel
 def test_dropout_and_gradients_of_the_kernel_match_the_pytorch_path(per_head):
-    query, x, edge_index, weight = (t.float() for t in random_graph_case())
+    query, x, edge_index, weight = (float32(t) for t in random_graph_case())
     if per_head:
         x = torch.randn_like(query)
     grad_out = torch.randn_like(query)
@@ -109,9 +115,42 @@ def test_dense_path_gradcheck_in_float64():
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_second_derivatives_pass_gradgradcheck(backend, dtype):
+    if backend == "cpp" and dtype == torch.float64:
+        pytest.skip("the kernel is float32-only")
+    query, x, edge_index, weight = random_graph_case(num_nodes=6, batch=2, heads=1, features=3)
+    leaves = [t.to(dtype).requires_grad_() for t in (query, x, weight)]
+    graph = attention_graph(edge_index, 6)
+    # float32 finite differences need a larger step and tolerance than float64's defaults
+    loose = {} if dtype == torch.float64 else {"eps": 1e-3, "atol": 2e-2, "rtol": 2e-2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # gradcheck's "not double precision"
+        assert torch.autograd.gradgradcheck(
+            lambda q, v, w: folded_attention(q, v, graph, w, scale=0.5, backend=backend),
+            leaves,
+            **loose,
+        )
+
+
+@needs_kernel
+def test_kernel_double_backward_equals_the_pytorch_path():
+    query, x, edge_index, weight = (float32(t) for t in random_graph_case())
+    hessian_terms = {}
+    for name in ("torch", "cpp"):
+        leaves = [t.clone().requires_grad_() for t in (query, x, weight)]
+        out = attend(*leaves[:2], edge_index, leaves[2], scale=0.3, backend=name)
+        grads = torch.autograd.grad(out.pow(2).sum(), leaves, create_graph=True)
+        penalty = sum(g.pow(2).sum() for g in grads)
+        hessian_terms[name] = torch.autograd.grad(penalty, leaves)
+    for got, want in zip(hessian_terms["cpp"], hessian_terms["torch"], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 @needs_kernel
 def test_kernel_gradient_without_edge_weight():
-    query, x, edge_index, _ = (t.float() for t in random_graph_case(isolated=False))
+    query, x, edge_index, _ = (float32(t) for t in random_graph_case(isolated=False))
     query.requires_grad_(), x.requires_grad_()
     attend(query, x, edge_index, scale=1 / math.sqrt(5), backend="cpp").sum().backward()
     assert query.grad.abs().sum() > 0 and x.grad.abs().sum() > 0
@@ -146,7 +185,7 @@ def test_rejects_bad_arguments():
     query, x, edge_index, _ = random_graph_case()
     graph = attention_graph(edge_index, 12)
     with pytest.raises(ValueError, match="backend must be one of"):
-        folded_attention(query, x, graph, scale=1.0, backend="triton")
+        folded_attention(query, x, graph, scale=1.0, backend="fast")
     with pytest.raises(ValueError, match="query must be"):
         folded_attention(query[:, :, 0], x, graph, scale=1.0)
     with pytest.raises(ValueError, match="query has 2 features but x has 5"):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cortexgnn import CortexNet, atomic_save, load_article_checkpoint
+from cortexgnn import CortexNet, atomic_save, load_article_checkpoint, save_article_checkpoint
+from cortexgnn.checkpoint import SizeLimitError
 
 TINY = dict(num_columns=6, in_dim=10, col_out=4, top_out=3, graph_k=2, graph_seed=0)
 
@@ -64,3 +65,74 @@ def test_checkpoint_of_another_model(saved, edit, match):
     torch.save(edit(state), tmp_path / "bad.pth")
     with pytest.raises(ValueError, match=match):
         load_article_checkpoint(tmp_path / "bad.pth")
+
+
+@pytest.mark.parametrize(
+    "field, value, article",
+    [
+        ("num_columns", 10**5, True),  # the article's layout builds a dense [N, N] adjacency
+        ("num_columns", 10**9, False),
+        ("in_dim", 10**9, False),
+        ("top_out", 10**9, True),
+    ],
+)
+def test_sizes_in_a_checkpoint_are_bounded_before_anything_is_built(
+    saved, net, field, value, article
+):
+    tmp_path, state, _ = saved
+    if article:
+        state = torch.load(save_article_checkpoint(tmp_path / "a.pth", net), weights_only=True)
+    config = dict(net.config.to_dict(), **{field: value})
+    edited = dict(state, hyperparams={**state["hyperparams"], field: value}, model_config=config)
+    path = atomic_save(edited, tmp_path / "huge.pth")
+    with pytest.raises(SizeLimitError, match=r"huge.pth: a model of .* GiB.*max_elements"):
+        load_article_checkpoint(path)
+
+
+def test_a_raised_limit_lets_a_bigger_model_through_to_the_weight_check(saved):
+    tmp_path, state, _ = saved
+    config = dict(CortexNet(**TINY).config.to_dict(), in_dim=1000)
+    edited = dict(state, hyperparams={**state["hyperparams"], "in_dim": 1000}, model_config=config)
+    path = atomic_save(edited, tmp_path / "wide.pth")
+    with pytest.raises(SizeLimitError):
+        load_article_checkpoint(path, max_elements=1000)
+    with pytest.raises(ValueError, match="weights do not fit"):  # built, then the shapes differ
+        load_article_checkpoint(path, max_elements=10**6)
+
+
+def test_message_iters_from_a_file_is_bounded(saved):
+    tmp_path, state, _ = saved
+    config = dict(CortexNet(**TINY).config.to_dict(), message_iters=10**12)
+    edited = dict(state, hyperparams={**state["hyperparams"], "message_iters": 10**12},
+                  model_config=config)  # fmt: skip
+    path = atomic_save(edited, tmp_path / "loops.pth")
+    with pytest.raises(SizeLimitError, match="message_iters=1000000000000 .*max_message_iters"):
+        load_article_checkpoint(path)
+
+
+def test_a_loaded_model_is_one_its_constructor_would_accept(saved, net):
+    tmp_path, state, _ = saved
+    weights = dict(state["model_state_dict"])
+    empty = dict(weights, edge_index=torch.empty(2, 0, dtype=torch.long),
+                 edge_weight=torch.empty(0))  # fmt: skip
+    path = atomic_save(dict(state, model_state_dict=empty), tmp_path / "empty.pth")
+    with pytest.raises(ValueError, match="no edges but message_iters=4"):
+        load_article_checkpoint(path)
+    with pytest.raises(ValueError, match="no edges but message_iters=4"):
+        CortexNet(**TINY, edge_index=torch.empty(2, 0, dtype=torch.long))
+    nan = dict(weights, edge_weight=torch.full_like(weights["edge_weight"], float("nan")))
+    path = atomic_save(dict(state, model_state_dict=nan), tmp_path / "nan.pth")
+    with pytest.raises(ValueError, match="edge_weight holds NaN"):
+        load_article_checkpoint(path)
+    article = tmp_path / "article.pth"
+    save_article_checkpoint(article, net)
+    stored = torch.load(article, weights_only=True)
+    stored["model_state_dict"]["adj_weight"].fill_(float("nan"))
+    torch.save(stored, article)
+    with pytest.raises(ValueError, match="adj_weight holds NaN"):
+        load_article_checkpoint(article)
+
+
+def test_a_file_that_holds_its_weights_is_not_limited_by_max_elements(saved):
+    _, _, good = saved
+    assert isinstance(load_article_checkpoint(good, max_elements=10), CortexNet)

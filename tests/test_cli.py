@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -177,6 +178,12 @@ BAD_FLAGS = [
     (["train", "--model", "reference", "--attention-uses-edge-weight"], "only the article's"),
     (["eval", "nope.pth", "--batch-size", "-1"], "batch_size must be >= 1"),
     (["eval", "nope.pth", "--device", "foo"], "device must be"),
+    (["train", "--plasticity-lr", "1e308"], "plasticity_lr must lie within"),
+    (["train", "--threads", "100000"], "threads must be <= 1024"),
+    (["train", "--seed", "99999999999999999999"], "seed must fit in 64 bits"),
+    (["neurons", "simulate", "--num-nodes", "100000000"], "--num-nodes/--copies: 100,000,000"),
+    (["neurons", "simulate", "--copies", "1000000000"], "--max-elements if you mean it"),
+    (["neurons", "simulate", "--seed", "99999999999999999999"], "--seed must fit in 64 bits"),
 ]
 
 
@@ -303,3 +310,56 @@ def test_help_is_fast_and_imports_no_torch():
                           capture_output=True, text=True)  # fmt: skip
     assert done.returncode == 0 and "--num-columns" in done.stdout
     assert time.perf_counter() - start < 1.0
+
+
+def test_ctrl_c_exits_130_after_its_checkpoint(tmp_path, capsys, monkeypatch):
+    from cortexgnn.train import loop
+
+    def interrupt_once(bar, *args):  # Ctrl-C during the first step
+        monkeypatch.setattr(loop, "_update_bar", lambda *a: None)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(loop, "_update_bar", interrupt_once)
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--out-dir", str(run)]) == 130
+    assert torch.load(run / "checkpoint.pth", weights_only=True)["step"] == 1
+    assert "interrupted" in capsys.readouterr().out
+    assert json.loads((run / "summary.json").read_text())["interrupted"] is True
+
+
+def test_a_failed_run_leaves_no_lock(tmp_path, capsys):
+    run = tmp_path / "run"
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    argv = ["train", *TINY, "--dataset", "mnist", "--data-dir", str(empty), "--out-dir", str(run)]
+    assert main(argv) == 2
+    assert "mnist" in capsys.readouterr().err
+    assert run.is_dir() and not (run / ".lock").exists()
+    assert main(["train", *TINY, "--out-dir", str(tmp_path / "ok")]) == 0  # and a finished one
+    assert not (tmp_path / "ok" / ".lock").exists()
+
+
+def test_an_oversized_checkpoint_is_one_line_naming_the_flag(tmp_path, capsys):
+    from cortexgnn import CortexNet
+
+    path = save_article_checkpoint(tmp_path / "brain.pth", CortexNet(num_columns=4, in_dim=64,
+                                   col_out=4, top_out=10, graph_k=2))  # fmt: skip
+    state = torch.load(path, weights_only=True)
+    state["hyperparams"]["num_columns"] = state["model_config"]["num_columns"] = 10**9
+    torch.save(state, path)
+    assert main(["eval", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "GiB" in err and "--max-elements" in err and err.count("\n") == 1
+
+
+def test_resuming_a_checkpoint_with_edited_sizes_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--max-steps", "2", "--out-dir", str(run)]) == 0
+    checkpoint = run / "checkpoint.pth"
+    state = torch.load(checkpoint, weights_only=True)
+    state["config"]["model_config"]["num_columns"] = 10**9
+    torch.save(state, checkpoint)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(checkpoint), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "num_columns=1000000000" in err and "GiB" in err and err.count("\n") == 1

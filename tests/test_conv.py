@@ -8,6 +8,7 @@ Graph layouts and refused input live in ``test_conv_inputs.py``; explainers, com
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -194,6 +195,37 @@ def test_gradcheck_float64(fused):
     assert torch.autograd.gradcheck(run, (x, weight, *params))
 
 
+def test_second_derivatives_of_the_fused_layer_equal_the_unfused_ones():
+    fused = ColumnAttentionConv(8, 8)
+    unfused = ColumnAttentionConv(8, 8, fused=False)
+    unfused.load_state_dict(fused.state_dict())
+    x = torch.randn(5, 8)
+    edge_index = torch.tensor([[0, 1, 2, 3, 4, 1], [1, 2, 3, 4, 0, 0]])
+    terms = []
+    for conv in (fused, unfused):
+        params = list(conv.parameters())
+        grads = torch.autograd.grad(conv(x, edge_index).pow(2).sum(), params, create_graph=True)
+        penalty = sum(g.pow(2).sum() for g in grads)
+        terms.append(torch.autograd.grad(penalty, params))
+    for got, want in zip(*terms, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("fused", [True, False])
+def test_gradgradcheck(fused, dtype):
+    conv = ColumnAttentionConv(3, 2, heads=2, num_nodes=4, fused=fused).to(dtype)
+    edge_index = torch.tensor([[0, 1, 2, 3, 1, 0], [1, 0, 1, 2, 3, 3]])
+    x = torch.randn(4, 2, 3, dtype=dtype, requires_grad=True)
+    weight = torch.rand(6, dtype=dtype, requires_grad=True)
+    loose = {} if dtype == torch.float64 else {"eps": 1e-3, "atol": 2e-2, "rtol": 2e-2}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # gradcheck's "not double precision"
+        assert torch.autograd.gradgradcheck(
+            lambda x, w, *_: conv(x, edge_index, w), (x, weight, *conv.parameters()), **loose
+        )
+
+
 @pytest.mark.parametrize("projection", PROJECTIONS)
 def test_gradients_reach_and_reset_parameters_redraws_every_parameter(projection):
     bipartite = projection != "first"
@@ -303,6 +335,10 @@ def test_dropout_only_in_training_on_both_paths():
         ((4, 4), dict(dropout=1.0), r"dropout must lie in \[0, 1\), got 1.0"),
         ((4, 4), dict(projection="key"), r"projection must be one of .*got 'key'"),
         (((5, 3), 4), dict(projection="first"), r"projection='first' .* equal source and target"),
+        ((4, 4), dict(num_nodes=5.5), r"num_nodes must be an int, got 5.5 \(float\)"),
+        ((4, 4), dict(heads=2.0), r"heads must be an int, got 2.0"),
+        ((4, 4.0), {}, r"out_channels must be an int"),
+        (((4, True), 4), {}, r"in_channels must be an int, got True"),
     ],
 )
 def test_constructor_errors(args, kwargs, match):

@@ -88,3 +88,14 @@ def test_science_page_and_readme_match_the_ablation_results():
     assert between(
         ROOT / "README.md", ablation_report.README_START, ablation_report.README_END
     ) == (ablation_report.headline(results))
+
+
+def test_every_test_the_robustness_page_names_exists():
+    page = (ROOT / "docs" / "robustness.md").read_text()
+    named = set(re.findall(r"(?<![\w.])(test_\w+)(?=[`,\]])", page))
+    defined = set()
+    for path in (ROOT / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), flags=re.M))
+    for file_name in re.findall(r"`(test_\w+\.py)::", page):
+        assert (ROOT / "tests" / file_name).is_file(), file_name
+    assert len(named) > 40 and named <= defined, sorted(named - defined)

@@ -335,3 +335,61 @@ def test_real_build_loads_runs_and_recovers_from_a_truncated_library(tmp_path):
     assert second == name and "does not match the SHA-256" in err
     third, err = run()
     assert third == name and "compiling" not in err
+
+
+@pytest.mark.parametrize(
+    "mode, refused", [(0o777, "writable by others without the sticky bit"), (0o1777, None)]
+)
+def test_a_parent_others_can_write_is_refused_unless_sticky(cache, tmp_path, monkeypatch, mode,
+                                                            refused):  # fmt: skip
+    _, log = cache
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, mode)
+    monkeypatch.setenv("CORTEXGNN_KERNEL_DIR", str(shared / "me" / "kernels"))
+    if refused:
+        message = fallback_reason()
+        assert refused in message and f"its parent {shared}" in message
+        assert log["compiled"] == 0 and list(shared.iterdir()) == []
+    else:  # like /tmp: others may create names there, but not rename ours
+        assert kernel.load_kernel() == ("built", kernel._module_name())
+
+
+def test_a_symlinked_or_foreign_parent_is_refused(cache, tmp_path, monkeypatch):
+    _, log = cache
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.setenv("CORTEXGNN_KERNEL_DIR", str(tmp_path / "link" / "kernels"))
+    message = fallback_reason()
+    assert f"its parent {tmp_path / 'link'} is a symbolic link" in message
+    assert log["compiled"] == 0 and list(real.iterdir()) == []
+    monkeypatch.setenv("CORTEXGNN_KERNEL_DIR", str(real / "kernels"))
+    chown_or_skip(real)
+    kernel.load_kernel.cache_clear()
+    assert f"owned by uid {OTHER_UID}" in fallback_reason()
+
+
+def test_the_import_loads_a_private_copy_of_exactly_the_verified_bytes(cache, monkeypatch):
+    directory, log = cache
+    kernel.build_kernel()
+    library = library_path(directory)
+    verified = library.read_bytes()
+    seen = []
+    monkeypatch.setattr(kernel, "_import_library", lambda path, name: seen.append(path) or name)
+    kernel.load_kernel.cache_clear()
+    assert kernel.load_kernel() == kernel._module_name()
+    (copy,) = seen
+    assert copy != library and copy.parent.parent == library.parent and not copy.exists()
+
+    check = kernel._check_library
+
+    def check_then_swap(build_dir, name):  # another writer between the check and the load
+        result = check(build_dir, name)
+        library.write_bytes(b"swapped in after the check")
+        return result
+
+    monkeypatch.setattr(kernel, "_check_library", check_then_swap)
+    kernel.load_kernel.cache_clear()
+    assert "changed after it was verified" in fallback_reason()
+    assert len(seen) == 1 and verified != library.read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import subprocess
 import sys
 
@@ -102,3 +103,38 @@ def test_simulate_subprocess_with_progress_and_animation(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert gif.stat().st_size > 0 and "sweep" in result.stderr
+
+
+def test_sizes_from_flags_and_edge_lists_are_bounded(tmp_path):
+    edges = tmp_path / "far.txt"
+    edges.write_text("0 1\n1 1000000000\n")
+    with pytest.raises(ValueError, match=r"--graph .*far.txt.* GiB.*--max-elements"):
+        run_neurons_simulate(parse(["neurons", "simulate", "--graph", str(edges)]))
+    for flags in (["--num-nodes", "100000000"], ["--copies", "1000000000"]):
+        with pytest.raises(ValueError, match=r"--num-nodes/--copies: .* GiB.*--max-elements"):
+            run_neurons_simulate(parse(["neurons", "simulate", *flags, "--no-progress"]))
+    with pytest.raises(ValueError, match="--copies must be >= 0"):
+        run_neurons_simulate(parse(["neurons", "simulate", "--copies", "-1", "--no-progress"]))
+
+
+def test_long_runs_stream_the_log_and_keep_a_bounded_window(tmp_path, monkeypatch, capsys):
+    from cortexgnn.train import neurons_cli
+
+    monkeypatch.setattr(neurons_cli, "CHUNK", 4)  # many chunks in a short test
+    drawn = {}
+    monkeypatch.setattr(
+        "cortexgnn.train.neuron_plots.raster", lambda actions, *_: drawn.update(raster=actions)
+    )
+    monkeypatch.setattr("cortexgnn.train.neuron_plots.traces", lambda *_: None)
+    log = tmp_path / "log.tsv"
+    args = parse(["neurons", "simulate", "--article", "--steps", "41", "--window", "6",
+                  "--log", str(log), "--readout", "0", "--plots", str(tmp_path),
+                  "--no-progress"])  # fmt: skip
+    assert run_neurons_simulate(args) == 0
+    assert drawn["raster"].shape == (6, 2)  # only the last 6 sweeps were kept
+    sweeps = [int(line.split("\t")[0]) for line in log.read_text().splitlines()]
+    assert sweeps[0] == 1 and sweeps[-1] == 41 and sorted(set(sweeps)) == list(range(1, 42))
+    out = capsys.readouterr().out
+    assert "(the last 6 kept)" in out
+    released = out.split("released at sweeps ")[1].split(" (")[0]
+    assert all(36 <= t <= 41 for t in ast.literal_eval(released))

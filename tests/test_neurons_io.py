@@ -107,3 +107,24 @@ def test_cuda_equals_cpu():
     b = gpu.run(30, record=("actions", "current_state"))
     assert torch.equal(a["actions"], b["actions"].cpu())
     torch.testing.assert_close(a["current_state"], b["current_state"].cpu())
+
+
+def test_sizes_in_a_neuron_file_are_bounded_and_a_missing_entry_is_a_value_error(tmp_path):
+    path = save_network(NeuronNetwork(torch.tensor([[0], [1]]), 2), tmp_path / "net.pt")
+    payload = torch.load(path, weights_only=True)
+    for key, value, match in [
+        ("batch_shape", [10**5, 10**5], r"copies \(100000, 100000\) .* GiB.*max_elements"),
+        ("num_nodes", 10**9, r"1,000,000,000 neurons .* GiB.*max_elements"),
+        ("num_nodes", 2.5, "num_nodes must be a positive int"),
+        ("batch_shape", [-1], "batch_shape must be a list of positive ints"),
+    ]:
+        torch.save({**payload, key: value}, tmp_path / "edited.pt")
+        with pytest.raises(ValueError, match=match):
+            load_network(tmp_path / "edited.pt")
+    torch.save({k: v for k, v in payload.items() if k != "edge_index"}, tmp_path / "cut.pt")
+    with pytest.raises(ValueError, match=r"lacks \['edge_index'\]"):
+        load_network(tmp_path / "cut.pt")
+    torch.save({**payload, "batch_shape": [50]}, tmp_path / "copies.pt")
+    with pytest.raises(ValueError, match="above the limit"):
+        load_network(tmp_path / "copies.pt", max_elements=100)
+    assert load_network(tmp_path / "copies.pt").batch_shape == (50,)  # the default allows it

@@ -32,6 +32,9 @@ ARTICLE_FIELDS = (
 )
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The column network's hyper-parameters and fix flags.
@@ -101,6 +104,11 @@ class ModelConfig:
         for name in ("plasticity_lr", "e_i_ratio"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if abs(self.plasticity_lr) > FLOAT32_MAX:  # the edge weights are float32
+            raise ValueError(
+                f"plasticity_lr must lie within +-{FLOAT32_MAX:.1e} (float32), got "
+                f"{self.plasticity_lr}"
+            )
         divisor = self.homeostasis_min_divisor
         if divisor is not None and not (math.isfinite(divisor) and divisor > 0.0):
             raise ValueError(

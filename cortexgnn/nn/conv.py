@@ -8,6 +8,7 @@ folding of the key into the query, and the choice between its two execution path
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -67,9 +68,10 @@ class ColumnAttentionConv(MessagePassing):
 
     Where it applies (one tensor of node features, keys equal to values: ``projection``
     ``"none"`` or ``"first"``; no per-edge ``alpha`` requested, no explainer, hook or
-    ``torch.compile`` tracing), the layer runs the fused attention of
-    :func:`cortexgnn.ops.attention.folded_attention` instead of ``propagate``: the same
-    maths in one pass per target node. ``fused=False`` always takes ``propagate``.
+    ``torch.compile`` tracing unless the Triton kernel runs), the layer runs the fused
+    attention of :func:`cortexgnn.ops.attention.folded_attention` instead of
+    ``propagate``: the same maths in one pass per target node. ``fused=False`` always
+    takes ``propagate``.
 
     Args:
         in_channels: node feature size ``F``; a pair ``(F_src, F_dst)`` for bipartite
@@ -91,6 +93,12 @@ class ColumnAttentionConv(MessagePassing):
         add_self_loops: replace self loops by one loop per node (weight 1) before attending.
         fused: run the fused kernel wherever it applies; ``False`` always takes PyG's
             ``propagate`` (equal results to float tolerance, other dropout masks).
+        fused_backend: ``"auto"`` (the C++ kernel on a CPU, elsewhere dense or PyTorch
+            attention) or ``"triton"``: the Triton kernel of
+            :mod:`cortexgnn.ops.triton_attention` on CUDA inputs (``"auto"`` elsewhere, and
+            where triton is not installed).
+            Opt-in because it is tested (under Triton's CPU interpreter) but not yet
+            measured on a GPU; it has no second derivatives.
 
     Shapes:
         - **input:** node features ``x`` ``[N, F]``, or ``[N, B, F]`` for a batch of ``B``
@@ -119,6 +127,7 @@ class ColumnAttentionConv(MessagePassing):
         bias: bool = False,
         add_self_loops: bool = False,
         fused: bool = True,
+        fused_backend: str = "auto",
     ) -> None:
         super().__init__(aggr="add", node_dim=0)
         src_channels, dst_channels = _check_arguments(
@@ -134,6 +143,9 @@ class ColumnAttentionConv(MessagePassing):
         self.root_weight = root_weight
         self.add_self_loops = add_self_loops
         self.fused = fused
+        if fused_backend not in ("auto", "triton"):
+            raise ValueError(f"fused_backend must be 'auto' or 'triton', got {fused_backend!r}")
+        self.fused_backend = fused_backend
         out_size = self._output_channels(src_channels)  # -1 while a lazy F_src is unknown
         # Weights are stored like nn.Linear's, [out, in], with a leading node dim when per-node.
         lead = () if num_nodes is None else (num_nodes,)
@@ -313,7 +325,8 @@ class ColumnAttentionConv(MessagePassing):
         It needs one feature tensor whose rows are both keys and values (no separate value
         projection), and nothing that must see PyG's per-edge ``alpha``: a request for the
         weights, an explainer, a hook on ``message``/``propagate``, or ``torch.compile``
-        tracing ``propagate`` (the C++ kernel is opaque to it).
+        tracing ``propagate`` (the C++ kernel is opaque to it; the Triton one is a custom op
+        with a fake implementation, so compiled code keeps it).
         """
         return (
             self.fused
@@ -326,8 +339,16 @@ class ColumnAttentionConv(MessagePassing):
                 or self._propagate_forward_pre_hooks
                 or self._propagate_forward_hooks
             )
-            and not torch.compiler.is_compiling()
+            and (not torch.compiler.is_compiling() or self._runs_triton(x_src))
         )
+
+    def _runs_triton(self, x: Tensor) -> bool:
+        """Whether the fused path takes the Triton kernel (a custom op ``torch.compile`` sees)."""
+        if self.fused_backend != "triton":
+            return False
+        from ..ops.triton_attention import triton_applies  # imports triton: only when asked
+
+        return triton_applies(x)  # CUDA tensors (or the CPU under TRITON_INTERPRET=1)
 
     def _fused(
         self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, fold: Tensor | None
@@ -342,7 +363,10 @@ class ColumnAttentionConv(MessagePassing):
         query, _, value = self._attention_inputs(x, x, fold)  # [N, B, H, D], [N, B, H or 1, D]
         dropout = self.dropout if self.training else 0.0
         graph = attention_graph(as_plain_tensor(edge_index), x.size(0))
-        out = folded_attention(query, value, graph, edge_weight, scale=1.0, dropout=dropout)
+        backend = "triton" if self._runs_triton(x) else "auto"
+        out = folded_attention(
+            query, value, graph, edge_weight, scale=1.0, dropout=dropout, backend=backend
+        )
         return out.squeeze(1) if single else out  # [N, *, H, F or C]
 
     def message(
@@ -444,6 +468,7 @@ class ColumnAttentionConv(MessagePassing):
         extras += ", bias=True" if self.bias is not None else ""
         extras += "" if self.concat else ", concat=False"
         extras += "" if self.fused else ", fused=False"
+        extras += "" if self.fused_backend == "auto" else f", fused_backend={self.fused_backend!r}"
         return (
             f"{self.__class__.__name__}({self.in_channels}, {self.out_channels}, "
             f"heads={self.heads}, {weights}{extras})"
@@ -466,6 +491,12 @@ def _check_arguments(
     projection: str,
 ) -> tuple[int, int]:
     """Refuse constructor arguments the layer cannot use; returns ``(F_src, F_dst)``."""
+    sides = in_channels if isinstance(in_channels, tuple) else (in_channels,)
+    counts = [("in_channels", c) for c in sides] + [("out_channels", out_channels)]
+    counts += [("heads", heads)] + ([("num_nodes", num_nodes)] if num_nodes is not None else [])
+    for name, value in counts:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
     src_channels, dst_channels = (
         in_channels if isinstance(in_channels, tuple) else (in_channels, in_channels)
     )

@@ -23,12 +23,23 @@ def weighted_neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -
 
     Args:
         x: ``[N, B, D]`` node states.
-        edge_index: ``[2, E]``.
+        edge_index: ``[2, E]``, checked by :func:`cortexgnn.graph.check_edge_index`.
         edge_weight: ``[E]``.
 
     Returns:
         ``[N, B, D]``.
     """
+    edge_index = check_edge_index(edge_index, x.size(0))
+    if edge_weight.shape != (edge_index.size(1),):
+        raise ValueError(
+            f"edge_weight must have shape [E] = ({edge_index.size(1)},), one weight per edge, "
+            f"got {tuple(edge_weight.shape)}"
+        )
+    return _neighbour_sum(x, edge_index, edge_weight)
+
+
+def _neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
+    """:func:`weighted_neighbour_sum` on a graph already checked (the model's loop)."""
     source, target = edge_index
     messages = x.index_select(0, source) * edge_weight.view(-1, 1, 1)  # [E, B, D]
     return torch.zeros_like(x).index_add_(0, target, messages)
@@ -100,6 +111,7 @@ class CortexNet(nn.Module):
                 )
         else:
             edge_index = sort_by_target(check_edge_index(edge_index, num_nodes), num_nodes)
+            _check_graph_has_edges(edge_index, config)
         self.register_buffer("edge_index", edge_index)  # [2, E]
         self.sync_statistics = sync_statistics
         self.columns = CorticalColumns(
@@ -153,7 +165,7 @@ class CortexNet(nn.Module):
             # the conv validates the graph on every call; without it, check it here once
             edge_index = check_edge_index(self.edge_index, config.num_columns)  # [2, E]
             for _ in range(config.message_iters):
-                message = weighted_neighbour_sum(post, edge_index, weight)  # [N, B, D]
+                message = _neighbour_sum(post, edge_index, weight)  # [N, B, D]
                 post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
             return post
         gate = weight if config.attention_uses_edge_weight else None
@@ -248,7 +260,25 @@ class CortexNet(nn.Module):
 
 
 def _check_loaded_graph(module: CortexNet, state_dict: dict, prefix: str, *args) -> None:
-    """``load_state_dict`` pre-hook: a graph that arrives in a state dict is validated too."""
+    """``load_state_dict`` pre-hook: what the constructor refuses is refused here too.
+
+    A graph out of range, an empty graph while messages pass, non-finite edge weights.
+    """
     edge_index = state_dict.get(prefix + "edge_index")
     if edge_index is not None:
         check_edge_index(edge_index, module.config.num_columns)
+        _check_graph_has_edges(edge_index, module.config)
+    weight = state_dict.get(prefix + "edge_weight")
+    if isinstance(weight, Tensor) and weight.is_floating_point() and not weight.isfinite().all():
+        raise ValueError(
+            "edge_weight holds NaN or Inf: the Hebbian rule and the messages would spread it "
+            "to every column; load weights from a run that stayed finite"
+        )
+
+
+def _check_graph_has_edges(edge_index: Tensor, config: ModelConfig) -> None:
+    if config.message_iters > 0 and edge_index.numel() == 0:
+        raise ValueError(
+            f"the graph has no edges but message_iters={config.message_iters}: no column has "
+            f"a neighbour to attend to; give a graph with edges, or message_iters=0"
+        )

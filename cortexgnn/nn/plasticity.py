@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..graph import check_edge_index
+
 __all__ = ["hebbian_delta", "hebbian_update_", "Homeostasis", "SyncStatistics"]
 
 #: Maps this process's per-node mean activity ``[N]`` to the mean over all processes
@@ -38,7 +40,8 @@ def hebbian_delta(
     with equal ``B`` the mean of the process means is the mean over the whole batch.
 
     Args:
-        edge_index: ``[2, E]`` (source ``j``, target ``i``).
+        edge_index: ``[2, E]`` (source ``j``, target ``i``), checked by
+            :func:`cortexgnn.graph.check_edge_index`.
         pre: ``[N, B, D]`` column outputs before message passing.
         post: ``[N, B, D]`` states after message passing and homeostasis.
         sync_statistics: optional reduction of the ``[N]`` means over processes.
@@ -46,6 +49,9 @@ def hebbian_delta(
     Returns:
         ``[E]``.
     """
+    edge_index = check_edge_index(edge_index, pre.size(0))
+    if post.size(0) != pre.size(0):
+        raise ValueError(f"pre and post must have the same N, got {pre.size(0)} and {post.size(0)}")
     pre_mean, post_mean = pre.mean(dim=(1, 2)), post.mean(dim=(1, 2))  # [N], [N]
     if sync_statistics is not None:
         pre_mean, post_mean = sync_statistics(torch.stack([pre_mean, post_mean]))  # [2, N]

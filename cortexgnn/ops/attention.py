@@ -21,14 +21,17 @@ implementations:
   softmax, weighted sum while the source rows are in cache; backward through the
   transposed CSR): never materialises an ``[E, B, F]`` tensor.
   CPU and float32 only; built on first use (see :mod:`cortexgnn._attention_kernel`).
-- ``"torch"``: gather, PyG's segment softmax and ``index_add_``; any device and dtype,
+- ``"torch"``: gather, PyG's scatter softmax and ``index_add_``; any device and dtype,
   the fallback and the oracle the others are tested against.
+- ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,
+  float16; see :mod:`cortexgnn.ops.triton_attention`), a ``torch.library`` custom op.
+  Opt-in: tested under Triton's CPU interpreter, not yet measured on a GPU.
 
-``backend="auto"`` picks the compiled kernel where it applies and builds (measured faster
-than dense even at the article's 64 columns and batch 128 on a CPU), else dense for
-``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The dropout multipliers
-are drawn in CSR edge order before the backend is chosen, so one seed gives one mask on
-every backend.
+``backend="auto"`` never picks Triton: it picks the compiled C++ kernel where it applies and
+builds (measured faster than dense even at the article's 64 columns and batch 128 on a
+CPU), else dense for ``N <= DENSE_MAX_NODES`` without dropout, else the PyTorch path. The
+dropout multipliers are drawn in CSR edge order before the backend is chosen, so one seed
+gives one mask on every backend.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .. import _import_pyg
 
@@ -45,13 +47,14 @@ _import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.utils import softmax
 
+from ..graph import as_plain_tensor, check_edge_index
 from .kernel import load_kernel
 from .tensor_cache import TensorCache
 
 __all__ = ["DENSE_MAX_NODES", "AttentionGraph", "attention_graph", "folded_attention"]
 
 DENSE_MAX_NODES = 256  # without the kernel, dense [N, N] scores beat scatter up to here
-BACKENDS = ("auto", "dense", "cpp", "torch")
+BACKENDS = ("auto", "dense", "cpp", "torch", "triton")
 
 
 @dataclass(frozen=True)
@@ -88,17 +91,19 @@ class AttentionGraph:
         """Build the CSR, its transpose and (for small ``N``) the dense multiplicity.
 
         Args:
-            edge_index: ``[2, E]`` integer edges ``(source j, target i)``, any order.
+            edge_index: ``[2, E]`` integer edges ``(source j, target i)``, any order; checked
+                by :func:`cortexgnn.graph.check_edge_index` (``ValueError`` out of range).
             num_nodes: ``N``.
         """
-        edge_index = edge_index.long()
+        _check_num_nodes(num_nodes)
+        edge_index = as_plain_tensor(check_edge_index(edge_index, num_nodes))
         source, target = edge_index  # [E], [E]
         order = torch.sort(target * num_nodes + source).indices  # [E] CSR order
         col, dst = source[order], target[order]  # [E], [E]
-        degree = torch.bincount(dst, minlength=num_nodes)  # [N]
+        degree = _count(dst, num_nodes)  # [N]
         ptr = torch.cat([degree.new_zeros(1), degree.cumsum(0)])  # [N + 1]
         tedge = torch.sort(col * num_nodes + dst).indices  # [E] CSR positions by source
-        out_degree = torch.bincount(col, minlength=num_nodes)  # [N]
+        out_degree = _count(col, num_nodes)  # [N]
         tptr = torch.cat([out_degree.new_zeros(1), out_degree.cumsum(0)])  # [N + 1]
         count = None
         if num_nodes <= DENSE_MAX_NODES:
@@ -114,8 +119,70 @@ class AttentionGraph:
             tedge=tedge,
             tdst=dst[tedge],
             count=count,
-            has_isolated=bool((degree == 0).any()),
+            # unknown while torch.compile traces (a data-dependent branch): assume some
+            has_isolated=torch.compiler.is_compiling() or bool((degree == 0).any()),
         )
+
+    def __post_init__(self) -> None:
+        # a graph traced by torch.compile comes from a checked edge_index (data-dependent
+        # checks would break the graph); one built by hand is checked here
+        if not torch.compiler.is_compiling():
+            _check_graph(self)
+
+
+def _check_num_nodes(num_nodes) -> None:
+    if isinstance(num_nodes, bool) or not isinstance(num_nodes, int) or num_nodes < 1:
+        raise ValueError(f"num_nodes must be an int >= 1, got {num_nodes!r}")
+
+
+def _check_graph(graph: AttentionGraph) -> None:
+    """Refuse an :class:`AttentionGraph` whose indices could reach outside its tensors.
+
+    The C++ kernel trusts ``ptr``, ``col``, ``tptr``, ``tedge`` and ``tdst``, so a graph
+    built by hand (not by :meth:`AttentionGraph.from_edge_index`) is checked here once.
+    """
+    _check_num_nodes(graph.num_nodes)
+    num_nodes, fields = graph.num_nodes, ("ptr", "col", "dst", "order", "tptr", "tedge", "tdst")
+    for name in fields:
+        value = getattr(graph, name)
+        if not isinstance(value, Tensor) or value.dim() != 1 or value.dtype != torch.long:
+            raise ValueError(f"AttentionGraph.{name} must be a 1-D int64 tensor, got {value!r:.80}")
+    num_edges = graph.col.numel()
+    for name in fields:
+        expected = num_nodes + 1 if name in ("ptr", "tptr") else num_edges
+        if getattr(graph, name).numel() != expected:
+            raise ValueError(
+                f"AttentionGraph.{name} must have {expected} entries, got "
+                f"{getattr(graph, name).numel()}: build it with attention_graph(edge_index, N)"
+            )
+    for name in ("ptr", "tptr"):
+        ptr = getattr(graph, name)
+        if ptr[0] != 0 or ptr[-1] != num_edges or bool((ptr.diff() < 0).any()):
+            raise ValueError(
+                f"AttentionGraph.{name} must rise from 0 to E={num_edges}: build the graph "
+                f"with attention_graph(edge_index, N)"
+            )
+    if num_edges:
+        check_edge_index(torch.stack([graph.col, graph.dst]), num_nodes)
+        check_edge_index(torch.stack([graph.tdst, graph.tdst]), num_nodes)
+        check_edge_index(torch.stack([graph.order, graph.tedge]), num_edges)
+    degree = graph.ptr.diff()  # [N]
+    in_csr = torch.repeat_interleave(torch.arange(num_nodes, device=degree.device), degree)
+    if not torch.equal(graph.dst, in_csr) or not torch.equal(graph.tdst, graph.dst[graph.tedge]):
+        raise ValueError(
+            "AttentionGraph.dst/tdst disagree with ptr/tedge: build the graph with "
+            "attention_graph(edge_index, N)"
+        )
+
+
+def _count(index: Tensor, num_nodes: int) -> Tensor:
+    """``bincount(index, minlength=num_nodes)`` for ``index < num_nodes``.
+
+    Its output shape is known before it runs, so ``torch.compile`` traces it.
+    """
+    return torch.zeros(num_nodes, dtype=torch.long, device=index.device).index_add_(
+        0, index, torch.ones_like(index)
+    )  # [N]
 
 
 _GRAPH_CACHE: TensorCache[AttentionGraph] = TensorCache()
@@ -126,8 +193,14 @@ def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
 
     A model calls its layer with the same ``edge_index`` every iteration and every step, so
     the sort and transpose run once; an edited graph is rebuilt (see
-    :class:`~cortexgnn.ops.tensor_cache.TensorCache`).
+    :class:`~cortexgnn.ops.tensor_cache.TensorCache`). A graph is checked by
+    :func:`cortexgnn.graph.check_edge_index` when it is built.
     """
+    if not isinstance(edge_index, Tensor):
+        check_edge_index(edge_index, num_nodes)  # raises the validator's TypeError
+    edge_index = as_plain_tensor(edge_index)
+    if torch.compiler.is_compiling():  # traced into the graph: the cache is Python state
+        return AttentionGraph.from_edge_index(edge_index, num_nodes)
     return _GRAPH_CACHE.get(
         edge_index, num_nodes, lambda: AttentionGraph.from_edge_index(edge_index, num_nodes)
     )
@@ -160,11 +233,18 @@ def _dense(query: Tensor, x: Tensor, graph: AttentionGraph, weight: Tensor | Non
 
 
 def _torch_sparse(
-    query: Tensor, x: Tensor, graph: AttentionGraph, weight: Tensor | None, mask, scale
+    query: Tensor,
+    x: Tensor,
+    graph: AttentionGraph,
+    weight: Tensor | None,
+    mask,
+    scale,
 ) -> Tensor:
     x_j = x.index_select(0, graph.col)  # [E, B, H or 1, F]
     score = (query.index_select(0, graph.dst) * x_j).sum(-1) * scale  # [E, B, H]
-    alpha = softmax(score, graph.dst, graph.ptr, graph.num_nodes, dim=0)  # [E, B, H]
+    # by index, not by CSR pointer: the segment reduce behind the pointer form has no double
+    # backward, the scatter form has (and measured no slower on a CPU)
+    alpha = softmax(score, graph.dst, None, graph.num_nodes, dim=0)  # [E, B, H]
     if mask is not None:
         alpha = alpha * mask
     if weight is not None:
@@ -174,7 +254,14 @@ def _torch_sparse(
 
 
 class _CSRAttention(torch.autograd.Function):
-    """Autograd wrapper of the compiled kernel (single backward, no double backward)."""
+    """Autograd wrapper of the compiled kernel.
+
+    The kernel's backward is not itself differentiable. A backward that builds a graph
+    (``create_graph=True``: Hessian terms, gradient penalties) therefore recomputes the
+    same attention on the PyTorch path from the saved inputs and differentiates that, so
+    second derivatives are exact (at the PyTorch path's speed); a plain backward runs the
+    kernel's.
+    """
 
     @staticmethod
     def forward(ctx, query, x, weight, mask, graph, scale):
@@ -188,16 +275,34 @@ class _CSRAttention(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
         query, x, w, m, out, alpha = ctx.saved_tensors
         g = ctx.graph
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            return _differentiable_backward(ctx, grad_out, query, x, w, m)
         grad_q, grad_x, grad_w = load_kernel().backward(
             grad_out.contiguous(), query, x, out, alpha, g.ptr, g.col, w, m, g.tptr, g.tedge,
             g.tdst, ctx.scale,
         )  # fmt: skip
         grad_w = grad_w if ctx.needs_input_grad[2] else None
         return grad_q, grad_x, grad_w, None, None, None
+
+
+def _differentiable_backward(ctx, grad_out, query, x, w, m):
+    """The kernel's backward as a graph: the PyTorch path's vector-Jacobian product."""
+    weight = w if w.numel() else None
+    mask = m if m.numel() else None
+    inputs = (query, x, weight)
+    wanted = [i for i, t in enumerate(inputs) if ctx.needs_input_grad[i] and t is not None]
+    with torch.enable_grad():
+        out = _torch_sparse(query, x, ctx.graph, weight, mask, ctx.scale)  # [N, B, H, F]
+        grads = torch.autograd.grad(
+            out, [inputs[i] for i in wanted], grad_out, create_graph=True, allow_unused=True
+        )
+    result = [None, None, None, None, None, None]
+    for i, grad in zip(wanted, grads, strict=True):
+        result[i] = grad if grad is not None else torch.zeros_like(inputs[i])
+    return tuple(result)
 
 
 def _cpp_applies(query: Tensor, x: Tensor, weight: Tensor | None) -> bool:
@@ -218,7 +323,12 @@ def folded_attention(
     r"""Attention of every node over its in-neighbours, given folded queries.
 
     See the module docstring for the maths. Differentiable in ``query``, ``x`` and
-    ``edge_weight`` on every backend.
+    ``edge_weight`` on every backend, twice included (``create_graph=True``): the C++
+    kernel's backward then recomputes on the PyTorch path (see :class:`_CSRAttention`).
+
+    Raises:
+        ValueError: bad shapes, a ``graph`` not built over ``x``'s nodes, an
+            ``edge_weight`` that is not ``[E]``.
 
     Args:
         query: ``[N, B, H, F]`` folded queries :math:`\tilde q`.
@@ -230,8 +340,9 @@ def folded_attention(
             built from, :math:`w_e` multiplying the coefficients, or ``None``.
         scale: score scale :math:`\tau` (``1 / sqrt(channels)`` for scaled dot products).
         dropout: attention dropout probability :math:`p` (pass 0 outside training).
-        backend: ``"auto"``, ``"dense"``, ``"cpp"`` or ``"torch"`` (see the module
-            docstring); ``"cpp"`` raises if the kernel does not apply or cannot be built.
+        backend: ``"auto"``, ``"dense"``, ``"cpp"``, ``"torch"`` or ``"triton"`` (see the
+            module docstring); ``"cpp"`` and ``"triton"`` raise if their kernel does not
+            apply or cannot run.
 
     Returns:
         ``[N, B, H, F]``.
@@ -262,6 +373,11 @@ def folded_attention(
             f"graph must be an AttentionGraph over the {num_nodes} nodes of x (build it with "
             f"attention_graph(edge_index, num_nodes)), got {graph!r:.80}"
         )
+    if edge_weight is not None and edge_weight.shape != graph.order.shape:
+        raise ValueError(
+            f"edge_weight must have shape [E] = {tuple(graph.order.shape)} (one weight per "
+            f"edge of the graph), got {tuple(edge_weight.shape)}"
+        )
     weight = None if edge_weight is None else edge_weight[graph.order]  # [E] in CSR order
     mask = None
     if dropout > 0:  # [E, B, H] in CSR order: 0 or 1 / (1 - p)
@@ -279,6 +395,10 @@ def folded_attention(
         return _dense(query, x, graph, weight, scale)
     if backend == "torch":
         return _torch_sparse(query, x, graph, weight, mask, scale)
+    if backend == "triton":
+        from .triton_attention import triton_attention  # imports triton: only when asked
+
+        return triton_attention(query, x, graph, weight, mask, scale)
     if not _cpp_applies(query, x, edge_weight):
         raise ValueError("backend='cpp' needs float32 CPU tensors")
     if load_kernel() is None:

@@ -30,8 +30,9 @@ treated like ``~/.ssh``:
   creates are made with mode 0700; the cache folder, and every folder created on the way
   to it, must be a real folder (not a symbolic link) owned by this user and not writable
   by group or others, or the kernel is refused (the PyTorch paths run, with a warning
-  saying why). Folders that already existed above it (``~/.cache``, say) are the user's
-  business and are not checked.
+  saying why). Every folder that already existed above it must be a real folder (no
+  symbolic link on the way), owned by root or this user, and not writable by others
+  unless sticky (``/tmp``): otherwise another user could swap the cache folder.
 - The module name carries a hash of everything the binary depends on: the ``.cpp`` bytes,
   the compiler flags and ``$CXX``, the torch version, the Python version and extension ABI,
   and the CPU (the flags say ``-march=native``): ``cortexgnn_csr_attention_<sha16>``.
@@ -41,7 +42,9 @@ treated like ``~/.ssh``:
 - Each module builds in its own folder ``<cache>/<module>/``; after a build the SHA-256 of
   the library is written beside it (``<module>.so.sha256``, ``sha256sum`` format). Before a
   cached library is imported it is hashed again; a missing record, a mismatch (truncated,
-  edited, replaced) or a file owned by another user discards the folder and rebuilds.
+  edited, replaced) or a file owned by another user discards the folder and rebuilds. The
+  import loads a private copy of exactly the bytes that were hashed (read once through a
+  descriptor), never the path again, so nothing swapped in after the check is loaded.
 - ``fcntl.flock`` on ``<cache>/<module>.lock`` serialises processes (and threads): the
   first use builds once, the others wait and then load the verified result.
 
@@ -69,6 +72,7 @@ import shutil
 import stat
 import sys
 import sysconfig
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -293,7 +297,8 @@ def _load_or_build(*, force: bool):
         if not force:
             library, problem = _check_library(build_dir, name)
             if library is not None:
-                return _import_library(library, name)
+                with _verified_copy(library) as private:
+                    return _import_library(private, name)
         return _build(build_dir, name, problem)
 
 
@@ -363,6 +368,43 @@ def _import_library(library: Path, name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def _verified_copy(library: Path) -> Iterator[Path]:
+    """A private copy of ``library`` holding exactly the bytes that match its SHA-256 record.
+
+    The bytes are read once through a descriptor, hashed, compared with the record and
+    written to a fresh folder (mode 0700) inside the build folder; the import loads that
+    copy, so a file swapped in at the library's path after the check is never loaded. The
+    copy is removed after the import (the loader keeps its own mapping).
+
+    Raises:
+        RuntimeError: the bytes do not match the record (changed since it was checked).
+    """
+    fd = _open_private(library)
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    fd = _open_private(_record_path(library))
+    try:
+        recorded = os.read(fd, 4096).decode("ascii", errors="replace").split()
+    finally:
+        os.close(fd)
+    if not recorded or hashlib.sha256(data).hexdigest() != recorded[0]:
+        raise RuntimeError(f"{library} changed after it was verified: not loaded")
+    folder = Path(tempfile.mkdtemp(prefix=".load-", dir=library.parent))  # mode 0700
+    try:
+        copy = folder / library.name
+        _write_private(copy, data)
+        yield copy
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check_library(build_dir: Path, name: str) -> tuple[Path | None, str | None]:
@@ -452,6 +494,7 @@ def _secure_directory(path: Path, *, create: bool) -> Path:
         RuntimeError: the folder is unsafe (the message says how) or cannot be created.
     """
     path = Path(os.path.abspath(path))
+    _check_parents(path)
     missing = []
     part = path
     while not os.path.lexists(part) and part != part.parent:
@@ -473,6 +516,42 @@ def _secure_directory(path: Path, *, create: bool) -> Path:
     except OSError as err:
         raise RuntimeError(f"kernel cache folder {path} is unusable: {err}") from err
     return path
+
+
+def _check_parents(path: Path) -> None:
+    """Refuse a cache path whose existing parents another user could change.
+
+    Every existing folder above ``path``, from ``/`` down, must be a real folder (no
+    symbolic link on the way), owned by root or by this user, and not writable by others
+    unless it has the sticky bit (``/tmp``): otherwise someone else could rename the cache
+    folder away and put their own in its place.
+
+    Raises:
+        RuntimeError: naming the parent and the fix.
+    """
+    for parent in reversed(path.parents):
+        try:
+            st = os.lstat(parent)
+        except FileNotFoundError:
+            return  # from here on the folders are created by this process, mode 0700
+        mode = st.st_mode
+        problem = None
+        if stat.S_ISLNK(mode):
+            problem = "is a symbolic link"
+        elif not stat.S_ISDIR(mode):
+            problem = "is not a folder"
+        elif st.st_uid not in (0, os.geteuid()):
+            problem = f"is owned by uid {st.st_uid}, not by root or this user"
+        elif mode & 0o002 and not mode & stat.S_ISVTX:
+            problem = (
+                f"is writable by others without the sticky bit (mode {stat.S_IMODE(mode):04o})"
+            )
+        if problem is not None:
+            raise RuntimeError(
+                f"unsafe kernel cache folder {path}: its parent {parent} {problem}, so another "
+                f"user could replace the cache (set CORTEXGNN_KERNEL_DIR to a folder under "
+                f"your home, reached without symbolic links)"
+            )
 
 
 def _check_directory(st: os.stat_result, path: Path) -> None:

@@ -17,6 +17,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .. import __version__
+from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
 from ..nn.config import ModelConfig
 from .config import DATASET_FIELDS, MODELS, SESSION_FIELDS, TrainConfig
 from .data import DATASETS
@@ -225,8 +226,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"  files          {s['out_dir']}/ (checkpoint.pth, metrics.jsonl, summary.json"
         f"{', curves.png' if s.get('plot') else ''})",
     ]
+    if s.get("interrupted"):
+        lines.append("  interrupted    by Ctrl-C after the checkpoint above: --resume continues")
     print("\n".join(lines))
-    return 0
+    return 130 if s.get("interrupted") else 0  # 128 + SIGINT, the shell's convention
 
 
 def add_eval_parser(subparsers) -> argparse.ArgumentParser:
@@ -249,6 +252,18 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--download", action=BOOL, default=False, help="as for train")
     p.add_argument("--batch-size", type=int, default=128, help="evaluation batch size")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        help="refuse a checkpoint whose sizes ask for more elements (raise it on purpose)",
+    )
+    p.add_argument(
+        "--max-message-iters",
+        type=int,
+        default=DEFAULT_MAX_MESSAGE_ITERS,
+        help="refuse a checkpoint with more message-passing iterations",
+    )
     p.set_defaults(handler=run_eval)
     return p
 
@@ -264,6 +279,8 @@ def run_eval(args: argparse.Namespace) -> int:
         download=args.download,
         batch_size=args.batch_size,
         device=args.device,
+        max_elements=args.max_elements,
+        max_message_iters=args.max_message_iters,
     )
     print(
         f"{r['checkpoint']}: test accuracy {100 * r['test_acc']:.2f} % "

@@ -14,6 +14,7 @@ its flags from it); :func:`build_model` and :func:`resolve_device` import them w
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 
@@ -37,6 +38,7 @@ __all__ = [
 MODELS = ("cortexnet", "reference", "mlp-small", "mlp-matched", "single-column")
 #: ModelConfig fields the dataset decides (input features and classes): no flags.
 DATASET_FIELDS = ("in_dim", "top_out")
+MAX_THREADS = 1024  # far above any CPU's cores; 10^5 makes OpenMP/BLAS fail to start
 # Fields that belong to one invocation, not to the run: a resumed run takes them afresh.
 SESSION_FIELDS = frozenset(
     {
@@ -117,6 +119,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None: {none}), got {value}")
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise ValueError(
+                f"threads must be <= {MAX_THREADS} (the libraries cannot start that many "
+                f"threads), got {self.threads}: use at most the {os.cpu_count()} CPUs here"
+            )
+        if not -(2**63) <= self.seed < 2**64:
+            raise ValueError(f"seed must fit in 64 bits (-2^63 <= seed < 2^64), got {self.seed}")
         for name in ("lr", "weight_decay", "t_max_epochs"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -247,6 +256,14 @@ def check_resumable(state: dict, config: TrainConfig, path: str) -> None:
         saved = _flat(TrainConfig.from_dict(state["config"]).to_dict())
     except (TypeError, ValueError) as err:
         raise CheckpointMismatchError(f"{path} holds an unreadable run config: {err}") from err
+    from ..checkpoint import check_model_size, stored_elements
+
+    check_model_size(
+        TrainConfig.from_dict(state["config"]).model_config,
+        path,
+        stored_elements=stored_elements(state.get("model_state_dict")),
+        dense_adjacency=config.model == "reference",
+    )
     ignored = SESSION_FIELDS | EXTENDABLE_FIELDS | set(DATASET_FIELDS)
     diff = [
         f"{k}: checkpoint {saved.get(k)!r} vs now {v!r}"

@@ -6,7 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import model_from_state, read_checkpoint
+from .._limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_MESSAGE_ITERS
+from ..checkpoint import check_model_size, model_from_state, read_checkpoint, stored_elements
+from ..nn.config import ModelConfig
 from .config import CheckpointMismatchError, TrainConfig, build_model, resolve_device
 from .data import Split, load_dataset
 
@@ -42,12 +44,15 @@ def evaluate_checkpoint(
     download: bool = False,
     batch_size: int = 128,
     device: str = "auto",
+    max_elements: int = DEFAULT_MAX_ELEMENTS,
+    max_message_iters: int = DEFAULT_MAX_MESSAGE_ITERS,
 ) -> dict:
     """Test accuracy of a checkpoint: a training checkpoint or the article's ``brain.pth``.
 
     The model is rebuilt from the checkpoint's stored model settings, fix flags included.
     ``dataset=None`` uses the one stored in a training checkpoint, else ``mnist`` for 784
-    inputs (the article's) and ``digits`` for 64.
+    inputs (the article's) and ``digits`` for 64. ``max_elements`` and ``max_message_iters``
+    bound the sizes the file may ask for (:func:`~cortexgnn.checkpoint.check_model_size`).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -60,9 +65,10 @@ def evaluate_checkpoint(
     saved = state.get("config")
     saved = saved if isinstance(saved, dict) else {}
     if saved.get("model", "cortexnet") in ("cortexnet", "reference"):
-        model = model_from_state(state, path)  # the file is read once
+        limits = {"max_elements": max_elements, "max_message_iters": max_message_iters}
+        model = model_from_state(state, path, **limits)  # the file is read once
     else:  # a baseline of the ablation study: rebuilt from its run's settings
-        model = _baseline(state, saved, path)
+        model = _baseline(state, saved, path, max_elements)
     model = model.to(torch_device)
     in_dim = model.config.in_dim
     dataset = dataset or saved.get("dataset") or {784: "mnist", 64: "digits"}.get(in_dim)
@@ -85,8 +91,16 @@ def evaluate_checkpoint(
     }
 
 
-def _baseline(state: dict, saved: dict, path: str) -> nn.Module:
+def _baseline(state: dict, saved: dict, path: str, max_elements: int) -> nn.Module:
     """The ``--model`` baseline a training checkpoint holds, with its weights."""
+    sizes = state.get("model_config")
+    if isinstance(sizes, dict):  # before anything is built from the file's sizes
+        try:
+            stored = ModelConfig.from_dict(dict(sizes))
+        except (TypeError, ValueError) as err:
+            raise CheckpointMismatchError(f"{path}: its model_config is damaged: {err}") from err
+        held = stored_elements(state.get("model_state_dict"))
+        check_model_size(stored, path, max_elements=max_elements, stored_elements=held)
     try:
         config = TrainConfig.from_dict(saved)
         sizes = state["model_config"]

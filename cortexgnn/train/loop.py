@@ -299,6 +299,7 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     summary = _summary(config, model, p, last_acc, steps_per_epoch, device)
     summary["rank"] = 0 if context is None else context.rank
     summary["world_size"] = 1 if context is None else context.world_size
+    summary["interrupted"] = stop.requested  # Ctrl-C: the command exits 130
     if out_dir is not None:
         if config.plot:
             title = f"{config.model} on {config.dataset}"

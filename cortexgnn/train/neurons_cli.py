@@ -13,8 +13,13 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._limits import DEFAULT_MAX_ELEMENTS
+
 if TYPE_CHECKING:  # torch loads inside the handlers: --help stays fast
     import torch
+
+WINDOW = 10_000  # sweeps of recordings kept in memory
+CHUNK = 1_000  # sweeps run and recorded at a time
 
 
 def add_neurons_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,7 +43,25 @@ def add_neurons_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     graph.add_argument("--out-degree", type=int, default=3, help="random graph: links each")
     graph.add_argument("--seed", type=int, default=0)
     run = p.add_argument_group("run")
-    run.add_argument("--steps", type=int, default=30)
+    run.add_argument(
+        "--steps",
+        type=int,
+        default=30,
+        help="sweeps to run; the log and the action counts stream over all of them, while "
+        "the readout, plots and animation keep only the last --window sweeps in memory",
+    )
+    run.add_argument(
+        "--window",
+        type=int,
+        default=WINDOW,
+        help="sweeps kept in memory for the readout, plots and animation (the last ones)",
+    )
+    run.add_argument(
+        "--max-elements",
+        type=int,
+        default=DEFAULT_MAX_ELEMENTS,
+        help="refuse a network (from a file or --num-nodes/--copies) needing more elements",
+    )
     run.add_argument(
         "--stimulus",
         action="append",
@@ -111,6 +134,9 @@ def _read_edge_list(path: Path) -> torch.Tensor:
         links.append((int(parts[0]), int(parts[1])))
     if not links:
         raise ValueError(f"{path} holds no links")
+    if any(not 0 <= k < 2**62 for pair in links for k in pair):
+        bad = next(k for pair in links for k in pair if not 0 <= k < 2**62)
+        raise ValueError(f"{path}: neuron index {bad} is out of range (0 and up)")
     return torch.tensor(links).t()
 
 
@@ -119,8 +145,11 @@ def build_network(args: argparse.Namespace):
     import torch
 
     from cortexgnn.neurons import NeuronNetwork, load_network, random_links
+    from cortexgnn.neurons.io import check_network_size
     from cortexgnn.neurons.reference import Network, Neuron
 
+    if args.copies < 0:
+        raise ValueError(f"--copies must be >= 0 (0: one network), got {args.copies}")
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     device = _device(args.device)
     batch_shape = (args.copies,) if args.copies > 0 else ()
@@ -130,9 +159,11 @@ def build_network(args: argparse.Namespace):
         if not path.is_file():
             raise FileNotFoundError(f"--graph {path}: no such file")
         if path.suffix in (".pt", ".pth"):
-            return load_network(path, device=device)
+            return load_network(path, device=device, max_elements=args.max_elements)
         links = _read_edge_list(path)
         num_nodes = int(links.max()) + 1
+        check_network_size(num_nodes, batch_shape, links.size(1), args.max_elements,
+                           what=f"--graph {path}", fix=_RAISE)  # fmt: skip
         return NeuronNetwork(links, num_nodes, batch_shape=batch_shape, dtype=dtype,
                              device=device, **flags)  # fmt: skip
     if args.article:
@@ -144,10 +175,19 @@ def build_network(args: argparse.Namespace):
         return NeuronNetwork.from_reference(loop, dtype=dtype, device=device, **flags)
     if args.num_nodes < 2:
         raise ValueError(f"--num-nodes must be at least 2, got {args.num_nodes}")
+    if args.out_degree < 0:
+        raise ValueError(f"--out-degree must be >= 0, got {args.out_degree}")
+    check_network_size(args.num_nodes, batch_shape, args.num_nodes * args.out_degree,
+                       args.max_elements, what="--num-nodes/--copies", fix=_RAISE)  # fmt: skip
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must fit in 64 bits (0 <= seed < 2^63), got {args.seed}")
     generator = torch.Generator().manual_seed(args.seed)
     links = random_links(args.num_nodes, args.out_degree, generator=generator)
     return NeuronNetwork(links, args.num_nodes, batch_shape=batch_shape, dtype=dtype,
                          device=device, **flags)  # fmt: skip
+
+
+_RAISE = "pass --max-elements"
 
 
 def _device(name: str) -> torch.device:
@@ -170,6 +210,8 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
         raise ValueError("choose a neurons command: cortexgnn neurons simulate --help")
     if args.steps < 1:
         raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.window < 1:
+        raise ValueError(f"--window must be at least 1, got {args.window}")
     net = build_network(args)
     stimulus = _stimulus(args.stimulus, net.num_nodes)
     readout = _node_list(args.readout, net.num_nodes, "--readout") if args.readout else []
@@ -182,50 +224,70 @@ def run_neurons_simulate(args: argparse.Namespace) -> int:
         from tqdm import tqdm
 
         bar = tqdm(total=args.steps, unit="sweep", desc="neurons")
-    out = net.run(
-        args.steps,
-        stimulus=stimulus[1].to(net.device, net.dtype) if stimulus else None,
-        stimulus_nodes=stimulus[0] if stimulus else None,
-        record=record,
-        progress=(lambda done: bar.update(1)) if bar is not None else None,
-    )
-    if bar is not None:
-        bar.close()
     first = (0,) * len(net.batch_shape)
 
     def copy0(tensor: torch.Tensor) -> torch.Tensor:  # [T, N, *, ...] -> [T, N, ...]
         return tensor[(slice(None), slice(None), *first)].cpu()
 
-    actions = copy0(out["actions"])
-    counts = torch.bincount(actions.flatten().long(), minlength=len(Action))
+    # Run in chunks: counts and the log stream over every sweep; the recordings of copy 0
+    # are kept for the last `window` sweeps only, so memory does not grow with --steps.
+    counts = torch.zeros(len(Action), dtype=torch.long)
+    window: dict[str, list[torch.Tensor]] = {name: [] for name in record}
+    kept = 0
+    log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115
+    try:
+        for start in range(0, args.steps, CHUNK):
+            chunk = min(CHUNK, args.steps - start)
+            out = net.run(
+                chunk,
+                stimulus=stimulus[1].to(net.device, net.dtype) if stimulus else None,
+                stimulus_nodes=stimulus[0] if stimulus else None,
+                record=record,
+                progress=(lambda done: bar.update(1)) if bar is not None else None,
+            )
+            actions = copy0(out["actions"])  # [chunk, N]
+            counts += torch.bincount(actions.flatten().long(), minlength=len(Action))
+            if log is not None:
+                names = net.names
+                for t, sweep in enumerate(event_log(actions, net.edge_index.cpu(), names)):
+                    log.writelines(f"{start + t + 1}\t{n}\t{a}\n" for n, a in sweep)
+            for name in record:
+                window[name].append(copy0(out[name]))
+            kept += chunk
+            while kept - window["actions"][0].size(0) >= args.window:  # drop whole chunks
+                kept -= window["actions"][0].size(0)
+                for name in record:
+                    window[name].pop(0)
+    finally:
+        if log is not None:
+            log.close()
+        if bar is not None:
+            bar.close()
+    recent = {name: torch.cat(chunks)[-args.window :] for name, chunks in window.items()}
+    offset = args.steps - recent["actions"].size(0)  # sweeps before the window
     print(
         f"{net!r}: {args.steps} sweeps; actions of copy 0: "
         + ", ".join(f"{a.word} {int(c)}" for a, c in zip(Action, counts, strict=True))
     )
-    released = copy0(out["releases"]).abs().sum(-1) > 0  # [T, N]
+    released = recent["releases"].abs().sum(-1) > 0  # [T, N]
+    span = f" (the last {args.window} kept)" if offset else ""
     for k in readout:
-        sweeps = (released[:, k].nonzero().flatten() + 1).tolist()
-        print(f"neuron {net.names[k]} released at sweeps {sweeps}")
-    if args.log:
-        lines = [
-            f"{t + 1}\t{name}\t{action}"
-            for t, sweep in enumerate(event_log(actions, net.edge_index.cpu(), net.names))
-            for name, action in sweep
-        ]
-        Path(args.log).write_text("\n".join(lines) + "\n")
+        sweeps = (released[:, k].nonzero().flatten() + offset + 1).tolist()
+        print(f"neuron {net.names[k]} released at sweeps {sweeps}{span}")
+    actions = recent["actions"]
     if args.plots:
         from cortexgnn.train.neuron_plots import raster, traces
 
         folder = Path(args.plots)
         folder.mkdir(parents=True, exist_ok=True)
         raster(actions, folder / "neurons_raster.png", net.names)
-        states = copy0(out["current_state"])[:, trace_nodes]
+        states = recent["current_state"][:, trace_nodes]
         thresholds = [float(net.threshold[(k, *first)]) for k in trace_nodes]
         traces(states, trace_nodes, folder / "neurons_traces.png", net.names, thresholds)
     if args.animation:
         from cortexgnn.train.neuron_plots import animate
 
-        animate(net.edge_index.cpu(), net.num_nodes, actions, copy0(out["sent"]),
+        animate(net.edge_index.cpu(), net.num_nodes, actions, recent["sent"],
                 args.animation, net.names)  # fmt: skip
     if args.save:
         save_network(net, args.save)

@@ -6,7 +6,9 @@
 - A named ``out_dir`` that already holds a run (:data:`RUN_FILES`) is refused unless
   ``overwrite`` (which deletes those files first) or the run resumes its own checkpoint.
 - ``.lock`` in the folder is held with ``flock`` for the whole run: a second run into the
-  same folder fails at once; the lock dies with its process, so a crash leaves none behind.
+  same folder fails at once. The run removes the file when it ends, finished or failed; a
+  killed process leaves it unlocked (the flock dies with the process), and the next run
+  takes it over.
 - :func:`write_atomic` writes a temporary file beside the target and renames it over the
   name: a crash leaves the old file or the new one, and a symlink planted at the name is
   replaced, never written through.
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -60,23 +63,29 @@ class RunDir:
 
         lock = self.path / LOCK_NAME
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        try:
-            fd = os.open(lock, flags, 0o644)
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise RunDirError(f"{lock} is a symlink: remove it") from err
-            raise
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as err:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        while True:
+            try:
+                fd = os.open(lock, flags, 0o644)
+            except OSError as err:
+                if err.errno == errno.ELOOP:
+                    raise RunDirError(f"{lock} is a symlink: remove it") from err
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise RunDirError(
+                        f"{self.path} is in use by another cortexgnn train (pid {holder}): wait "
+                        f"for it to finish or choose another --out-dir"
+                    ) from err
+                raise
+            if _same_file(fd, lock):
+                break
+            # the previous owner removed this file between our open and our flock: the
+            # lock we hold is on a file nobody else will see; take the one at the path
             os.close(fd)
-            if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirError(
-                    f"{self.path} is in use by another cortexgnn train (pid {holder}): wait "
-                    f"for it to finish or choose another --out-dir"
-                ) from err
-            raise
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._lock_fd = fd
@@ -96,8 +105,16 @@ class RunDir:
             latest.unlink()
 
     def close(self) -> None:
-        """Release the lock (the ``.lock`` file stays: deleting it would race a new owner)."""
+        """Release the lock and remove ``.lock`` (while still holding it, see :meth:`_lock`).
+
+        A second process that opened the file just before it was removed finds, after its
+        ``flock``, that the path no longer names that file, and starts again.
+        """
         if self._lock_fd is not None:
+            lock = self.path / LOCK_NAME
+            if _same_file(self._lock_fd, lock):
+                with contextlib.suppress(OSError):  # a read-only folder: the file stays
+                    lock.unlink()
             os.close(self._lock_fd)  # closing the descriptor releases the flock
             self._lock_fd = None
 
@@ -106,6 +123,16 @@ class RunDir:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``path`` (not followed) still names the file open as ``fd``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _new_run_folder(root: Path) -> Path:
