@@ -12,13 +12,13 @@ import warnings
 
 import pytest
 import torch
+from fused_calls import count_fused_calls
 from oracles import conv_oracle
 from random_graphs import random_graph, simple_graph
 from torch_geometric.utils import scatter
 
 from cortexgnn import ColumnAttentionConv, small_world_graph
 from cortexgnn.nn.conv import PROJECTIONS
-from cortexgnn.ops.attention import folded_attention
 
 FULL = dict(heads=2, projection="value", root_weight=True, bias=True, add_self_loops=True)
 
@@ -287,18 +287,6 @@ def test_fused_equals_propagate_with_gradients(num_nodes, projection, per_node):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
-def count_fused(monkeypatch) -> list:
-    """Record every call of the fused kernel (which still runs); returns the record."""
-    calls = []
-
-    def counted(query, x, graph, *args, **kwargs):
-        calls.append((query.size(0), x.size(0)))  # (N_dst, N_src)
-        return folded_attention(query, x, graph, *args, **kwargs)
-
-    monkeypatch.setattr("cortexgnn.nn.conv.folded_attention", counted)
-    return calls
-
-
 @pytest.mark.parametrize("projection", ["none", "first"])
 @pytest.mark.parametrize("per_node", [False, True])
 @pytest.mark.parametrize("halo", [False, True], ids=["disjoint", "halo"])
@@ -322,7 +310,7 @@ def test_bipartite_fused_equals_propagate_and_the_oracle(monkeypatch, projection
     edge_index = edge_index[:, (edge_index[1] < num_dst) & (edge_index[1] != 1)]  # 1: none in
     weight = torch.rand(edge_index.size(1))
     leaves = [t.clone().requires_grad_() for t in (x_src, x_dst, weight)]
-    calls = count_fused(monkeypatch)
+    calls = count_fused_calls(monkeypatch.setattr)
     results = {}
     for fused in (True, False):
         conv.fused = fused

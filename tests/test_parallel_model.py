@@ -15,6 +15,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from fused_calls import count_fused_calls
 
 from cortexgnn import CortexNet, ModelConfig
 from cortexgnn.parallel.model import ShardedCortexNet, check_shardable, consolidate
@@ -87,15 +88,7 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
-    import cortexgnn.nn.conv as conv_module
-
-    fused, calls = conv_module.folded_attention, []
-
-    def counted(query, x, *args, **kwargs):  # which attention calls took the fused kernel
-        calls.append((query.size(0), x.size(0)))  # (local targets, local + halo sources)
-        return fused(query, x, *args, **kwargs)
-
-    conv_module.folded_attention = counted
+    calls = count_fused_calls(setattr)  # (local targets, local + halo sources)
     results = {"fused_calls": {}}
     for name, config in CONFIGS.items():
         train_config = config.replace(dropout=0.0)  # column dropout masks differ across P
@@ -228,16 +221,7 @@ def test_settings_outside_the_per_column_model_are_refused(monkeypatch):
 
 def test_a_single_shard_attends_through_the_fused_kernel(monkeypatch):
     """The sharded model's bipartite ``[local, halo]`` call takes the fused kernel."""
-    import cortexgnn.nn.conv as conv_module
-
-    calls = []
-    fused = conv_module.folded_attention
-
-    def counted(query, x, *args, **kwargs):
-        calls.append((query.size(0), x.size(0)))  # (targets, sources)
-        return fused(query, x, *args, **kwargs)
-
-    monkeypatch.setattr(conv_module, "folded_attention", counted)
+    calls = count_fused_calls(monkeypatch.setattr)
     config = CONFIGS["plain"].replace(use_attention=True, attention_uses_edge_weight=True)
     model = _build(config)
     sharded = ShardedCortexNet.from_model(model)
