@@ -37,7 +37,6 @@ import torch
 import torch.multiprocessing as mp
 
 from benchmarks import harness
-
 from cortexgnn import ModelConfig, small_world_graph
 from cortexgnn.parallel.plan import column_bounds
 

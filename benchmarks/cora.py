@@ -51,10 +51,17 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--data-dir", default=str(default_data_dir()),
-                        help="holds Planetoid/Cora/raw (default $CORTEXGNN_DATA_DIR or data)")
-    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=False,
-                        help="fetch a missing Cora into --data-dir with PyG's Planetoid")
+    parser.add_argument(
+        "--data-dir",
+        default=str(default_data_dir()),
+        help="holds Planetoid/Cora/raw (default $CORTEXGNN_DATA_DIR or data)",
+    )
+    parser.add_argument(
+        "--download",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="fetch a missing Cora into --data-dir with PyG's Planetoid",
+    )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 per model")
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--hidden", type=int, default=8, help="channels per head, layer 1")

@@ -261,7 +261,7 @@ def test_bench_quick_prints_no_cuda_or_profiler_noise(tmp_path):
              if re.search("error|cuda|usdt|warn", ln, re.I) and not ours.match(ln)]  # fmt: skip
     assert noisy == []
     printed = done.stdout.split("\nreport: ", 1)[0]  # the headline table comes last
-    assert_smoke_table(printed[printed.rindex("| measurement"):].strip())
+    assert_smoke_table(printed[printed.rindex("| measurement") :].strip())
     for number, name in enumerate(registry.EXPERIMENTS, 1):  # every experiment said so
         total = len(registry.EXPERIMENTS)
         assert re.search(rf"\[{number}/{total}\] {name}: (done in|skipped)", done.stderr), name

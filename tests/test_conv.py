@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+from fused_calls import count_fused_calls
 from oracles import conv_oracle
 from random_graphs import random_graph, simple_graph
 from torch_geometric.utils import scatter
@@ -286,6 +287,47 @@ def test_fused_equals_propagate_with_gradients(num_nodes, projection, per_node):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("projection", ["none", "first"])
+@pytest.mark.parametrize("per_node", [False, True])
+@pytest.mark.parametrize("halo", [False, True], ids=["disjoint", "halo"])
+def test_bipartite_fused_equals_propagate_and_the_oracle(monkeypatch, projection, per_node, halo):
+    """Keys/values from ``x_src``, queries from ``x_dst``: fused, up to second derivatives.
+
+    ``halo``: the sharded model's call, sources = [the targets' own states, received halo].
+    """
+    num_src, num_dst, batch = 9, 5, 2
+    dst_channels = 6 if projection == "first" or halo else 4  # "first" needs F_src = F_dst
+    conv = ColumnAttentionConv(
+        (6, dst_channels), 3, heads=2, projection=projection,
+        num_nodes=num_dst if per_node else None, root_weight=True, bias=True,
+    )  # fmt: skip
+    randomise_bias(conv)
+    x_dst = torch.randn(num_dst, batch, dst_channels)
+    x_src = torch.randn(num_src, batch, 6)  # [N_src, B, F_src]
+    if halo:
+        x_src = torch.cat([x_dst, x_src[num_dst:]])  # [N_src, B, F]
+    edge_index = random_graph(num_src, 30)
+    edge_index = edge_index[:, (edge_index[1] < num_dst) & (edge_index[1] != 1)]  # 1: none in
+    weight = torch.rand(edge_index.size(1))
+    leaves = [t.clone().requires_grad_() for t in (x_src, x_dst, weight)]
+    calls = count_fused_calls(monkeypatch.setattr)
+    results = {}
+    for fused in (True, False):
+        conv.fused = fused
+        params = list(conv.parameters())
+        out = conv(tuple(leaves[:2]), edge_index, leaves[2])
+        grads = torch.autograd.grad(out.pow(2).sum(), leaves + params, create_graph=True)
+        penalty = sum(g.pow(2).sum() for g in grads)  # the fused path recomputes on PyTorch
+        results[fused] = (out, grads, torch.autograd.grad(penalty, leaves + params))
+    assert calls == [(num_dst, num_src)]  # the fused call ran the kernel, the other did not
+    expected = conv_oracle(conv, (x_src, x_dst), edge_index, weight)[0]
+    torch.testing.assert_close(results[True][0], expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-5, rtol=1e-5)
+    for got, want in zip(results[True][1] + results[True][2], results[False][1] + results[False][2],
+                         strict=True):  # fmt: skip
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 def test_fused_false_always_takes_propagate(monkeypatch):
     conv = ColumnAttentionConv(6, 4, heads=2, projection="first", add_self_loops=True)
     x, edge_index = torch.randn(30, 3, 6), small_world_graph(30, 4, 0.2, seed=2)
@@ -305,8 +347,8 @@ def test_what_needs_propagate_never_reaches_the_fused_kernel(monkeypatch):
     refuse_fused(monkeypatch)
     value = ColumnAttentionConv(5, 5, projection="value")  # key x, value V x: two tensors
     assert value(x, edge_index).shape == (8, 2, 5)
+    assert value((x, x.clone()), edge_index).shape == (8, 2, 5)  # bipartite, too
     plain = ColumnAttentionConv(5, 5)
-    assert plain((x, x.clone()), edge_index).shape == (8, 2, 5)  # two feature tensors
     assert plain(x, edge_index, return_attention_weights=True)[1][1].shape == (32, 2, 1)
     plain.register_message_forward_hook(lambda *args: None)
     assert plain(x, edge_index).shape == (8, 2, 5)

@@ -66,7 +66,9 @@ def test_ci_runs_the_readme_test_command():
     lines = [line.split("#")[0].strip() for line in quick_start.strip().splitlines()]
     assert len(lines) == 3, "the quick start is the CPU build, then two commands"
     # a CPU machine never pulls the CUDA build: the CPU wheel comes first
-    assert lines[0] == "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    assert (
+        lines[0] == "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+    )
     test_command = lines[2].split("&&")[-1].strip()
     ci_script = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci_script

@@ -15,6 +15,7 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from fused_calls import count_fused_calls
 
 from cortexgnn import CortexNet, ModelConfig
 from cortexgnn.parallel.model import ShardedCortexNet, check_shardable, consolidate
@@ -87,12 +88,15 @@ def _worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
-    results = {}
+    calls = count_fused_calls(setattr)  # (local targets, local + halo sources)
+    results = {"fused_calls": {}}
     for name, config in CONFIGS.items():
         train_config = config.replace(dropout=0.0)  # column dropout masks differ across P
         model = ShardedCortexNet.from_model(_build(train_config, DTYPES[name]))
+        calls.clear()
         logits, losses = _train(model, train_config, DTYPES[name])
         results[name] = (model.state_dict(), logits, losses, model.global_edge_index)
+        results["fused_calls"][name] = list(calls)
     # the constructor starts from the parameters CortexNet draws from the same seed
     torch.manual_seed(0)
     built = ShardedCortexNet(CONFIGS["article"])
@@ -154,6 +158,19 @@ def test_sharded_training_equals_one_process(shards, name):
 
 
 @pytest.mark.slow
+def test_sharded_attention_takes_the_fused_kernel(shards):
+    world_size, ranks = shards
+    for rank in ranks:
+        calls = rank["fused_calls"]
+        assert calls["plain"] == []  # no attention
+        for name in ("article", "wide"):
+            # every message iteration of the eval forward and the STEPS training steps
+            assert len(calls[name]) == CONFIGS[name].message_iters * (1 + STEPS), name
+            num_local = CONFIGS[name].num_columns // world_size
+            assert all(dst == num_local and src > dst for dst, src in calls[name]), name
+
+
+@pytest.mark.slow
 def test_sharded_constructor_draws_cortexnets_initialisation(shards):
     world_size, ranks = shards
     torch.manual_seed(0)
@@ -200,3 +217,27 @@ def test_settings_outside_the_per_column_model_are_refused(monkeypatch):
     check_shardable(ModelConfig())  # at its default the unknown field is harmless
     with pytest.raises(ValueError, match=r"per-column model only, not the settings \['use_heb"):
         check_shardable(dataclasses.replace(ModelConfig(), use_hebbian=False))
+
+
+def test_a_single_shard_attends_through_the_fused_kernel(monkeypatch):
+    """The sharded model's bipartite ``[local, halo]`` call takes the fused kernel."""
+    calls = count_fused_calls(monkeypatch.setattr)
+    config = CONFIGS["plain"].replace(use_attention=True, attention_uses_edge_weight=True)
+    model = _build(config)
+    sharded = ShardedCortexNet.from_model(model)
+    x, y = _data(config)
+    model.eval(), sharded.eval()
+    expected = model(x[0])
+    calls.clear()
+    torch.testing.assert_close(sharded(x[0]), expected, rtol=0, atol=1e-6)
+    assert calls == [(24, 24)] * config.message_iters  # every iteration, none on propagate
+    for net in (model, sharded):  # backward through the kernel: one training step each
+        torch.manual_seed(3)
+        calls.clear()
+        net.train().training_step((x[1], y[1]))
+    assert calls == [(24, 24)] * config.message_iters
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    for name, p in sharded.named_parameters():
+        torch.testing.assert_close(p.grad, grads[name], rtol=0, atol=1e-6, msg=name)
+    for name, value in sharded.state_dict().items():
+        torch.testing.assert_close(value, model.state_dict()[name], rtol=0, atol=1e-6)

@@ -22,8 +22,8 @@ from cortexgnn import (
     load_article_checkpoint,
     save_article_checkpoint,
 )
-from cortexgnn.nn.baselines import cortexnet_num_parameters
 from cortexgnn.cli import main
+from cortexgnn.nn.baselines import cortexnet_num_parameters
 
 TINY = dict(num_columns=7, in_dim=10, col_out=6, top_out=3, graph_k=4, graph_seed=3, dropout=0.0)
 

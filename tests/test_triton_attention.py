@@ -97,6 +97,29 @@ def test_forward_and_gradients_match_the_oracle(dtype, weighted):
     assert grads[0][0].abs().max() == 0  # ...and no query gradient
 
 
+@pytest.mark.parametrize("num_src", [9, 4], ids=["more-sources", "more-targets"])
+def test_bipartite_forward_and_gradients_match_the_oracle(num_src):
+    """Sources and targets apart: ``x`` has ``N_src`` rows, ``query`` and output ``N_dst``."""
+    num_dst, batch, heads, features = 6, 2, 2, 3
+    source = torch.randint(0, num_src - 1, (12,))  # the last source feeds no edge
+    target = torch.randint(1, num_dst, (12,))  # target 0 has no in-edge
+    edge_index = torch.stack([source, target])
+    leaves = [
+        torch.randn(num_dst, batch, heads, features, device=DEVICE).requires_grad_(),
+        torch.randn(num_src, batch, features, device=DEVICE).requires_grad_(),
+        torch.rand(12, device=DEVICE).requires_grad_(),
+    ]
+    graph = attention_graph(edge_index.to(DEVICE), (num_src, num_dst))
+    out = folded_attention(*leaves[:2], graph, leaves[2], scale=0.7, backend="triton")
+    grad_out = torch.randn_like(out)
+    grads = torch.autograd.grad((out * grad_out).sum(), leaves)
+    want, want_grads = oracle_with_grads(leaves, edge_index, grad_out, 0.7, weighted=True)
+    for got, expected in zip((out, *grads), (want, *want_grads), strict=True):
+        assert got.shape == expected.shape
+        assert_close(got, expected.to(DEVICE), torch.float32)
+    assert grads[1][-1].abs().max() == 0  # no edge from the last source: zero gradient
+
+
 @pytest.mark.slow
 def test_a_row_of_thousands_of_edges_with_large_scores(monkeypatch):
     monkeypatch.setattr(kernels, "BLOCK_E", 32)  # the real tile: 94 tiles for one row

@@ -215,8 +215,12 @@ def run_train(args: argparse.Namespace) -> int:
         f"  test accuracy  final {acc}, best {best} (step {s['best_step']})",
         f"  wall time      {s['train_time_s'] + s['eval_time_s']:.1f} s "
         f"(train {s['train_time_s']:.1f} s, eval {s['eval_time_s']:.1f} s"
-        + (f"; the attention kernel took {s['kernel_load_s']:.1f} s more to load or compile"
-           if s.get("kernel_load_s", 0) >= 0.5 else "") + ")",  # fmt: skip
+        + (
+            f"; the attention kernel took {s['kernel_load_s']:.1f} s more to load or compile"
+            if s.get("kernel_load_s", 0) >= 0.5
+            else ""
+        )
+        + ")",  # fmt: skip
         f"  speed          {s['time_per_step_s'] or 0:.4f} s/step, {s['steps_per_s'] or 0:.2f} "
         f"steps/s (CPU time {s['cpu_time_per_step_s'] or 0:.4f} s/step)",
         f"  peak memory    {s['peak_memory_mb']:.0f} MiB",
@@ -297,5 +301,3 @@ def typed_train_flags(argv: list[str]) -> set[str]:
         action.default = argparse.SUPPRESS
     parser.set_defaults(handler=None)
     return set(vars(parser.parse_args(argv))) - {"handler"}
-
-

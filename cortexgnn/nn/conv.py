@@ -66,8 +66,8 @@ class ColumnAttentionConv(MessagePassing):
     ``-1e9`` instead, so such a column would attend uniformly over *all* columns;
     Watts-Strogatz graphs with ``k >= 2`` never contain one, so both agree there.)
 
-    Where it applies (one tensor of node features, keys equal to values: ``projection``
-    ``"none"`` or ``"first"``; no per-edge ``alpha`` requested, no explainer, hook or
+    Where it applies (keys equal to values: ``projection`` ``"none"`` or ``"first"``, one
+    node set or bipartite; no per-edge ``alpha`` requested, no explainer, hook or
     ``torch.compile`` tracing unless the Triton kernel runs), the layer runs the fused
     attention of :func:`cortexgnn.ops.attention.folded_attention` instead of
     ``propagate``: the same maths in one pass per target node. ``fused=False`` always
@@ -300,7 +300,7 @@ class ColumnAttentionConv(MessagePassing):
         if self.add_self_loops:
             edge_index, edge_weight = _with_self_loops(edge_index, edge_weight, min(size))
         if self._fuses(x_src, x_dst, return_attention_weights):
-            out = self._attend_fused(x_src, edge_index, edge_weight, fold)
+            out = self._attend_fused(x_src, x_dst, edge_index, edge_weight, fold)
         else:
             query, key, value = self._attention_inputs(x_src, x_dst, fold)
             out = self.propagate(
@@ -322,16 +322,16 @@ class ColumnAttentionConv(MessagePassing):
     def _fuses(self, x_src: Tensor, x_dst: Tensor, return_attention_weights: bool) -> bool:
         """Whether this call runs the fused kernel: the one place that decides.
 
-        It needs one feature tensor whose rows are both keys and values (no separate value
-        projection), and nothing that must see PyG's per-edge ``alpha``: a request for the
-        weights, an explainer, a hook on ``message``/``propagate``, or ``torch.compile``
-        tracing ``propagate`` (the C++ kernel is opaque to it; the Triton one is a custom op
-        with a fake implementation, so compiled code keeps it).
+        It needs sources whose rows are both keys and values (no separate value projection;
+        one node set or a bipartite pair, whose targets give the queries), and nothing that
+        must see PyG's per-edge ``alpha``: a request for the weights, an explainer, a hook
+        on ``message``/``propagate``, or ``torch.compile`` tracing ``propagate`` (the C++
+        kernel is opaque to it; the Triton one is a custom op with a fake implementation,
+        so compiled code keeps it).
         """
         return (
             self.fused
             and self.projection != "value"
-            and x_src is x_dst
             and not return_attention_weights
             and not self.explain
             and not (
@@ -351,19 +351,29 @@ class ColumnAttentionConv(MessagePassing):
         return triton_applies(x)  # CUDA tensors (or the CPU under TRITON_INTERPRET=1)
 
     def _attend_fused(
-        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None, fold: Tensor | None
+        self,
+        x_src: Tensor,
+        x_dst: Tensor,
+        edge_index: Tensor,
+        edge_weight: Tensor | None,
+        fold: Tensor | None,
     ) -> Tensor:
         """The attention through :func:`~cortexgnn.ops.attention.folded_attention`.
 
-        Attention dropout draws its mask there, so in training the two paths see other
-        random masks for one seed. Returns ``[N, *, H, F or C]``.
+        Keys and values are the sources' rows, queries come from the targets' (the same
+        tensor for one node set). Attention dropout draws its mask there, so in training
+        the two paths see other random masks for one seed. Returns ``[N_dst, *, H, F or C]``.
         """
-        single = x.dim() == 2
-        x = x.unsqueeze(1) if single else x  # [N, B, F]
-        query, _, value = self._attention_inputs(x, x, fold)  # [N, B, H, D], [N, B, H or 1, D]
+        one_set, single = x_src is x_dst, x_src.dim() == 2
+        if single:
+            x_src = x_src.unsqueeze(1)  # [N_src, 1, F]
+            x_dst = x_src if one_set else x_dst.unsqueeze(1)  # [N_dst, 1, F]
+        # [N_dst, B, H, D], [N_src, B, H or 1, D]
+        query, _, value = self._attention_inputs(x_src, x_dst, fold)
         dropout = self.dropout if self.training else 0.0
-        graph = attention_graph(as_plain_tensor(edge_index), x.size(0))
-        backend = "triton" if self._runs_triton(x) else "auto"
+        size = x_src.size(0) if one_set else (x_src.size(0), x_dst.size(0))
+        graph = attention_graph(as_plain_tensor(edge_index), size)
+        backend = "triton" if self._runs_triton(x_src) else "auto"
         out = folded_attention(
             query, value, graph, edge_weight, scale=1.0, dropout=dropout, backend=backend
         )

@@ -11,8 +11,10 @@ or ``[N, B, H, F]`` one per head; nodes first) and a graph,
 
 with :math:`\tau` the score scale, :math:`w_e` optional edge weights and :math:`m_e^h`
 attention dropout (0 with probability :math:`p`, else :math:`1/(1-p)`; 1 without
-dropout). A node without in-edges gets :math:`o_i = 0`. Three interchangeable
-implementations:
+dropout). A node without in-edges gets :math:`o_i = 0`. Sources and targets may be two
+node sets (a bipartite graph, built with ``attention_graph(edge_index, (N_src, N_dst))``):
+queries and output then have ``N_dst`` rows, keys/values ``N_src``; one node set is the
+case ``N_src = N_dst = N``. Three interchangeable implementations:
 
 - ``"dense"``: masked ``[B, H, N, N]`` scores and two batched GEMMs; ``N / k`` times the
   sparse FLOPs, but GEMM-fast: the best choice without the compiled kernel up to a few
@@ -64,17 +66,18 @@ class AttentionGraph:
     """A graph prepared for attention: CSR by destination and its transpose.
 
     Attributes:
-        num_nodes: ``N``.
-        ptr: ``[N + 1]`` CSR row pointer over destinations.
+        num_nodes: ``N_dst``, the targets (``N`` for one node set).
+        ptr: ``[N_dst + 1]`` CSR row pointer over destinations.
         col: ``[E]`` source of each edge, in CSR order.
         dst: ``[E]`` destination of each edge, in CSR order (non-decreasing).
         order: ``[E]`` index into the caller's ``edge_index`` of each CSR edge.
-        tptr: ``[N + 1]`` row pointer of the transposed graph (edges grouped by source).
+        tptr: ``[N_src + 1]`` row pointer of the transposed graph (edges grouped by source).
         tedge: ``[E]`` CSR position of each edge in transposed order.
         tdst: ``[E]`` destination of each edge in transposed order.
-        count: ``[N, N]`` float multiplicity ``count[i, j]`` of edge ``j -> i``, only for
-            ``N <= DENSE_MAX_NODES`` (else ``None``).
-        has_isolated: whether some node has no in-edge.
+        count: ``[N_dst, N_src]`` float multiplicity ``count[i, j]`` of edge ``j -> i``,
+            only for ``N_src, N_dst <= DENSE_MAX_NODES`` (else ``None``).
+        has_isolated: whether some target has no in-edge.
+        num_src_nodes: ``N_src``, the sources; ``None`` (the default) means ``num_nodes``.
     """
 
     num_nodes: int
@@ -87,32 +90,36 @@ class AttentionGraph:
     tdst: Tensor
     count: Tensor | None
     has_isolated: bool
+    num_src_nodes: int | None = None
 
     @classmethod
-    def from_edge_index(cls, edge_index: Tensor, num_nodes: int) -> AttentionGraph:
+    def from_edge_index(
+        cls, edge_index: Tensor, num_nodes: int | tuple[int, int]
+    ) -> AttentionGraph:
         """Build the CSR, its transpose and (for small ``N``) the dense multiplicity.
 
         Args:
             edge_index: ``[2, E]`` integer edges ``(source j, target i)``, any order; checked
                 by :func:`cortexgnn.graph.check_edge_index` (``ValueError`` out of range).
-            num_nodes: ``N``.
+            num_nodes: ``N``, or ``(N_src, N_dst)`` for a bipartite graph.
         """
-        _check_num_nodes(num_nodes)
+        num_src, num_dst = _node_counts(num_nodes)
         edge_index = as_plain_tensor(check_edge_index(edge_index, num_nodes))
         source, target = edge_index  # [E], [E]
-        order = torch.sort(target * num_nodes + source).indices  # [E] CSR order
+        order = torch.sort(target * num_src + source).indices  # [E] CSR order
         col, dst = source[order], target[order]  # [E], [E]
-        degree = _count(dst, num_nodes)  # [N]
-        ptr = torch.cat([degree.new_zeros(1), degree.cumsum(0)])  # [N + 1]
-        tedge = torch.sort(col * num_nodes + dst).indices  # [E] CSR positions by source
-        out_degree = _count(col, num_nodes)  # [N]
-        tptr = torch.cat([out_degree.new_zeros(1), out_degree.cumsum(0)])  # [N + 1]
+        degree = _count(dst, num_dst)  # [N_dst]
+        ptr = torch.cat([degree.new_zeros(1), degree.cumsum(0)])  # [N_dst + 1]
+        tedge = torch.sort(col * num_dst + dst).indices  # [E] CSR positions by source
+        out_degree = _count(col, num_src)  # [N_src]
+        tptr = torch.cat([out_degree.new_zeros(1), out_degree.cumsum(0)])  # [N_src + 1]
         count = None
-        if num_nodes <= DENSE_MAX_NODES:
-            count = torch.zeros(num_nodes, num_nodes, device=edge_index.device)  # [N, N]
+        if max(num_src, num_dst) <= DENSE_MAX_NODES:
+            count = torch.zeros(num_dst, num_src, device=edge_index.device)  # [N_dst, N_src]
             count.index_put_((dst, col), torch.ones_like(dst, dtype=count.dtype), accumulate=True)
         return cls(
-            num_nodes=num_nodes,
+            num_nodes=num_dst,
+            num_src_nodes=num_src,
             ptr=ptr,
             col=col,
             dst=dst,
@@ -126,6 +133,8 @@ class AttentionGraph:
         )
 
     def __post_init__(self) -> None:
+        if self.num_src_nodes is None:  # one node set
+            object.__setattr__(self, "num_src_nodes", self.num_nodes)
         # a graph traced by torch.compile comes from a checked edge_index (data-dependent
         # checks would break the graph); one built by hand is checked here
         if not torch.compiler.is_compiling():
@@ -137,6 +146,18 @@ def _check_num_nodes(num_nodes) -> None:
         raise ValueError(f"num_nodes must be an int >= 1, got {num_nodes!r}")
 
 
+def _node_counts(num_nodes) -> tuple[int, int]:
+    """``(N_src, N_dst)`` from ``N`` or a pair, each checked to be an int >= 1."""
+    if not isinstance(num_nodes, tuple):
+        _check_num_nodes(num_nodes)
+        return num_nodes, num_nodes
+    if len(num_nodes) != 2:
+        raise ValueError(f"num_nodes must be N or a pair (N_src, N_dst), got {num_nodes!r}")
+    for count in num_nodes:
+        _check_num_nodes(count)
+    return num_nodes
+
+
 def _check_graph(graph: AttentionGraph) -> None:
     """Refuse an :class:`AttentionGraph` whose indices could reach outside its tensors.
 
@@ -144,14 +165,16 @@ def _check_graph(graph: AttentionGraph) -> None:
     built by hand (not by :meth:`AttentionGraph.from_edge_index`) is checked here once.
     """
     _check_num_nodes(graph.num_nodes)
+    _check_num_nodes(graph.num_src_nodes)
     num_nodes, fields = graph.num_nodes, ("ptr", "col", "dst", "order", "tptr", "tedge", "tdst")
+    num_src = graph.num_src_nodes
     for name in fields:
         value = getattr(graph, name)
         if not isinstance(value, Tensor) or value.dim() != 1 or value.dtype != torch.long:
             raise ValueError(f"AttentionGraph.{name} must be a 1-D int64 tensor, got {value!r:.80}")
     num_edges = graph.col.numel()
     for name in fields:
-        expected = num_nodes + 1 if name in ("ptr", "tptr") else num_edges
+        expected = {"ptr": num_nodes + 1, "tptr": num_src + 1}.get(name, num_edges)
         if getattr(graph, name).numel() != expected:
             raise ValueError(
                 f"AttentionGraph.{name} must have {expected} entries, got "
@@ -165,7 +188,7 @@ def _check_graph(graph: AttentionGraph) -> None:
                 f"with attention_graph(edge_index, N)"
             )
     if num_edges:
-        check_edge_index(torch.stack([graph.col, graph.dst]), num_nodes)
+        check_edge_index(torch.stack([graph.col, graph.dst]), (num_src, num_nodes))
         check_edge_index(torch.stack([graph.tdst, graph.tdst]), num_nodes)
         check_edge_index(torch.stack([graph.order, graph.tedge]), num_edges)
     degree = graph.ptr.diff()  # [N]
@@ -190,8 +213,10 @@ def _count(index: Tensor, num_nodes: int) -> Tensor:
 _GRAPH_CACHE: TensorCache[AttentionGraph] = TensorCache()
 
 
-def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
+def attention_graph(edge_index: Tensor, num_nodes: int | tuple[int, int]) -> AttentionGraph:
     """:meth:`AttentionGraph.from_edge_index`, cached on the content of ``edge_index``.
+
+    ``num_nodes`` is ``N``, or ``(N_src, N_dst)`` for a bipartite graph.
 
     A model calls its layer with the same ``edge_index`` every iteration and every step, so
     the sort and transpose run once; an edited graph is rebuilt (see
@@ -211,7 +236,8 @@ def attention_graph(edge_index: Tensor, num_nodes: int) -> AttentionGraph:
 def _dense(query: Tensor, x: Tensor, graph: AttentionGraph, weight: Tensor | None, scale: float):
     count = graph.count
     if count is None:
-        count = torch.zeros(graph.num_nodes, graph.num_nodes, device=x.device)  # [N, N]
+        shape = (graph.num_nodes, graph.num_src_nodes)
+        count = torch.zeros(shape, device=x.device)  # [N_dst, N_src]
         count.index_put_((graph.dst, graph.col), count.new_ones(graph.col.numel()), accumulate=True)
     has_edge = count > 0  # [N, N]
     has_in_edge = has_edge.any(-1, keepdim=True)  # [N, 1]
@@ -273,11 +299,12 @@ class _CSRAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, x, weight, mask, graph, scale):
         kernel = load_kernel()
-        query, x = query.contiguous(), x.contiguous()
         w = weight.float().contiguous() if weight is not None else query.new_empty(0).float()
         m = mask.float().contiguous() if mask is not None else query.new_empty(0).float()
         if query.dtype == torch.float32 and x.dtype == torch.float32:
-            out, alpha = kernel.forward(query, x, graph.ptr, graph.col, w, m, scale)
+            out, alpha = kernel.forward(
+                query.contiguous(), x.contiguous(), graph.ptr, graph.col, w, m, scale
+            )
         else:
             out = torch.empty_like(query)  # [N, B, H, F]
             alpha = query.new_empty(graph.col.numel(), *query.shape[1:3], dtype=torch.float32)
@@ -287,6 +314,7 @@ class _CSRAttention(torch.autograd.Function):
                     _slice(m, b), scale,
                 )  # fmt: skip
                 out[:, b] = out_b
+        # the inputs, not contiguous copies: a create_graph backward differentiates them
         ctx.save_for_backward(query, x, w, m, out, alpha)
         ctx.graph, ctx.scale = graph, scale
         ctx.weight_dtype = None if weight is None else weight.dtype
@@ -372,13 +400,13 @@ def folded_attention(
     kernel's backward then recomputes on the PyTorch path (see :class:`_CSRAttention`).
 
     Raises:
-        ValueError: bad shapes, a ``graph`` not built over ``x``'s nodes, an
+        ValueError: bad shapes, a ``graph`` not built over ``x``'s and ``query``'s nodes, an
             ``edge_weight`` that is not ``[E]``.
 
     Args:
-        query: ``[N, B, H, F]`` folded queries :math:`\tilde q`.
-        x: ``[N, B, F]`` node features (keys and values) shared by the heads, or
-            ``[N, B, H, F]`` one row per head.
+        query: ``[N_dst, B, H, F]`` folded queries :math:`\tilde q` of the targets.
+        x: ``[N_src, B, F]`` source features (keys and values) shared by the heads, or
+            ``[N_src, B, H, F]`` one row per head (``N_src = N_dst`` for one node set).
         graph: the edges ``(source j, target i)`` prepared by :func:`attention_graph`;
             parallel edges count separately in the softmax, as in a sparse implementation.
         edge_weight: ``[E]`` weights, in the order of the ``edge_index`` the graph was
@@ -390,7 +418,7 @@ def folded_attention(
             apply or cannot run.
 
     Returns:
-        ``[N, B, H, F]``.
+        ``[N_dst, B, H, F]``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -399,12 +427,12 @@ def folded_attention(
     if (
         query.dim() != 4
         or x.dim() != 4
-        or query.shape[:2] != x.shape[:2]
+        or query.size(1) != x.size(1)
         or x.size(2) not in (1, query.size(2))
     ):
         raise ValueError(
-            f"query must be [N, B, H, F] and x [N, B, F] or [N, B, H, F] with matching N, B "
-            f"and H, got {tuple(query.shape)} and {tuple(x.shape)}"
+            f"query must be [N_dst, B, H, F] and x [N_src, B, F] or [N_src, B, H, F] with "
+            f"matching B and H, got {tuple(query.shape)} and {tuple(x.shape)}"
         )
     if query.size(-1) != x.size(-1):
         raise ValueError(f"query has {query.size(-1)} features but x has {x.size(-1)}")
@@ -412,11 +440,16 @@ def folded_attention(
         raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     if backend == "dense" and dropout > 0:
         raise ValueError("backend='dense' has no attention dropout: use 'cpp' or 'torch'")
-    num_nodes = x.size(0)
-    if not isinstance(graph, AttentionGraph) or graph.num_nodes != num_nodes:
+    num_src, num_dst = x.size(0), query.size(0)
+    sizes = (graph.num_src_nodes, graph.num_nodes) if isinstance(graph, AttentionGraph) else None
+    if sizes != (num_src, num_dst):
+        nodes, size = f"the {num_src} nodes of x", "num_nodes"
+        if num_src != num_dst:
+            nodes = f"the {num_src} source nodes of x and {num_dst} target nodes of query"
+            size = "(num_src, num_dst)"
         raise ValueError(
-            f"graph must be an AttentionGraph over the {num_nodes} nodes of x (build it with "
-            f"attention_graph(edge_index, num_nodes)), got {graph!r:.80}"
+            f"graph must be an AttentionGraph over {nodes} (build it with "
+            f"attention_graph(edge_index, {size})), got {graph!r:.80}"
         )
     if edge_weight is not None and edge_weight.shape != graph.order.shape:
         raise ValueError(
@@ -432,7 +465,7 @@ def folded_attention(
     if backend == "auto":
         if _cpp_applies(query, x, edge_weight) and load_kernel() is not None:
             backend = "cpp"
-        elif num_nodes <= DENSE_MAX_NODES and mask is None:
+        elif max(num_src, num_dst) <= DENSE_MAX_NODES and mask is None:
             backend = "dense"
         else:
             backend = "torch"

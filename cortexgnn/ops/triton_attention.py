@@ -1,7 +1,7 @@
 r"""Folded CSR attention as Triton kernels, registered as a PyTorch custom op.
 
 The same contract as the C++ kernel of :mod:`cortexgnn.ops.attention` (folded queries
-``[N, B, H, F]``, node states ``[N, B, HX, F]`` with ``HX`` 1 or ``H``, the CSR of an
+``[N_dst, B, H, F]``, source states ``[N_src, B, HX, F]`` with ``HX`` 1 or ``H``, the CSR of an
 :class:`~cortexgnn.ops.attention.AttentionGraph`, optional edge weights and dropout
 multipliers in CSR order), for CUDA tensors in float32, bfloat16 or float16 (scores,
 softmax and sums in float32):
@@ -272,12 +272,12 @@ def _launch_backward(grad_out, query, x, out, lse, graph, weight, mask, scale, g
         HAS_WEIGHT=weight is not None, HAS_MASK=mask is not None, GRAD_WEIGHT=grad_weight,
         BLOCK=block_e, BLOCK_F=block_f,
     )  # fmt: skip
-    source_kernel[(num_nodes * batch * x.size(2),)](
+    source_kernel[(x.size(0) * batch * x.size(2),)](  # every source row, N_src of them
         grad_out, query, tptr, tedge, tdst, ds, coef, grad_x,
         scale, batch, heads, x.size(2), features,
         BLOCK=block_e, BLOCK_F=block_f,
     )  # fmt: skip
-    return grad_q, grad_x, gw.sum((1, 2))  # [N, B, H, F], [N, B, HX, F], [E] or [0]
+    return grad_q, grad_x, gw.sum((1, 2))  # [N_dst, B, H, F], [N_src, B, HX, F], [E] or [0]
 
 
 @torch.library.custom_op("cortexgnn::triton_csr_attention", mutates_args=())
@@ -386,8 +386,8 @@ def triton_attention(
     r"""The Triton kernel behind ``folded_attention(..., backend="triton")``.
 
     Args:
-        query: ``[N, B, H, F]`` folded queries (float32, bfloat16 or float16).
-        x: ``[N, B, HX, F]`` keys and values, ``HX`` 1 (shared by the heads) or ``H``.
+        query: ``[N_dst, B, H, F]`` folded queries (float32, bfloat16 or float16).
+        x: ``[N_src, B, HX, F]`` keys and values, ``HX`` 1 (shared by the heads) or ``H``.
             Mixed dtypes (under autocast, say) compute in the promoted one.
         graph: an :class:`~cortexgnn.ops.attention.AttentionGraph` on the same device.
         weight: ``[E]`` edge weights in CSR order, or ``None``.
@@ -397,7 +397,7 @@ def triton_attention(
             before dropout and edge weights).
 
     Returns:
-        ``out [N, B, H, F]``, or ``(out, alpha)`` with ``need_weights``.
+        ``out [N_dst, B, H, F]``, or ``(out, alpha)`` with ``need_weights``.
     """
     if triton is None:
         raise RuntimeError("backend='triton' needs the triton package (pip install triton)")

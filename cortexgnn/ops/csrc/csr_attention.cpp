@@ -37,11 +37,12 @@ inline void axpy(float a, const float* x, float* y, int64_t n) {
 
 }  // namespace
 
-// q [N, B, H, F]; x [N, B, HX, F] with HX = 1 (one value row shared by the heads) or
-// HX = H (a row per head); ptr [N + 1], col [E]; w [E] or empty; m [E, B, H] or empty
-// (attention dropout: 0 or 1 / (1 - p) per coefficient). FC: F known at compile time
-// (fully unrolled inner loops) or 0 for any F. The coefficient of edge e is
-// alpha_e * w_e * m_e; alpha (returned for the backward) is the softmax alone.
+// q [N, B, H, F] (N targets); x [NS, B, HX, F] (NS sources) with HX = 1 (one value row
+// shared by the heads) or HX = H (a row per head); ptr [N + 1], col [E] (rows of x);
+// w [E] or empty; m [E, B, H] or empty (attention dropout: 0 or 1 / (1 - p) per
+// coefficient). FC: F known at compile time (fully unrolled inner loops) or 0 for any F.
+// The coefficient of edge e is alpha_e * w_e * m_e; alpha (returned for the backward) is
+// the softmax alone.
 template <int64_t FC>
 std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch::Tensor ptr,
                                         torch::Tensor col, torch::Tensor w, torch::Tensor m,
@@ -148,7 +149,7 @@ std::vector<torch::Tensor> forward_impl(torch::Tensor q, torch::Tensor x, torch:
 }
 
 // Gradients of q, x and w given grad_out [N, B, H, F] and the forward's out and alpha.
-// tptr [N + 1] / tedge [E] / tdst [E]: the CSR of the transposed graph (edges grouped by
+// tptr [NS + 1] / tedge [E] / tdst [E]: the CSR of the transposed graph (edges grouped by
 // source), tedge the CSR position of each such edge and tdst its destination.
 template <int64_t FC>
 std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q,
@@ -157,7 +158,7 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
                                          torch::Tensor m, torch::Tensor tptr, torch::Tensor tedge,
                                          torch::Tensor tdst, double scale) {
   const int64_t N = q.size(0), B = q.size(1), H = q.size(2), F = FC ? FC : q.size(3);
-  const int64_t HX = x.size(2), hx_step = HX == 1 ? 0 : F;
+  const int64_t NS = x.size(0), HX = x.size(2), hx_step = HX == 1 ? 0 : F;
   const int64_t E = col.size(0), BH = B * H, XR = HX * F;
   auto grad_q = torch::empty_like(q);  // both passes write every row
   auto grad_x = torch::empty_like(x);
@@ -215,7 +216,7 @@ std::vector<torch::Tensor> backward_impl(torch::Tensor grad_out, torch::Tensor q
   });
   // Pass 2, by source: dL/dx_j = sum_e (w_e m_e alpha_e g_i + tau ds_e q_i), a gather;
   // each edge streams the contiguous [B, H, F] blocks of g_i and q_i.
-  at::parallel_for(0, N, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, NS, 1, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
       float* gxj = gxp + j * B * XR;
       std::fill(gxj, gxj + B * XR, 0.f);
