@@ -75,6 +75,12 @@ class TrainConfig:
     0.23 s/step with one torch thread and 1.1 s/step with two; ``None`` keeps torch's choice.
     ``out_dir=None`` makes a new folder ``runs/<timestamp>`` (see
     :mod:`cortexgnn.train.run_dir`); ``eval_every`` counts optimizer steps across epochs.
+
+    ``val_size=None`` is the article's protocol: the periodic evaluations and the best
+    accuracy are on the test set. ``val_size=n`` holds out ``n`` training images (a fixed
+    split, :func:`~cortexgnn.train.data.validation_split`): the periodic evaluations run on
+    them, the best step is chosen on them, and the test set is evaluated once, at the end,
+    with the weights of that step.
     """
 
     dataset: str = "digits"
@@ -88,6 +94,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     t_max_epochs: float = 12.0
     eval_every: int = 20
+    val_size: int | None = None
     max_steps: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -111,7 +118,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name, none in (("max_steps", "no limit"), ("threads", "torch's choice")):
+        for name, none in (
+            ("max_steps", "no limit"),
+            ("threads", "torch's choice"),
+            ("val_size", "no validation split"),
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None: {none}), got {value}")
