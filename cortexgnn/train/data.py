@@ -8,6 +8,8 @@ Three image-classification sets, all flattened to vectors in ``[0, 1]`` as the a
   split is a fixed seeded permutation: 1,437 training and 360 test images.
 - ``mnist`` and ``fashion-mnist``: 28x28 images (784 features, ``uint8 / 255``) read by
   torchvision from ``<data_dir>/MNIST/raw`` or ``<data_dir>/FashionMNIST/raw``.
+- ``two-items-digits`` and ``two-items-fashion-mnist``: two items on a larger canvas,
+  labelled same class or not (:mod:`cortexgnn.train.two_items`).
 
 Keeping whole splits as tensors (a few hundred MB at most) lets the training loop draw a batch
 with one index operation instead of a Python ``DataLoader`` collating 128 samples.
@@ -23,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .two_items import TASKS as _TWO_ITEM_TASKS
+
 if TYPE_CHECKING:
     from torch import Tensor
 
@@ -37,7 +41,7 @@ __all__ = [
     "validation_split",
 ]
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", *_TWO_ITEM_TASKS)
 DATA_DIR_ENV = "CORTEXGNN_DATA_DIR"
 DIGITS_TEST_SIZE = 360  # ~20 % of the 1,797 images
 DIGITS_SPLIT_SEED = 0  # the split never depends on the training seed
@@ -126,7 +130,7 @@ def load_dataset(
     Args:
         name: one of :data:`DATASETS`.
         data_dir: root holding ``MNIST/raw`` or ``FashionMNIST/raw`` (ignored for
-            ``digits``); ``None`` means :func:`default_data_dir`.
+            ``digits`` and ``two-items-digits``); ``None`` means :func:`default_data_dir`.
         download: let torchvision download a missing MNIST/Fashion-MNIST.
 
     Returns:
@@ -140,6 +144,10 @@ def load_dataset(
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if name == "digits":
         return _load_digits()
+    if name in _TWO_ITEM_TASKS:
+        from .two_items import load_two_items
+
+        return load_two_items(name, data_dir, download=download)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     return _load_torchvision(name, root, download)
 
