@@ -10,6 +10,7 @@ the CSR order a destination-major kernel wants.
 from __future__ import annotations
 
 import numbers
+import random
 
 import networkx as nx
 import torch
@@ -27,8 +28,15 @@ __all__ = [
     "as_edge_list",
     "as_plain_tensor",
     "check_edge_index",
+    "complete_graph",
     "dense_to_edge_index",
     "edge_index_to_dense",
+    "graph_stats",
+    "hop_distances",
+    "hops_to",
+    "lattice_graph",
+    "random_graph",
+    "rewired_lattice_graph",
     "small_world_graph",
     "sort_by_target",
 ]
@@ -81,6 +89,184 @@ def small_world_graph(
     undirected = torch.tensor(list(graph.edges()), dtype=torch.long).t()  # [2, E/2]
     both = torch.cat([undirected, undirected.flip(0)], dim=1)  # [2, E]
     return sort_by_target(both, num_nodes)
+
+
+def _check_count(name: str, value: int, low: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _symmetric(pairs: list[tuple[int, int]], num_nodes: int) -> Tensor:
+    """Both directions of undirected ``pairs`` as a sorted ``edge_index``."""
+    if not pairs:
+        return torch.empty(2, 0, dtype=torch.long)
+    undirected = torch.tensor(pairs, dtype=torch.long).t()  # [2, E/2]
+    return sort_by_target(torch.cat([undirected, undirected.flip(0)], dim=1), num_nodes)
+
+
+def _lattice_pairs(rows: int, cols: int) -> list[tuple[int, int]]:
+    """Undirected edges of the 4-neighbour grid, nodes numbered row-major."""
+    pairs = []
+    for r in range(rows):
+        for c in range(cols):
+            node = r * cols + c
+            if c + 1 < cols:
+                pairs.append((node, node + 1))
+            if r + 1 < rows:
+                pairs.append((node, node + cols))
+    return pairs
+
+
+def lattice_graph(rows: int, cols: int) -> Tensor:
+    """The 2-D lattice: each node joins its 4 grid neighbours (no wrap-around).
+
+    Node ``r * cols + c`` sits at row ``r``, column ``c`` (row-major), the order of the
+    patches of an image read left to right, top to bottom.
+
+    Returns:
+        symmetric ``edge_index [2, E]`` with ``E = 2 (rows (cols - 1) + (rows - 1) cols)``,
+        sorted by target then source.
+    """
+    _check_count("rows", rows)
+    _check_count("cols", cols)
+    return _symmetric(_lattice_pairs(rows, cols), rows * cols)
+
+
+def rewired_lattice_graph(rows: int, cols: int, p: float, seed: int | None = None) -> Tensor:
+    """The 2-D lattice with Watts-Strogatz-style rewiring: shortcuts across the grid.
+
+    Every lattice edge ``(u, v)`` (``u < v``, in row-major order) is, with probability
+    ``p``, replaced by ``(u, w)`` with ``w`` drawn uniformly from the nodes that are neither
+    ``u`` nor already joined to ``u`` (networkx's Watts-Strogatz rule, applied to the grid).
+    The number of edges is kept; ``p = 0`` is :func:`lattice_graph`.
+
+    Args:
+        rows: grid rows.
+        cols: grid columns.
+        p: rewiring probability in ``[0, 1]``.
+        seed: seed of the draws; ``None`` draws a fresh graph.
+    """
+    _check_count("rows", rows)
+    _check_count("cols", cols)
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"p is a rewiring probability and must lie in [0, 1], got {p!r}")
+    num_nodes = rows * cols
+    rng = random.Random(seed)
+    pairs = _lattice_pairs(rows, cols)
+    neighbours = {n: set() for n in range(num_nodes)}
+    for u, v in pairs:
+        neighbours[u].add(v)
+        neighbours[v].add(u)
+    for u, v in pairs:
+        if rng.random() >= p:
+            continue
+        candidates = [w for w in range(num_nodes) if w != u and w not in neighbours[u]]
+        if not candidates or v not in neighbours[u]:  # u joins everyone, or (u, v) is gone
+            continue
+        w = rng.choice(candidates)
+        neighbours[u].discard(v)
+        neighbours[v].discard(u)
+        neighbours[u].add(w)
+        neighbours[w].add(u)
+    kept = sorted((u, v) for u in neighbours for v in neighbours[u] if u < v)
+    return _symmetric(kept, num_nodes)
+
+
+def random_graph(num_nodes: int, num_edges: int, seed: int | None = None) -> Tensor:
+    """A uniformly random simple graph with ``num_edges`` undirected edges (G(n, m)).
+
+    Used with the edge count of another graph, it asks what that graph's structure adds.
+
+    Raises:
+        ValueError: more edges than node pairs.
+    """
+    _check_count("num_nodes", num_nodes)
+    _check_count("num_edges", num_edges, low=0)
+    total = num_nodes * (num_nodes - 1) // 2
+    if num_edges > total:
+        raise ValueError(
+            f"num_edges must be <= {total} (every pair of {num_nodes} nodes), got {num_edges}"
+        )
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()  # a fresh graph
+    else:
+        generator.manual_seed(seed)
+    chosen = torch.randperm(total, generator=generator)[:num_edges].tolist()
+    # pair index -> (u, v) with u < v, in the order (0, 1), (0, 2), ..., (1, 2), ...
+    pairs, starts = [], [0]
+    for u in range(num_nodes - 1):
+        starts.append(starts[-1] + num_nodes - 1 - u)
+    for index in chosen:
+        u = next(k for k in range(num_nodes - 1) if starts[k + 1] > index)
+        pairs.append((u, u + 1 + index - starts[u]))
+    return _symmetric(sorted(pairs), num_nodes)
+
+
+def complete_graph(num_nodes: int) -> Tensor:
+    """Every node joined to every other (no self loops), as a sorted ``edge_index``."""
+    _check_count("num_nodes", num_nodes)
+    pairs = [(u, v) for u in range(num_nodes) for v in range(u + 1, num_nodes)]
+    return _symmetric(pairs, num_nodes)
+
+
+def hop_distances(edge_index: Tensor, num_nodes: int) -> Tensor:
+    """Shortest path lengths in hops: ``dist[s, t]`` from ``s`` to ``t`` along the edges.
+
+    Edges are followed from source to target, the way a message travels, so after ``h``
+    message-passing iterations node ``t`` can hold information from ``s`` only if
+    ``dist[s, t] <= h``. Breadth-first from every node at once, one boolean product per hop.
+
+    Returns:
+        ``[N, N]`` int64; ``0`` on the diagonal, ``-1`` where ``t`` is unreachable from ``s``.
+    """
+    edge_index = check_edge_index(as_plain_tensor(edge_index), num_nodes)
+    step = torch.zeros(num_nodes, num_nodes, dtype=torch.float32)  # [N, N]: s -> t
+    step[edge_index[0], edge_index[1]] = 1.0
+    dist = torch.full((num_nodes, num_nodes), -1, dtype=torch.long)  # [N, N]
+    reached = torch.eye(num_nodes, dtype=torch.bool)  # [N, N]
+    dist[reached] = 0
+    frontier = reached.float()
+    for hops in range(1, num_nodes):
+        frontier = ((frontier @ step) > 0) & ~reached  # [N, N] first reached at `hops`
+        if not frontier.any():
+            break
+        dist[frontier] = hops
+        reached |= frontier
+        frontier = frontier.float()
+    return dist
+
+
+def hops_to(edge_index: Tensor, num_nodes: int, sources, target: int) -> int | None:
+    """Fewest hops from any of ``sources`` to ``target``; ``None`` if none reaches it.
+
+    With ``sources`` the columns whose patches show an item and ``target`` the readout
+    column, this is how many iterations the item needs to be read.
+    """
+    dist = hop_distances(edge_index, num_nodes)[list(sources), target]  # [S]
+    reachable = dist[dist >= 0]
+    return int(reachable.min()) if reachable.numel() else None
+
+
+def graph_stats(edge_index: Tensor, num_nodes: int) -> dict:
+    """Diameter and mean hop count over ordered pairs of distinct nodes.
+
+    Returns:
+        ``{"num_edges", "connected", "diameter", "mean_hops"}``; ``diameter`` and
+        ``mean_hops`` are ``None`` unless every node reaches every other.
+    """
+    dist = hop_distances(edge_index, num_nodes)
+    off_diagonal = ~torch.eye(num_nodes, dtype=torch.bool)
+    pairs = dist[off_diagonal]
+    connected = bool((pairs >= 0).all())
+    return {
+        "num_edges": int(edge_index.size(1)),
+        "connected": connected,
+        "diameter": int(pairs.max()) if connected and pairs.numel() else (0 if connected else None),
+        "mean_hops": float(pairs.float().mean()) if connected and pairs.numel() else None,
+    }
 
 
 def sort_by_target(edge_index: Tensor, num_nodes: int | None = None) -> Tensor:
