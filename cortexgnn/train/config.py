@@ -33,8 +33,16 @@ __all__ = [
     "resolve_device",
 ]
 
-#: ``--model``: the column network, the article's loop, and the ablation study's baselines
-MODELS = ("cortexnet", "reference", "mlp-small", "mlp-matched", "single-column")
+#: ``--model``: the column network, the article's loop, and the baselines of the studies
+MODELS = (
+    "cortexnet",
+    "reference",
+    "mlp-small",
+    "mlp-matched",
+    "single-column",
+    "cnn-matched",
+    "vit-matched",
+)
 #: ModelConfig fields the dataset decides (input features and classes): no flags.
 DATASET_FIELDS = ("in_dim", "top_out")
 # Fields that belong to one invocation, not to the run: a resumed run takes them afresh.
@@ -202,8 +210,10 @@ def build_model(config: TrainConfig, in_dim: int, num_classes: int):
     ``cortexnet`` and ``reference`` are built from the run's ``ModelConfig``. The baselines
     are sized from it: ``mlp-small`` is ``in_dim -> 256 -> classes``; ``mlp-matched`` has
     one hidden layer with as many parameters as the ``CortexNet`` of that config;
-    ``single-column`` is one column of that budget without a graph. A baseline MLP keeps
-    the ``ModelConfig`` it was sized from as its ``config``, so checkpoints store it too.
+    ``single-column`` is one column of that budget without a graph; ``cnn-matched`` and
+    ``vit-matched`` are a small CNN and a small patch transformer of that budget (the CNN's
+    dense layer and the transformer's width set it). A baseline keeps the ``ModelConfig``
+    it was sized from as its ``config``, so checkpoints store it too.
     """
     model_config = model_config_for(config, in_dim, num_classes)
     if config.model == "reference":
@@ -223,6 +233,20 @@ def build_model(config: TrainConfig, in_dim: int, num_classes: int):
     if config.model == "single-column":
         return CortexNet(baselines.single_column_config(model_config, num_edges))
     budget = baselines.cortexnet_num_parameters(model_config, num_edges)
+    dropout = model_config.dropout
+    if config.model in ("cnn-matched", "vit-matched"):
+        if config.model == "cnn-matched":
+            count = lambda w: baselines.CNN.num_parameters(in_dim, num_classes, w)  # noqa: E731
+            hidden = baselines.matched_width(count, budget)
+            model = baselines.CNN(in_dim, num_classes, hidden, dropout=dropout)
+        else:
+            count = lambda w: baselines.PatchTransformer.num_parameters(  # noqa: E731
+                in_dim, num_classes, w
+            )
+            width = baselines.matched_width(count, budget, step=4)  # 4 heads
+            model = baselines.PatchTransformer(in_dim, num_classes, width, dropout=dropout)
+        model.config = model_config
+        return model
     hidden = (
         256
         if config.model == "mlp-small"
