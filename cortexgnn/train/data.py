@@ -122,6 +122,22 @@ def _load_torchvision(name: str, data_dir: Path, download: bool) -> tuple[Split,
     return splits[0], splits[1]
 
 
+def _load_two_items(name: str, data_dir, download: bool) -> tuple[Split, Split]:
+    """A two-item task: training pairs from the items' training split, test pairs from test."""
+    from .two_items import PAIRS_SEED, compose, make_pairs
+
+    task = _TWO_ITEM_TASKS[name]
+    splits = load_dataset(task.items, data_dir, download=download)
+    out = []
+    # a different seed per split, so the test pairs are not the training pairs' positions
+    for offset, (items, count) in enumerate(
+        zip(splits, (task.num_train, task.num_test), strict=True)
+    ):
+        first, second, same = make_pairs(items.y, count, PAIRS_SEED + offset)
+        out.append(Split(compose(items.x, first, second, task.canvas), same))
+    return out[0], out[1]
+
+
 def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False
 ) -> tuple[Split, Split]:
@@ -145,9 +161,7 @@ def load_dataset(
     if name == "digits":
         return _load_digits()
     if name in _TWO_ITEM_TASKS:
-        from .two_items import load_two_items
-
-        return load_two_items(name, data_dir, download=download)
+        return _load_two_items(name, data_dir, download)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     return _load_torchvision(name, root, download)
 
