@@ -361,31 +361,33 @@ def control_runs(rows: dict) -> list[str]:
             f"`no-message-passing`: {versus} points; − `article`: "
             f"{_difference(paired(row, rows['article'])) if 'article' in rows else '–'} points."
         )
+    return [*lines, "", control_verdict(rows)]
+
+
+def control_verdict(rows: dict) -> str:
+    """What the control runs say about the no-message-passing explanation, in a sentence."""
+    target = rows.get("no-message-passing")
     done = [n for n in CONTROLS if n in rows and len(rows[n]["seeds"]) >= 3]
     if len(done) < len(CONTROLS) or not target:
-        lines += ["", "Until both controls have 3 seeds the explanation stays a hypothesis."]
-        return lines
+        return "Until both controls have 3 seeds the explanation stays a hypothesis."
     recovered = []
     for name in CONTROLS:
         mean, half = interval(paired(rows[name], target))
         recovered.append(half is not None and mean - half > 0)
     if all(recovered):
-        verdict_text = (
+        return (
             "Both controls beat `no-message-passing` with 95 % intervals above zero: the data "
             "support the explanation (3 seeds each, old protocol)."
         )
-    elif any(recovered):
-        verdict_text = (
+    if any(recovered):
+        return (
             "Only one control beats `no-message-passing` with a 95 % interval above zero: the "
             "data support the explanation in part."
         )
-    else:
-        verdict_text = (
-            "Neither control beats `no-message-passing` with a 95 % interval above zero: the "
-            "data do not support the explanation."
-        )
-    lines += ["", verdict_text]
-    return lines
+    return (
+        "Neither control beats `no-message-passing` with a 95 % interval above zero: the "
+        "data do not support the explanation."
+    )
 
 
 def headline(results: dict) -> str:
@@ -467,6 +469,11 @@ def headline(results: dict) -> str:
         epochs = results.get("full_protocol_settings", {}).get("epochs", "?")
         runs = ", ".join(f"`{r['name']}` {_pct(r['final_accuracy'])}" for r in full)
         text += f"Over the full {epochs}-epoch protocol (one seed each): {runs}. "
+    if any(n in rows for n in CONTROLS):
+        text += (
+            f"Is `no-message-passing`'s failure homeostasis dividing by a near-zero mean? "
+            f"{control_verdict(rows)} "
+        )
     return text + "Table, figure and intervals: [docs/science.md](docs/science.md)."
 
 

@@ -258,3 +258,16 @@ def test_the_control_runs_decide_the_no_message_passing_explanation_only_when_co
     text = "\n".join(control_runs(rows))
     assert words in text
     assert "`no-message-passing-no-homeostasis` (`--message-iters 0`)" in text
+
+
+def test_the_readme_paragraph_says_where_the_control_runs_leave_the_explanation():
+    from benchmarks.ablation_report import CONTROLS, headline
+
+    rows = [_report_row("article", [0.88, 0.88, 0.88]),
+            _report_row("no-message-passing", [0.63, 0.74, 0.62])]  # fmt: skip
+    results = {"protocol": {"epochs": 3}, "variants": rows}
+    assert "near-zero mean" not in headline(results)  # no control run yet: nothing said
+    rows += [{**_report_row(n, [0.87]), "flags": []} for n in CONTROLS]
+    assert "stays a hypothesis" in headline(results)
+    rows[2:] = [{**_report_row(n, [0.87, 0.88, 0.87]), "flags": []} for n in CONTROLS]
+    assert "the data support the explanation (3 seeds each" in headline(results)
