@@ -88,7 +88,8 @@ class TrainConfig:
     accuracy are on the test set. ``val_size=n`` holds out ``n`` training images (a fixed
     split, :func:`~cortexgnn.train.data.validation_split`): the periodic evaluations run on
     them, the best step is chosen on them, and the test set is evaluated once, at the end,
-    with the weights of that step.
+    with the weights of that step (a run stopped by Ctrl-C, or with ``final_eval=False``,
+    skips it; one cut short by ``max_steps`` has ended and takes it).
     """
 
     dataset: str = "digits"
