@@ -52,8 +52,11 @@ VARIANTS = {
     # controls of no-message-passing: is its failure homeostasis dividing by a near-zero mean?
     "no-message-passing-no-homeostasis": ["--message-iters", "0", "--no-use-homeostasis"],
     "no-message-passing-min-divisor": [
-        "--message-iters", "0", "--homeostasis-min-divisor", "0.1",
-    ],  # fmt: skip
+        "--message-iters",
+        "0",
+        "--homeostasis-min-divisor",
+        "0.1",
+    ],
     # message
     "plain": ["--no-use-attention"],
     "plain-no-hebbian": ["--no-use-attention", "--no-use-hebbian"],
