@@ -47,6 +47,14 @@ VARIANTS = {
     "random": ["--graph-p", "1"],
     "complete": ["--graph-k", "64"],
     "no-message-passing": ["--message-iters", "0"],
+    # controls of no-message-passing: is its failure homeostasis dividing by a near-zero mean?
+    "no-message-passing-no-homeostasis": ["--message-iters", "0", "--no-use-homeostasis"],
+    "no-message-passing-min-divisor": [
+        "--message-iters",
+        "0",
+        "--homeostasis-min-divisor",
+        "0.1",
+    ],
     # message
     "plain": ["--no-use-attention"],
     "plain-no-hebbian": ["--no-use-attention", "--no-use-hebbian"],

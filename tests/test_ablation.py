@@ -250,3 +250,67 @@ def test_the_readme_paragraph_of_a_finished_study_drops_so_far_and_adds_the_long
         in text
     )
     assert "10-epoch protocol (one seed each): `article` 89.40 %, `mlp-matched` 89.10 %." in text
+
+
+def test_the_old_protocols_test_share_of_homeostasis_updates_follows_from_its_settings():
+    from benchmarks.ablation_report import evaluations, test_share
+
+    # 3 epochs of 469 steps, evaluated every 200 steps and at the end: 8 x 79 test batches
+    assert evaluations(3 * 469, 200) == 8 and evaluations(400, 200) == 2
+    assert test_share(3, 200, 128) == pytest.approx(8 * 79 / (1407 + 8 * 79))
+    assert round(100 * test_share(3, 200, 128)) == 31
+    assert round(100 * test_share(10, 100, 128)) == 44  # 47 evaluations over 4,690 steps
+
+
+def test_the_article_rows_seed_sets_are_said_explicitly():
+    from benchmarks.ablation_report import _seed_set, article_seeds
+
+    rows = {"article": _report_row("article", [0.880, 0.882, 0.884, 0.870, 0.870]),
+            "ring": _report_row("ring", [0.88, 0.88, 0.88])}  # fmt: skip
+    text = article_seeds(rows)
+    assert "mean over seeds 0–4" in text and "seeds 0–2, where `article` averages 88.20 %" in text
+    assert _seed_set([0, 2]) == "0, 2" and _seed_set([3]) == "3"
+
+
+def test_plain_against_gated_is_paired_and_claims_nothing_about_attention():
+    from benchmarks.ablation_report import attention_claim
+
+    plain = {**_report_row("plain", [0.880, 0.881, 0.879]), "parameters": 90}
+    gated = {**_report_row("gated", [0.881, 0.880, 0.879]), "parameters": 100}
+    text = attention_claim({"plain": plain, "gated": gated})
+    assert "`plain` − `gated`: +0.00 [" in text and "10.0 % fewer parameters" in text
+    assert "do not show that attention beats weighted sums" in text
+
+
+@pytest.mark.parametrize(
+    ("accs", "words"),
+    [
+        (([0.85, 0.86, 0.87], [0.84, 0.85, 0.86]), "support the explanation (3 seeds"),
+        (([0.85, 0.86, 0.87], [0.60, 0.75, 0.63]), "support the explanation in part"),
+        (([0.63, 0.74, 0.62], [0.64, 0.74, 0.62]), "do not support the explanation"),
+        (([0.85], [0.84]), "stays a hypothesis"),
+    ],
+)
+def test_the_control_runs_decide_the_no_message_passing_explanation_only_when_complete(accs, words):
+    from benchmarks.ablation_report import CONTROLS, control_runs
+
+    target = _report_row("no-message-passing", [0.63, 0.74, 0.62])
+    rows = {"article": _report_row("article", [0.88, 0.88, 0.88]), "no-message-passing": target}
+    for name, acc in zip(CONTROLS, accs, strict=True):
+        rows[name] = {**_report_row(name, list(acc)), "flags": ["--message-iters", "0"]}
+    text = "\n".join(control_runs(rows))
+    assert words in text
+    assert "`no-message-passing-no-homeostasis` (`--message-iters 0`)" in text
+
+
+def test_the_readme_paragraph_says_where_the_control_runs_leave_the_explanation():
+    from benchmarks.ablation_report import CONTROLS, headline
+
+    rows = [_report_row("article", [0.88, 0.88, 0.88]),
+            _report_row("no-message-passing", [0.63, 0.74, 0.62])]  # fmt: skip
+    results = {"protocol": {"epochs": 3}, "variants": rows}
+    assert "near-zero mean" not in headline(results)  # no control run yet: nothing said
+    rows += [{**_report_row(n, [0.87]), "flags": []} for n in CONTROLS]
+    assert "stays a hypothesis" in headline(results)
+    rows[2:] = [{**_report_row(n, [0.87, 0.88, 0.87]), "flags": []} for n in CONTROLS]
+    assert "the data support the explanation (3 seeds each" in headline(results)

@@ -40,7 +40,7 @@ def test_train_digits_then_eval_replays_the_final_accuracy(tmp_path, capsys):
     assert "360 digits test images" in out
 
 
-@pytest.mark.parametrize("model", ["mlp-matched", "single-column"])
+@pytest.mark.parametrize("model", ["mlp-matched", "single-column", "cnn-matched", "vit-matched"])
 def test_a_baseline_trains_and_evaluates_from_its_checkpoint(model, tmp_path, capsys):
     assert main(["train", *TINY, "--model", model, "--out-dir", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

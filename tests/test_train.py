@@ -14,7 +14,7 @@ from test_data import write_tiny_mnist
 from cortexgnn import CortexNet, DenseReference, load_article_checkpoint, save_article_checkpoint
 from cortexgnn.nn.config import ModelConfig
 from cortexgnn.train.config import CheckpointMismatchError, TrainConfig
-from cortexgnn.train.data import load_dataset
+from cortexgnn.train.data import load_dataset, validation_split
 from cortexgnn.train.evaluate import evaluate, evaluate_checkpoint
 from cortexgnn.train.loop import _StopFlag, train
 
@@ -246,3 +246,85 @@ def test_the_kernel_loads_before_the_timed_steps(tmp_path, monkeypatch):
     summary = train(tiny(tmp_path / "run", max_steps=2))
     assert len(calls) == 1 and summary["kernel_load_s"] >= 1.0
     assert summary["train_time_s"] < 1.0  # two tiny steps: the wait is not in them
+
+
+# --- the study protocol: a validation split, the test set once -------------------------
+
+
+def test_validation_split_is_fixed_disjoint_and_independent_of_the_run_seed():
+    train_set, _ = load_dataset("digits")
+    rest, val = validation_split(train_set, 200)
+    again_rest, again_val = validation_split(train_set, 200)
+    assert len(val) == 200 and len(rest) == len(train_set) - 200
+    assert torch.equal(val.x, again_val.x) and torch.equal(rest.y, again_rest.y)
+    # every training image lands in exactly one of the two parts
+    rows = {tuple(r.tolist()) + (int(c),) for r, c in zip(train_set.x, train_set.y, strict=True)}
+    parts = [
+        tuple(r.tolist()) + (int(c),) for s in (rest, val) for r, c in zip(s.x, s.y, strict=True)
+    ]
+    assert len(parts) == len(train_set) and set(parts) == rows
+    _, other = validation_split(train_set, 200, seed=1)
+    assert not torch.equal(val.x, other.x)
+    with pytest.raises(ValueError, match=r"val_size must lie in 1..1436"):
+        validation_split(train_set, len(train_set))
+
+
+def test_val_size_chooses_on_validation_and_tests_once_with_the_chosen_weights(tmp_path):
+    summary = train(
+        tiny(tmp_path, epochs=3, lr=1e-2, val_size=300, freeze_homeostasis_in_eval=True)
+    )
+    logged = records(tmp_path)
+    evals = [r for r in logged if r["kind"] == "eval"]
+    tests = [r for r in logged if r["kind"] == "test"]
+    assert evals and all(r["split"] == "validation" and "test_acc" not in r for r in evals)
+    assert len(tests) == 1 and tests[0]["step"] == summary["steps"]  # once, at the end
+    best = max(evals, key=lambda r: r["val_acc"])  # the first of equals, as the loop keeps it
+    assert summary["best_step"] == best["step"] == tests[0]["weights_step"]
+    assert summary["best_val_acc"] == best["val_acc"] and summary["best_test_acc"] is None
+    assert summary["num_validation"] == 300 and summary["selection"] == "validation"
+    # the one test number is the chosen step's weights on the whole test set
+    # (the last checkpoint precedes the end-of-run evaluation: if that one is the best, its
+    # weights are the checkpoint's own; frozen statistics leave evaluated weights unchanged)
+    saved = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    at_end = best["step"] == summary["steps"]
+    assert at_end or saved["progress"]["best_step"] == best["step"]
+    model = CortexNet(ModelConfig(**MODEL, in_dim=64, top_out=10, graph_seed=0))
+    model.load_state_dict(saved["model_state_dict" if at_end else "best_model_state_dict"])
+    _, acc = evaluate(model, load_dataset("digits")[1], batch_size=256)
+    assert summary["final_test_acc"] == acc == tests[0]["test_acc"]
+
+
+def test_val_size_resume_tests_the_weights_chosen_before_the_interruption(tmp_path):
+    whole = train(tiny(tmp_path / "whole", lr=1e-2, val_size=300))
+    parts = tmp_path / "parts"
+    train(tiny(parts, lr=1e-2, val_size=300, max_steps=5))
+    resumed = train(tiny(parts, lr=1e-2, val_size=300, resume=str(parts / "checkpoint.pth")))
+    for key in ("best_step", "best_val_acc", "final_test_acc", "final_val_acc"):
+        assert resumed[key] == whole[key], key
+    state = torch.load(parts / "checkpoint.pth", weights_only=True)
+    del state["best_model_state_dict"]
+    torch.save(state, parts / "checkpoint.pth")
+    with pytest.raises(CheckpointMismatchError, match="not its weights"):
+        train(tiny(parts, lr=1e-2, val_size=300, epochs=3, resume=str(parts / "checkpoint.pth")))
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_frozen_homeostasis_makes_training_blind_to_evaluations(tmp_path, freeze):
+    """With the statistics frozen in eval mode, evaluating often or never trains the same
+    weights; the article's eval-time updates (the labelled variant) let evaluations in."""
+    often = tmp_path / "often"
+    never = tmp_path / "never"
+    for folder, every in ((often, 2), (never, 1000)):
+        train(tiny(folder, val_size=300, eval_every=every, final_eval=False,
+                   freeze_homeostasis_in_eval=freeze))  # fmt: skip
+    a = torch.load(often / "checkpoint.pth", weights_only=True)["model_state_dict"]
+    b = torch.load(never / "checkpoint.pth", weights_only=True)["model_state_dict"]
+    same = all(torch.equal(a[k], b[k]) for k in a)
+    assert same == freeze
+    if not freeze:
+        assert not torch.equal(a["homeostasis.activity_avg"], b["homeostasis.activity_avg"])
+
+
+def test_val_size_validation():
+    with pytest.raises(ValueError, match="val_size must be >= 1"):
+        TrainConfig(val_size=0)

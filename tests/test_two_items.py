@@ -8,7 +8,7 @@ import torch
 from test_data import write_idx
 
 from cortexgnn.train.data import DATASETS, load_dataset
-from cortexgnn.train.two_items import TASKS, compose, load_two_items, make_pairs
+from cortexgnn.train.two_items import TASKS, compose, make_pairs
 
 
 def test_pairs_are_balanced_labelled_by_class_and_deterministic():
@@ -68,7 +68,7 @@ def test_digits_task_offline_test_pairs_only_from_the_test_split():
     # the middle of the canvas is blank
     middle = test.x.reshape(-1, 16, 16)
     assert middle[:, :8, 8:].abs().sum() == 0 and middle[:, 8:, :8].abs().sum() == 0
-    again, _ = load_two_items("two-items-digits")
+    again, _ = load_dataset("two-items-digits")
     assert torch.equal(again.x, train.x) and torch.equal(again.y, train.y)
 
 
@@ -83,7 +83,7 @@ def test_fashion_task_reads_the_idx_files_and_places_28_pixel_items_on_56(tmp_pa
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count, dtype=np.uint8) % 3)
     small = TASKS["two-items-fashion-mnist"].__class__("fashion-mnist", 56, 40, 12)
     monkeypatch.setitem(TASKS, "two-items-fashion-mnist", small)
-    train, test = load_two_items("two-items-fashion-mnist", tmp_path)
+    train, test = load_dataset("two-items-fashion-mnist", tmp_path)
     assert train.x.shape == (40, 56 * 56) and test.x.shape == (12, 56 * 56)
     test_images = {tuple((a / 255.0).astype(np.float32).flatten().tolist()) for a in arrays["t10k"]}
     a, b = _corners(test, 28, 56)

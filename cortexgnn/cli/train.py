@@ -94,7 +94,12 @@ _TRAIN_FLAGS = [
     ("protocol", "--weight-decay", {"type": float}, "AdamW weight decay"),
     ("protocol", "--t-max-epochs", {"type": float}, "cosine schedule period T_max, in epochs"),
     ("protocol", "--eval-every", {"type": int},
-     "evaluate on the full test set every N optimizer steps (counted across epochs)"),
+     "evaluate every N optimizer steps (counted across epochs): on the test set, or on the "
+     "validation split with --val-size"),
+    ("protocol", "--val-size", {"type": _optional(int)},
+     "hold out this many training images (a fixed split; a study uses 5000): evaluations and "
+     "the best step on them, the test set once at the end with the best step's weights; "
+     "none: the article's protocol (every evaluation on the test set)"),
     ("protocol", "--max-steps", {"type": int}, "stop with a checkpoint after this many steps"),
     ("protocol", "--seed", {"type": int}, "seeds weights, dropout, shuffling (and the graph "
      "unless --graph-seed)"),
@@ -212,7 +217,10 @@ def run_train(args: argparse.Namespace) -> int:
         f"{env['git_commit']}",
         f"  steps          {s['steps']} ({s['epochs_completed']} epochs of "
         f"{s['steps_per_epoch']} steps{'' if s['finished'] else ', stopped early'})",
-        f"  test accuracy  final {acc}, best {best} (step {s['best_step']})",
+        f"  test accuracy  final {acc}, best {best} (step {s['best_step']})"
+        if s.get("selection") != "validation"
+        else f"  validation     best {100 * (s['best_val_acc'] or 0):.2f} % (step "
+        f"{s['best_step']}); test accuracy {acc} (once, with step {s['best_step']}'s weights)",
         f"  wall time      {s['train_time_s'] + s['eval_time_s']:.1f} s "
         f"(train {s['train_time_s']:.1f} s, eval {s['eval_time_s']:.1f} s"
         + (

@@ -34,8 +34,16 @@ __all__ = [
     "resolve_device",
 ]
 
-#: ``--model``: the column network, the article's loop, and the ablation study's baselines
-MODELS = ("cortexnet", "reference", "mlp-small", "mlp-matched", "single-column")
+#: ``--model``: the column network, the article's loop, and the baselines of the studies
+MODELS = (
+    "cortexnet",
+    "reference",
+    "mlp-small",
+    "mlp-matched",
+    "single-column",
+    "cnn-matched",
+    "vit-matched",
+)
 #: ModelConfig fields the dataset decides (input features and classes): no flags.
 DATASET_FIELDS = ("in_dim", "top_out")
 MAX_THREADS = 1024  # far above any CPU's cores; 10^5 makes OpenMP/BLAS fail to start
@@ -78,6 +86,13 @@ class TrainConfig:
     0.23 s/step with one torch thread and 1.1 s/step with two; ``None`` keeps torch's choice.
     ``out_dir=None`` makes a new folder ``runs/<timestamp>`` (see
     :mod:`cortexgnn.train.run_dir`); ``eval_every`` counts optimizer steps across epochs.
+
+    ``val_size=None`` is the article's protocol: the periodic evaluations and the best
+    accuracy are on the test set. ``val_size=n`` holds out ``n`` training images (a fixed
+    split, :func:`~cortexgnn.train.data.validation_split`): the periodic evaluations run on
+    them, the best step is chosen on them, and the test set is evaluated once, at the end,
+    with the weights of that step (a run stopped by Ctrl-C, or with ``final_eval=False``,
+    skips it; one cut short by ``max_steps`` has ended and takes it).
     """
 
     dataset: str = "digits"
@@ -91,6 +106,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     t_max_epochs: float = 12.0
     eval_every: int = 20
+    val_size: int | None = None
     max_steps: int | None = None
     seed: int = 0
     device: str = "auto"
@@ -115,7 +131,11 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name, none in (("max_steps", "no limit"), ("threads", "torch's choice")):
+        for name, none in (
+            ("max_steps", "no limit"),
+            ("threads", "torch's choice"),
+            ("val_size", "no validation split"),
+        ):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 (or None: {none}), got {value}")
@@ -207,8 +227,10 @@ def build_model(config: TrainConfig, in_dim: int, num_classes: int):
     ``cortexnet`` and ``reference`` are built from the run's ``ModelConfig``. The baselines
     are sized from it: ``mlp-small`` is ``in_dim -> 256 -> classes``; ``mlp-matched`` has
     one hidden layer with as many parameters as the ``CortexNet`` of that config;
-    ``single-column`` is one column of that budget without a graph. A baseline MLP keeps
-    the ``ModelConfig`` it was sized from as its ``config``, so checkpoints store it too.
+    ``single-column`` is one column of that budget without a graph; ``cnn-matched`` and
+    ``vit-matched`` are a small CNN and a small patch transformer of that budget (the CNN's
+    dense layer and the transformer's width set it). A baseline keeps the ``ModelConfig``
+    it was sized from as its ``config``, so checkpoints store it too.
     """
     model_config = model_config_for(config, in_dim, num_classes)
     if config.model == "reference":
@@ -227,6 +249,20 @@ def build_model(config: TrainConfig, in_dim: int, num_classes: int):
     if config.model == "single-column":
         return CortexNet(baselines.single_column_config(model_config, num_edges))
     budget = baselines.cortexnet_num_parameters(model_config, num_edges)
+    dropout = model_config.dropout
+    if config.model in ("cnn-matched", "vit-matched"):
+        if config.model == "cnn-matched":
+            count = lambda w: baselines.CNN.num_parameters(in_dim, num_classes, w)  # noqa: E731
+            hidden = baselines.matched_width(count, budget)
+            model = baselines.CNN(in_dim, num_classes, hidden, dropout=dropout)
+        else:
+            count = lambda w: baselines.PatchTransformer.num_parameters(  # noqa: E731
+                in_dim, num_classes, w
+            )
+            width = baselines.matched_width(count, budget, step=4)  # 4 heads
+            model = baselines.PatchTransformer(in_dim, num_classes, width, dropout=dropout)
+        model.config = model_config
+        return model
     hidden = (
         256
         if config.model == "mlp-small"

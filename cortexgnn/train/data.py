@@ -31,12 +31,25 @@ from .two_items import TASKS as _TWO_ITEM_TASKS
 if TYPE_CHECKING:
     from torch import Tensor
 
-__all__ = ["DATASETS", "DatasetNotFoundError", "Split", "default_data_dir", "load_dataset"]
+__all__ = [
+    "DATASETS",
+    "DatasetNotFoundError",
+    "STUDY_VAL_SIZE",
+    "Split",
+    "VALIDATION_SEED",
+    "default_data_dir",
+    "load_dataset",
+    "validation_split",
+]
 
 DATASETS = ("digits", "mnist", "fashion-mnist", *_TWO_ITEM_TASKS)
 DATA_DIR_ENV = "CORTEXGNN_DATA_DIR"
 DIGITS_TEST_SIZE = 360  # ~20 % of the 1,797 images
 DIGITS_SPLIT_SEED = 0  # the split never depends on the training seed
+#: the validation split's seed: fixed, so every run of a study holds out the same images
+VALIDATION_SEED = 0
+#: training images a study holds out for validation (Fashion-MNIST: 55,000 remain)
+STUDY_VAL_SIZE = 5000
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -114,6 +127,22 @@ def _load_torchvision(name: str, data_dir: Path, download: bool) -> tuple[Split,
     return splits[0], splits[1]
 
 
+def _load_two_items(name: str, data_dir, download: bool) -> tuple[Split, Split]:
+    """A two-item task: training pairs from the items' training split, test pairs from test."""
+    from .two_items import PAIRS_SEED, compose, make_pairs
+
+    task = _TWO_ITEM_TASKS[name]
+    splits = load_dataset(task.items, data_dir, download=download)
+    out = []
+    # a different seed per split, so the test pairs are not the training pairs' positions
+    for offset, (items, count) in enumerate(
+        zip(splits, (task.num_train, task.num_test), strict=True)
+    ):
+        first, second, same = make_pairs(items.y, count, PAIRS_SEED + offset)
+        out.append(Split(compose(items.x, first, second, task.canvas), same))
+    return out[0], out[1]
+
+
 def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False
 ) -> tuple[Split, Split]:
@@ -137,8 +166,31 @@ def load_dataset(
     if name == "digits":
         return _load_digits()
     if name in _TWO_ITEM_TASKS:
-        from .two_items import load_two_items
-
-        return load_two_items(name, data_dir, download=download)
+        return _load_two_items(name, data_dir, download)
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     return _load_torchvision(name, root, download)
+
+
+def validation_split(train: Split, size: int, seed: int = VALIDATION_SEED) -> tuple[Split, Split]:
+    """``(train, validation)``: ``size`` training images held out for every choice of a study.
+
+    The held-out images are a seeded permutation's first ``size`` indices, so the split
+    depends on ``seed`` alone (never on the training seed); the remaining images keep their
+    original order. The test split is untouched: a study evaluates it once, at the end.
+
+    Raises:
+        ValueError: ``size`` is not in ``1 .. len(train) - 1``.
+    """
+    import torch
+
+    if not 1 <= size < len(train):
+        raise ValueError(
+            f"val_size must lie in 1..{len(train) - 1} (the training split has "
+            f"{len(train)} images), got {size}"
+        )
+    generator = torch.Generator().manual_seed(seed)
+    held_out = torch.randperm(len(train), generator=generator)[:size]  # [size]
+    keep = torch.ones(len(train), dtype=torch.bool)  # [num_train]
+    keep[held_out] = False
+    held_out = held_out.sort().values
+    return Split(train.x[keep], train.y[keep]), Split(train.x[held_out], train.y[held_out])

@@ -8,6 +8,12 @@ epochs (the article evaluates at every 100th batch of an epoch, which on the 12-
 epochs would be never), and training always runs in train mode (the article never switches
 back after an evaluation, so dropout stays off for the rest of that epoch).
 
+A study's protocol (``val_size`` set) selects nothing on the test set: the periodic
+evaluations run on a fixed validation split held out of the training images, the best step
+is the best validation accuracy (its weights travel in the checkpoint as
+``best_model_state_dict``), and the test set is evaluated once, when the run ends, with
+those weights.
+
 A run folder (:mod:`cortexgnn.train.run_dir`: new per run, locked while in use) holds
 ``checkpoint.pth`` (written atomically at every epoch end and when a run stops early),
 ``metrics.jsonl`` (one JSON record per line), ``summary.json`` and, with matplotlib,
@@ -31,8 +37,14 @@ import torch
 from torch import nn
 
 from ..checkpoint import atomic_save, brain_dict, read_checkpoint
-from .config import TrainConfig, build_model, check_resumable, resolve_device
-from .data import load_dataset
+from .config import (
+    CheckpointMismatchError,
+    TrainConfig,
+    build_model,
+    check_resumable,
+    resolve_device,
+)
+from .data import load_dataset, validation_split
 from .distributed import (
     all_reduce_mean,
     checkpoint_after_restart,
@@ -169,6 +181,9 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     train_set, test_set = load_dataset(config.dataset, config.data_dir, download=config.download)
+    val_set = None
+    if config.val_size is not None:  # a study: choices on validation, the test set once
+        train_set, val_set = validation_split(train_set, config.val_size)
     torch.manual_seed(config.seed)
     model = build_model(config, train_set.x.size(1), int(train_set.y.max()) + 1).to(device)
     sharded = config.column_shards is not None
@@ -209,17 +224,26 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     last_acc, last_eval_step = None, None
+    best_state = _best_state(state, p, config.resume) if val_set is not None else None
 
     def run_eval(final: bool = False) -> None:
-        nonlocal last_acc, last_eval_step
+        nonlocal last_acc, last_eval_step, best_state
         start = time.perf_counter()
-        test_loss, last_acc = evaluate(model, test_set, config.batch_size)
+        split = test_set if val_set is None else val_set
+        loss, last_acc = evaluate(model, split, config.batch_size)
         p.eval_s += time.perf_counter() - start
         last_eval_step = p.step
-        if p.best_acc is None or last_acc > p.best_acc:
+        improved = p.best_acc is None or last_acc > p.best_acc
+        if improved:
             p.best_acc, p.best_step = last_acc, p.step
-        log.write(kind="eval", step=p.step, epoch=p.epoch, test_loss=test_loss,
-                  test_acc=last_acc, final=final)  # fmt: skip
+        if val_set is None:
+            log.write(kind="eval", step=p.step, epoch=p.epoch, test_loss=loss,
+                      test_acc=last_acc, final=final)  # fmt: skip
+            return
+        log.write(kind="eval", split="validation", step=p.step, epoch=p.epoch, val_loss=loss,
+                  val_acc=last_acc, final=final)  # fmt: skip
+        if improved:  # the weights (and statistics) the test set will see
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def save_checkpoint(shuffle_state: torch.Tensor) -> None:
         # column shards: every process writes its own, checkpoint.pth names their folder
@@ -246,6 +270,8 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
                 },
                 "config": config.to_dict(),
                 "environment": environment(),
+                # --val-size: the best validation step's weights, for the one test at the end
+                **({} if best_state is None else {"best_model_state_dict": best_state}),
             },
             out_dir / "checkpoint.pth",
         )
@@ -292,9 +318,23 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     # uninterrupted one see the same homeostasis statistics.
     if config.final_eval and last_eval_step != p.step:
         run_eval(final=True)
+    test = None
+    if val_set is not None and config.final_eval and p.step >= total_steps and best_state:
+        # the run's one look at the test set, with the weights validation chose
+        model.load_state_dict(best_state)
+        start = time.perf_counter()
+        test_loss, test_acc = evaluate(model, test_set, config.batch_size)
+        p.eval_s += time.perf_counter() - start
+        test = {"test_loss": test_loss, "test_acc": test_acc, "weights_step": p.best_step}
+        log.write(kind="test", step=p.step, epoch=p.epoch, **test)
     log.close()
     summary = _summary(config, model, p, last_acc, steps_per_epoch, device)
     summary["kernel_load_s"] = kernel_s  # not in train_time_s: a cold cache compiles here
+    if val_set is not None:  # nothing in it is a maximum over test evaluations
+        summary.update(selection="validation", best_val_acc=p.best_acc, final_val_acc=last_acc,
+                       final_test_acc=None if test is None else test["test_acc"],
+                       test_loss=None if test is None else test["test_loss"],
+                       best_test_acc=None, num_validation=len(val_set))  # fmt: skip
     summary["rank"] = 0 if context is None else context.rank
     summary["world_size"] = 1 if context is None else context.world_size
     summary["interrupted"] = stop.requested  # Ctrl-C: the command exits 130
@@ -304,6 +344,19 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
             summary["plot"] = plot_curves(out_dir / "metrics.jsonl", out_dir / "curves.png", title)
         write_summary(summary, out_dir / "summary.json")
     return summary
+
+
+def _best_state(state: dict | None, p: _Progress, path: str | None) -> dict | None:
+    """The best validation step's weights of a resumed ``--val-size`` run; ``None`` if new."""
+    if state is None or p.best_step is None:
+        return None
+    if not isinstance(state.get("best_model_state_dict"), dict):
+        raise CheckpointMismatchError(
+            f"{path} records a best validation step ({p.best_step}) but not its weights "
+            f"(best_model_state_dict): the test set would see other weights; start the run "
+            f"afresh"
+        )
+    return state["best_model_state_dict"]
 
 
 def _update_bar(bar, loss: float, acc: float | None, batch_size: int) -> None:

@@ -3,7 +3,10 @@
 ``metrics.jsonl`` holds one JSON object per line: ``{"kind": "train", "step", "epoch",
 "loss", "lr", "steps_per_s", "time"}`` every few steps (``loss`` is the mean over those
 steps) and ``{"kind": "eval", "step", "epoch", "test_loss", "test_acc", "final", "time"}``
-after each evaluation (``final`` marks the extra one at the end of a run). matplotlib is
+after each evaluation (``final`` marks the extra one at the end of a run). With a
+validation split (``val_size``) the evaluations are ``{"kind": "eval", "split":
+"validation", ..., "val_loss", "val_acc"}`` and the run ends with one ``{"kind": "test",
+"step", "epoch", "test_loss", "test_acc", "weights_step"}``. matplotlib is
 optional: without it there is no plot, and nothing else changes.
 """
 
@@ -188,9 +191,10 @@ def curves_figure(records: list[dict], title: str = ""):
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1)
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss")
-    accuracy = [100 * r["test_acc"] for r in evals]
+    split = "validation" if any("val_acc" in r for r in evals) else "test"  # --val-size runs
+    accuracy = [100 * r["val_acc" if split == "validation" else "test_acc"] for r in evals]
     ax_acc.plot([r["step"] for r in evals], accuracy, "o-", ms=4, lw=1)
-    ax_acc.set(xlabel="step", ylabel="test accuracy", title="test accuracy")
+    ax_acc.set(xlabel="step", ylabel=f"{split} accuracy", title=f"{split} accuracy")
     low = min(accuracy, default=0.0)
     ax_acc.set_ylim(max(0.0, low - max(2.0, 0.1 * (100 - low))), 100.0)
     for ax in (ax_loss, ax_acc):

@@ -14,22 +14,20 @@ two items share a class, else 0. A model whose answer is read from one place on 
 The pairs are deterministic: a fixed seed (:data:`PAIRS_SEED`, never the training seed)
 draws them, exactly half of each split are same-class pairs (the odd one out of an odd
 count is a different-class pair), and test pairs are drawn only from the test split, so no
-test item was ever seen in training.
+test item was ever seen in training. :func:`cortexgnn.train.data.load_dataset` loads them by
+these names.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from torch import Tensor
 
-    from .data import Split
-
-__all__ = ["PAIRS_SEED", "TASKS", "TwoItemTask", "compose", "load_two_items", "make_pairs"]
+__all__ = ["PAIRS_SEED", "TASKS", "TwoItemTask", "compose", "make_pairs"]
 
 #: seed of the pairs: the same pairs for every run, whatever its training seed
 PAIRS_SEED = 0
@@ -114,26 +112,3 @@ def compose(images: Tensor, first: Tensor, second: Tensor, canvas: int) -> Tenso
     out[:, :side, :side] = items[first]
     out[:, canvas - side :, canvas - side :] = items[second]
     return out.flatten(1)  # [P, canvas * canvas]
-
-
-def load_two_items(
-    name: str, data_dir: str | os.PathLike | None = None, *, download: bool = False
-) -> tuple[Split, Split]:
-    """The training and test splits of the two-item task ``name`` (one of :data:`TASKS`).
-
-    Training pairs come from the item dataset's training split, test pairs from its test
-    split; labels are 1 (same class) or 0.
-    """
-    from .data import Split, load_dataset
-
-    if name not in TASKS:
-        raise ValueError(f"unknown two-item task {name!r}; choose one of {', '.join(TASKS)}")
-    task = TASKS[name]
-    splits = load_dataset(task.items, data_dir, download=download)
-    out = []
-    # a different seed per split, so the test pairs are not the training pairs' positions
-    for offset, (items, count) in enumerate(zip(splits, (task.num_train, task.num_test),
-                                                strict=True)):  # fmt: skip
-        first, second, same = make_pairs(items.y, count, PAIRS_SEED + offset)
-        out.append(Split(compose(items.x, first, second, task.canvas), same))
-    return out[0], out[1]

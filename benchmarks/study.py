@@ -1,0 +1,354 @@
+"""Part 2 of the science page: the preregistered experiments under the validation protocol.
+
+Every run is ``cortexgnn train`` with the protocol of docs/science.md part 2: 3 epochs,
+batch 128, AdamW (weight decay 1e-5), a cosine period of 1.2 x the epochs, a fixed
+validation split of 5,000 training images (``--val-size``), evaluations on it every 200
+steps, homeostasis frozen during evaluation, and the test set evaluated once at the end
+with the best validation step's weights. Each model of a main comparison first runs seed
+0 at every learning rate in :data:`LEARNING_RATES`; the rate with the best validation
+accuracy (ties: the smaller) then runs seeds 1-4. Test accuracy feeds no choice.
+
+Experiment C (tuned baselines on Fashion-MNIST) runs here. Experiment B needs columns
+with patch receptive fields and a one-column readout, which this tree's model does not
+have yet; ``--hops`` writes what B's prediction rests on, the hop distance from the two
+items to the readout column of every graph and seed, before any B run.
+
+The study is resumable like ``benchmarks/ablation.py``: finished runs are read back from
+``benchmarks/results/study.json`` and skipped, a killed run resumes from its last epoch
+checkpoint (its folder under ``--runs-dir``), and each finished run is added to the JSON
+at once (read, add, write atomically).
+
+    python benchmarks/study.py --experiment C --data-dir PATH    # one run at a time, 1 thread
+    python benchmarks/study.py --hops                                  # B's hop distances
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import harness
+from benchmarks.ablation import median_step_ms, save
+from benchmarks.ablation_report import interval, t_quantile
+
+RESULTS = Path(__file__).resolve().parent / "results" / "study.json"
+HOPS = Path(__file__).resolve().parent / "results" / "study_hops.json"
+LEARNING_RATES = (3e-4, 1e-3, 3e-3)
+#: the family-wise level of the preregistered main comparisons (Holm)
+FAMILY_LEVEL = 0.05
+
+
+@dataclass(frozen=True)
+class Model:
+    """One row of an experiment: ``cortexgnn train`` flags and how its rate is chosen.
+
+    Attributes:
+        name: the row's name.
+        flags: its ``cortexgnn train`` flags on top of the protocol's.
+        seeds: how many seeds (5 for a model of a main comparison).
+        lr_from: take the learning rate chosen for that model instead of searching.
+        frozen: freeze homeostasis during evaluation (the protocol); ``False`` only for the
+            labelled variant that keeps the article's eval-time updates.
+    """
+
+    name: str
+    flags: tuple[str, ...] = ()
+    seeds: int = 5
+    lr_from: str | None = None
+    frozen: bool = True
+
+
+#: experiment -> its dataset, rows and preregistered main comparisons (id, a, b: a - b)
+EXPERIMENTS = {
+    "C": {
+        "dataset": "fashion-mnist",
+        "models": (
+            Model("article"),
+            Model("columns-16", ("--num-columns", "16")),
+            Model("mlp-matched", ("--model", "mlp-matched")),
+            Model("cnn-matched", ("--model", "cnn-matched")),
+            Model("vit-matched-16", ("--model", "vit-matched", "--num-columns", "16")),
+            Model("article-eval-updates", seeds=3, lr_from="article", frozen=False),
+        ),
+        "comparisons": (
+            ("C1", "article", "mlp-matched"),
+            ("C2", "article", "cnn-matched"),
+            ("C3", "columns-16", "vit-matched-16"),
+        ),
+    },
+}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--experiment", choices=list(EXPERIMENTS), default="C")
+    p.add_argument("--data-dir", default=None, help="folder holding FashionMNIST/raw")
+    p.add_argument("--models", nargs="*", default=None, help="only these rows (default: all)")
+    p.add_argument("--runs-dir", default="runs/study", help="run folders (checkpoints)")
+    p.add_argument("--results", default=str(RESULTS), help="the results JSON")
+    p.add_argument("--dataset", default=None, help="replace the experiment's (smoke tests)")
+    p.add_argument("--val-size", type=int, default=5000, help="validation images held out")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--max-steps", type=int, default=None, help="cut every run short (smoke)")
+    p.add_argument("--seeds", type=int, default=None, help="cap every row's seeds (smoke)")
+    p.add_argument(
+        "--hops",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="only write experiment B's hop distances (benchmarks/results/study_hops.json)",
+    )
+    return p
+
+
+def protocol(args) -> dict:
+    """The shared training settings, as stored in the results file."""
+    return {
+        "dataset": args.dataset or EXPERIMENTS[args.experiment]["dataset"],
+        "epochs": args.epochs, "batch_size": 128, "weight_decay": 1e-5,
+        "t_max_epochs": 1.2 * args.epochs, "eval_every": 200, "val_size": args.val_size,
+        "learning_rates": list(LEARNING_RATES), "threads_per_run": 1,
+        "max_steps": args.max_steps,
+    }  # fmt: skip
+
+
+def models(args) -> list[Model]:
+    rows = EXPERIMENTS[args.experiment]["models"]
+    chosen = [m for m in rows if args.models is None or m.name in args.models]
+    unknown = set(args.models or ()) - {m.name for m in rows}
+    if unknown:
+        raise SystemExit(f"unknown rows {sorted(unknown)}; choose from {[m.name for m in rows]}")
+    return chosen
+
+
+def _key(run: dict) -> tuple:
+    return run["experiment"], run["name"], run["lr"], run["seed"]
+
+
+def chosen_lr(results: dict, experiment: str, name: str) -> float | None:
+    """The learning rate of ``name`` with the best validation accuracy at seed 0.
+
+    ``None`` until every rate has its seed-0 run; ties go to the smaller rate.
+    """
+    runs = {r["lr"]: r for r in results["runs"]
+            if r["experiment"] == experiment and r["name"] == name and r["seed"] == 0}  # fmt: skip
+    if any(lr not in runs for lr in LEARNING_RATES):
+        return None
+    return max(LEARNING_RATES, key=lambda lr: (runs[lr]["best_val_acc"], -lr))
+
+
+def pending(results: dict, args) -> list[tuple[Model, float, int]]:
+    """(row, learning rate, seed) still to run: the rate search first, then the seeds."""
+    done = {_key(r) for r in results["runs"]}
+    todo = []
+    for model in models(args):
+        seeds = range(min(model.seeds, args.seeds or model.seeds))
+        if model.lr_from is None:
+            todo += [(model, lr, 0) for lr in LEARNING_RATES]
+            lr = chosen_lr(results, args.experiment, model.name)
+        else:
+            lr = chosen_lr(results, args.experiment, model.lr_from)
+        if lr is not None:
+            todo += [(model, lr, s) for s in seeds]
+    seen, out = set(), []
+    for model, lr, seed in todo:
+        key = (args.experiment, model.name, lr, seed)
+        if key not in done and key not in seen:
+            seen.add(key)
+            out.append((model, lr, seed))
+    return out
+
+
+def train_command(args, proto: dict, model: Model, lr: float, seed: int, out_dir: Path):
+    """The ``cortexgnn train`` command line of one run."""
+    cmd = [sys.executable, "-m", "cortexgnn", "train", *model.flags]
+    cmd += ["--dataset", proto["dataset"]]
+    cmd += ["--data-dir", args.data_dir] if args.data_dir else []
+    cmd += ["--epochs", str(proto["epochs"]), "--batch-size", str(proto["batch_size"])]
+    cmd += ["--lr", str(lr), "--weight-decay", str(proto["weight_decay"])]
+    cmd += ["--t-max-epochs", str(proto["t_max_epochs"]), "--eval-every", str(proto["eval_every"])]
+    cmd += ["--val-size", str(proto["val_size"]), "--seed", str(seed), "--threads", "1"]
+    cmd += ["--freeze-homeostasis-in-eval" if model.frozen else "--no-freeze-homeostasis-in-eval"]
+    cmd += ["--no-progress", "--no-plot"]
+    cmd += ["--max-steps", str(proto["max_steps"])] if proto["max_steps"] else []
+    checkpoint = out_dir / "checkpoint.pth"
+    if checkpoint.is_file():  # killed earlier: continue from its last epoch
+        return [*cmd, "--resume", str(checkpoint)]
+    return [*cmd, "--out-dir", str(out_dir)]
+
+
+def run_one(args, proto: dict, model: Model, lr: float, seed: int) -> dict:
+    """Train one (row, rate, seed); returns its record from the run's summary.json."""
+    out_dir = Path(args.runs_dir) / args.experiment / f"{model.name}-lr{lr:g}-s{seed}"
+    if out_dir.exists() and not (out_dir / "checkpoint.pth").is_file():
+        shutil.rmtree(out_dir)  # died before its first checkpoint: start over
+    cmd = train_command(args, proto, model, lr, seed, out_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{model.name} lr {lr} seed {seed} failed: {done.stderr[-2000:]}")
+    summary = json.loads((out_dir / "summary.json").read_text())
+    return {
+        "experiment": args.experiment, "name": model.name, "flags": list(model.flags),
+        "frozen_homeostasis": model.frozen, "lr": lr, "seed": seed,
+        "parameters": summary["num_parameters"], "best_val_acc": summary["best_val_acc"],
+        "best_step": summary["best_step"], "test_acc": summary["final_test_acc"],
+        "steps": summary["steps"], "step_ms": median_step_ms(out_dir),
+        "wall_s": time.perf_counter() - start,
+        "commit": summary["environment"].get("git_commit"),
+    }  # fmt: skip
+
+
+def load(path: Path) -> dict:
+    if path.is_file():
+        return json.loads(path.read_text())
+    return {"runs": []}
+
+
+def comparisons(results: dict, experiment: str) -> list[dict]:
+    """The preregistered main comparisons: paired test-accuracy differences, with Holm.
+
+    Each is ``a - b`` in points over the seeds both rows have at their chosen rates, with
+    its 95 % t interval. Holm's step-down at :data:`FAMILY_LEVEL`: sorted by ``|t|``, the
+    ``k``-th (from 0) of ``m`` is established when its ``|t|`` passes the two-sided
+    quantile at level ``1 - FAMILY_LEVEL / (m - k)`` and every one before it did.
+    """
+    rows = []
+    for cid, a, b in EXPERIMENTS[experiment]["comparisons"]:
+        accs = {}
+        for name in (a, b):
+            lr = chosen_lr(results, experiment, name)
+            accs[name] = {r["seed"]: r["test_acc"] for r in results["runs"]
+                          if r["experiment"] == experiment and r["name"] == name
+                          and r["lr"] == lr}  # fmt: skip
+        seeds = sorted(accs[a].keys() & accs[b].keys())
+        diffs = [100 * (accs[a][s] - accs[b][s]) for s in seeds]
+        row = {"id": cid, "a": a, "b": b, "seeds": seeds, "diffs": diffs, "mean": None,
+               "half_width": None, "t": None, "established": False}  # fmt: skip
+        if len(diffs) >= 2:
+            mean, half = interval(diffs)
+            sd = statistics.stdev(diffs)
+            t = math.inf if sd == 0 else mean / (sd / math.sqrt(len(diffs)))
+            row.update(mean=mean, half_width=half, t=t)
+        rows.append(row)
+    ready = sorted((r for r in rows if r["t"] is not None), key=lambda r: -abs(r["t"]))
+    m = len(rows)
+    for k, row in enumerate(ready):
+        needed = t_quantile(1 - FAMILY_LEVEL / (m - k), len(row["diffs"]) - 1)
+        if abs(row["t"]) <= needed:
+            break
+        row["established"] = True
+    return rows
+
+
+#: experiment B's graphs over the 7 x 7 grid of 49 columns: name -> builder(seed)
+def _b_graphs():
+    from cortexgnn.graph import (
+        complete_graph,
+        lattice_graph,
+        rewired_lattice_graph,
+        small_world_graph,
+    )
+
+    return {
+        "ring": lambda seed: small_world_graph(49, 8, 0.0, seed=seed),
+        "small-world-0.05": lambda seed: small_world_graph(49, 8, 0.05, seed=seed),
+        "small-world-0.15": lambda seed: small_world_graph(49, 8, 0.15, seed=seed),
+        "small-world-0.5": lambda seed: small_world_graph(49, 8, 0.5, seed=seed),
+        "lattice": lambda seed: lattice_graph(7, 7),
+        "rewired-lattice-0.15": lambda seed: rewired_lattice_graph(7, 7, 0.15, seed=seed),
+        "random": lambda seed: small_world_graph(49, 8, 1.0, seed=seed),
+        "complete": lambda seed: complete_graph(49),
+    }
+
+
+def item_columns(grid: int, patch: int, item: int, canvas: int) -> tuple[list[int], list[int]]:
+    """The columns whose patch overlaps the top-left item, and the bottom-right item's.
+
+    Columns sit row-major on a ``grid x grid`` grid, their patches at stride ``patch`` on a
+    ``canvas x canvas`` canvas with ``item x item`` items in opposite corners.
+    """
+
+    def overlaps(start: int, stop: int) -> list[int]:
+        return [g for g in range(grid) if g * patch < stop and (g + 1) * patch > start]
+
+    near, far = overlaps(0, item), overlaps(canvas - item, canvas)
+    return [r * grid + c for r in near for c in near], [r * grid + c for r in far for c in far]
+
+
+def hop_table(seeds: int = 5) -> dict:
+    """B's hop distance ``d`` per graph and seed, with diameter and mean hop count.
+
+    ``d`` is the larger, over the two items, of the fewest hops from a column over the item
+    to the readout column (the grid's top-right corner): 56 x 56 canvas, 28 x 28 items,
+    8 x 8 patches at stride 8.
+    """
+    from cortexgnn.graph import graph_stats, hops_to
+
+    grid, readout = 7, 6
+    first, second = item_columns(grid, 8, 28, 56)
+    table = {}
+    for name, build in _b_graphs().items():
+        rows = []
+        for seed in range(seeds):
+            edge_index = build(seed)
+            hops = [hops_to(edge_index, grid * grid, cols, readout) for cols in (first, second)]
+            stats = graph_stats(edge_index, grid * grid)
+            d = None if None in hops else max(hops)
+            rows.append({"seed": seed, "d": d, "diameter": stats["diameter"],
+                         "mean_hops": stats["mean_hops"],
+                         "num_edges": stats["num_edges"]})  # fmt: skip
+        table[name] = rows
+    return {"grid": grid, "readout": readout, "items": [first, second], "graphs": table}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    if args.hops:
+        out = hop_table()
+        save(HOPS, out)
+        return out
+    path = Path(args.results)
+    results = load(path)
+    proto = protocol(args)
+    stored = results.get("protocols", {}).get(args.experiment)
+    if stored is not None and stored != proto:
+        raise SystemExit(
+            f"{path} holds runs of another protocol ({stored}); these settings ({proto}) "
+            f"would mix them: use another --results"
+        )
+    results.setdefault("protocols", {})[args.experiment] = proto
+    results["environment"] = harness.environment(harness.pick_device("cpu"), 1)
+    failures = set()
+    while True:
+        todo = [job for job in pending(results, args) if (job[0].name, *job[1:]) not in failures]
+        if not todo:
+            break
+        model, lr, seed = todo[0]  # one at a time: the runs after a rate search depend on it
+        try:
+            run = run_one(args, proto, model, lr, seed)
+        except RuntimeError as err:
+            failures.add((model.name, lr, seed))
+            print(err, file=sys.stderr)
+            continue
+        results = {**load(path), "protocols": results["protocols"],
+                   "environment": results["environment"]}  # fmt: skip
+        if _key(run) not in {_key(r) for r in results["runs"]}:
+            results["runs"].append(run)
+        save(path, results)
+        print(f"done {model.name} lr {lr:g} seed {seed}", flush=True)
+    results["comparisons"] = comparisons(results, args.experiment)
+    return results
+
+
+if __name__ == "__main__":
+    main()

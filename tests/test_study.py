@@ -1,0 +1,107 @@
+"""benchmarks/study.py: the rate search, the seeds, Holm, B's hop table, a smoke run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package
+
+from benchmarks import study  # noqa: E402
+
+
+def _run(name, lr, seed, val=0.5, test=0.5):
+    return {"experiment": "C", "name": name, "lr": lr, "seed": seed, "best_val_acc": val,
+            "test_acc": test}  # fmt: skip
+
+
+def _args(*extra):
+    return study.get_parser().parse_args(["--experiment", "C", *extra])
+
+
+def test_the_rate_is_chosen_on_validation_once_every_rate_ran_ties_to_the_smaller():
+    results = {"runs": [_run("article", 3e-4, 0, val=0.8), _run("article", 1e-3, 0, val=0.9)]}
+    assert study.chosen_lr(results, "C", "article") is None
+    results["runs"].append(_run("article", 3e-3, 0, val=0.9, test=0.99))
+    assert study.chosen_lr(results, "C", "article") == 1e-3  # the tie goes to the smaller
+    results["runs"][0]["test_acc"] = 1.0  # test accuracy never decides
+    assert study.chosen_lr(results, "C", "article") == 1e-3
+
+
+def test_pending_searches_the_rates_then_runs_the_seeds_and_borrows_a_rate():
+    args = _args("--models", "article", "article-eval-updates")
+    results = {"runs": []}
+    todo = [(m.name, lr, s) for m, lr, s in study.pending(results, args)]
+    assert todo == [("article", lr, 0) for lr in study.LEARNING_RATES]
+    results["runs"] = [_run("article", lr, 0, val=v) for lr, v in zip(
+        study.LEARNING_RATES, (0.7, 0.8, 0.75), strict=True)]  # fmt: skip
+    todo = [(m.name, lr, s) for m, lr, s in study.pending(results, args)]
+    assert todo == [("article", 1e-3, s) for s in range(1, 5)] + [
+        ("article-eval-updates", 1e-3, s) for s in range(3)
+    ]
+    (labelled,) = [m for m in study.models(args) if m.name == "article-eval-updates"]
+    command = study.train_command(args, study.protocol(args), labelled, 1e-3, 0, Path("x"))
+    assert "--no-freeze-homeostasis-in-eval" in command and "--val-size" in command
+    with pytest.raises(SystemExit, match="unknown rows"):
+        study.models(_args("--models", "nope"))
+
+
+def _finished(accs):
+    """Experiment C with every row at rate 1e-3, ``accs[name]`` its test accuracy per seed."""
+    runs = []
+    for name, values in accs.items():
+        runs += [_run(name, lr, 0, val=1.0 if lr == 1e-3 else 0.0, test=values[0])
+                 for lr in study.LEARNING_RATES]  # fmt: skip
+        runs += [_run(name, 1e-3, s, test=v) for s, v in enumerate(values) if s]
+    return {"runs": runs}
+
+
+def test_holm_establishes_the_largest_effects_in_order_and_stops_at_the_first_miss():
+    base = [0.880, 0.881, 0.879, 0.882, 0.880]
+    accs = {
+        "article": base,
+        "mlp-matched": [a - 0.02 + d for a, d in zip(base, (0, 1e-4, -1e-4, 2e-4, 0), strict=True)],
+        "cnn-matched": [a - 0.001 * s for s, a in enumerate(base)],  # a trend, noisy
+        "columns-16": base,
+        "vit-matched-16": [a + d for a, d in zip(base, (1e-3, -1e-3, 2e-3, -2e-3, 0), strict=True)],
+    }  # fmt: skip
+    rows = {r["id"]: r for r in study.comparisons(_finished(accs), "C")}
+    assert rows["C1"]["seeds"] == [0, 1, 2, 3, 4]
+    assert rows["C1"]["mean"] == pytest.approx(2.0 - 0.004)  # the MLP's noise averages 0.004
+    assert rows["C1"]["established"]
+    assert not rows["C3"]["established"] and abs(rows["C3"]["mean"]) < 1e-9
+    # C2 (mean +0.2, t ~ 2.8) passes a 95 % interval but not Holm's second step (|t| > 3.5)
+    assert rows["C2"]["mean"] - rows["C2"]["half_width"] > 0 and not rows["C2"]["established"]
+
+
+def test_the_hop_table_is_the_committed_one_and_fits_the_grid():
+    first, second = study.item_columns(7, 8, 28, 56)
+    assert first[:4] == [0, 1, 2, 3] and len(first) == len(second) == 16 and 24 in first
+    table = study.hop_table()
+    assert [r["d"] for r in table["graphs"]["lattice"]] == [3] * 5
+    assert [r["d"] for r in table["graphs"]["complete"]] == [1] * 5
+    committed = json.loads(study.HOPS.read_text())
+    assert committed == json.loads(json.dumps(table))
+
+
+@pytest.mark.slow
+def test_a_smoke_study_searches_rates_runs_seeds_and_resumes(tmp_path):
+    results = tmp_path / "study.json"
+    argv = ["--dataset", "digits", "--val-size", "200", "--max-steps", "2", "--seeds", "2",
+            "--models", "mlp-matched", "--runs-dir", str(tmp_path / "runs"),
+            "--results", str(results)]  # fmt: skip
+    script = [sys.executable, "-m", "benchmarks.study", *argv]  # the tool, from the root
+    env = {**os.environ, "CORTEXGNN_NO_KERNEL": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(results.read_text())["runs"]
+    assert {r["lr"] for r in runs if r["seed"] == 0} == set(study.LEARNING_RATES)
+    assert len(runs) == 4 and all(r["test_acc"] is not None for r in runs)
+    again = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "done" not in again.stdout
