@@ -356,7 +356,7 @@ def render(result: dict) -> str:
     counts = result["parameters_per_column"]
     gib = 2**30
     out = [
-        f"Measured on {env['cpu']} ({env['cpu_count']} cores, shared with other jobs; load "
+        f"Measured on {env['cpu']} ({env['cpu_count']} cores; load "
         f"average {env['load_average_at_start'][0]:.1f} at the start), {env['num_threads']} "
         f"thread, torch {env['torch']}, commit {env['git_commit'][:7]}, {env['date_utc']}. "
         f"Batch {cfg['batch_size']}, D {cfg['col_out']}, input {cfg['in_dim']}, "
