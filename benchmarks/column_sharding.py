@@ -262,7 +262,8 @@ def render(result: dict) -> str:
         f"batch {result['args']['batch_size']}, in_dim {result['args']['in_dim']}, torch "
         f"{env['torch']}, commit {env['git_commit']}, {env['date_utc']}; load average "
         f"{load[0]:.1f} at the start and "
-        f"{(env.get('load_average_at_end') or [float('nan')])[0]:.1f} at the end. Medians of {result['args']['steps']} steps after "
+        f"{(env.get('load_average_at_end') or [float('nan')])[0]:.1f} at the end. "
+        f"Medians of {result['args']['steps']} steps after "
         f"{result['args']['warmup']} warm-up steps.",
         "",
     ]

@@ -305,9 +305,15 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{r['peak_rss_bytes'] / 2**30:6.2f} GiB (model "
                   f"{model['peak_bytes'] / 2**30:6.2f})", flush=True)  # fmt: skip
     path = Path(args.out_dir or harness.RESULTS_DIR) / "shared_scale-cpu.json"
+    environment = harness.environment(torch.device("cpu"), args.threads)
+    for r in rows:  # a merged file mixes runs: every row keeps the conditions it ran under
+        r["measured"] = _stamp(environment)
     if args.merge and path.is_file():
         new = {(r["N"], r["mode"]) for r in rows}
-        old = [r for r in json.loads(path.read_text())["rows"] if (r["N"], r["mode"]) not in new]
+        saved = json.loads(path.read_text())
+        old = [r for r in saved["rows"] if (r["N"], r["mode"]) not in new]
+        for r in old:
+            r.setdefault("measured", _stamp(saved["environment"]))
         rows = sorted(
             old + rows, key=lambda r: (r["N"], (MODES + ["manual/fp32"]).index(r["mode"]))
         )
@@ -315,7 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "benchmark": "shared_scale",
         "config": {k: v for k, v in vars(args).items() if k != "point"},
-        "environment": harness.environment(torch.device("cpu"), args.threads),
+        "environment": environment,
         "base_rss_bytes": base,
         "parameters_per_column": parameters_per_column(args),
         "rows": rows,
@@ -349,6 +355,30 @@ MODE_NAMES = {
 }
 
 
+def _stamp(env: dict) -> dict:
+    """The commit, date and load of one run, stamped on the rows it measured."""
+    load = env.get("load_average_at_start") or [float("nan")]
+    return {"commit": env["git_commit"][:7], "date_utc": env["date_utc"], "load": load[0]}
+
+
+def _runs_line(rows: list[dict]) -> str:
+    """Which rows each run measured, when a merged file holds more than one run."""
+    runs: dict[tuple, list[int]] = {}
+    for r in rows:
+        m = r.get("measured")
+        if m:
+            runs.setdefault((m["commit"], m["date_utc"], m["load"]), []).append(r["N"])
+    if len(runs) < 2:
+        return ""
+    parts = [
+        f"N = {min(ns):,}..{max(ns):,} at commit {c}, {d}, load average {load:.1f}"
+        if min(ns) != max(ns)
+        else f"N = {ns[0]:,} at commit {c}, {d}, load average {load:.1f}"
+        for (c, d, load), ns in runs.items()
+    ]
+    return " Rows by run: " + "; ".join(parts) + "."
+
+
 def render(result: dict) -> str:
     """The Markdown that docs/scaling.md shows between its markers, from one result."""
     cfg, env, base = result["config"], result["environment"], result["base_rss_bytes"]
@@ -357,11 +387,13 @@ def render(result: dict) -> str:
     gib = 2**30
     out = [
         f"Measured on {env['cpu']} ({env['cpu_count']} cores; load "
-        f"average {env['load_average_at_start'][0]:.1f} at the start), {env['num_threads']} "
-        f"thread, torch {env['torch']}, commit {env['git_commit'][:7]}, {env['date_utc']}. "
+        f"average {env['load_average_at_start'][0]:.1f} at the start of the last run), "
+        f"{env['num_threads']} thread, torch {env['torch']}, last run at commit "
+        f"{env['git_commit'][:7]}, {env['date_utc']}. "
         f"Batch {cfg['batch_size']}, D {cfg['col_out']}, input {cfg['in_dim']}, "
         f"{cfg['message_iters']} iterations; one step = forward, backward, Hebbian update, "
-        f"AdamW step; median of {cfg['steps']} step(s) after one warm-up step.",
+        f"AdamW step; median of {cfg['steps']} step(s) after one warm-up step."
+        + _runs_line(result["rows"]),
         "",
         "Parameters per column (counted on built models: the growth from 16 to 32 "
         "columns): per-column weights "
