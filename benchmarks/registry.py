@@ -89,12 +89,12 @@ register("cuda_suite", "benchmarks.cuda_suite",
          quick=["--quick"], device="cuda")
 register("shared_scale", "benchmarks.shared_scale",
          "one training step of shared-weight columns up to 10^6: time, peak memory, memory model",
-         quick=["--sizes", "256", "1024", "--modes", "off/fp32", "torch/bf16", "--steps", "1",
+         quick=["--sizes", "256", "--modes", "torch/bf16", "--steps", "1",
                 "--batch-size", "2", "--col-out", "16", "--in-dim", "64"])
 register("column_sharding", "benchmarks.column_sharding",
          "the per-column model sharded over processes: strong and weak scaling, halo bytes",
-         quick=["--num-columns", "64", "--per-process", "32", "--batch-size", "4", "--in-dim", "16",
-                "--warmup", "1", "--steps", "1"])
+         quick=["--num-columns", "64", "--strong", "1", "2", "--weak", "--batch-size", "4",
+                "--in-dim", "16", "--warmup", "1", "--steps", "1"])
 register("study", "benchmarks.study",
          "where can the column graph matter: the preregistered study under the validation protocol",
          quick=["--dataset", "digits", "--val-size", "200", "--max-steps", "2", "--seeds", "1",
