@@ -42,6 +42,15 @@ def weighted_neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -
     return _neighbour_sum(x, edge_index, edge_weight)
 
 
+def settle(post: Tensor, message: Tensor, pre: Tensor) -> Tensor:
+    """One synchronous update of the states ``post [N, B, D]`` by their ``message``.
+
+    The article's ``h <- relu(h + 0.2 m)`` then ``h <- 0.9 h + 0.1 pre``: the one place the
+    update is written (the sharded model calls it too).
+    """
+    return DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre  # [N, B, D]
+
+
 def _neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
     """:func:`weighted_neighbour_sum` on a graph already checked (the model's loop)."""
     source, target = edge_index
@@ -247,13 +256,13 @@ class CortexNet(nn.Module):
     ) -> Tensor:
         """One update of the states ``post [N, B, D]`` with the attention message."""
         message = self.conv(post, edge_index, gate, fold=fold)  # [N, B, D]
-        return DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
+        return settle(post, message, pre)
 
     @staticmethod
     def _summed_iteration(post: Tensor, pre: Tensor, edge_index: Tensor, weight: Tensor) -> Tensor:
         """One update of the states ``post [N, B, D]`` with the weighted-sum message."""
         message = _neighbour_sum(post, edge_index, weight)  # [N, B, D]
-        return DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
+        return settle(post, message, pre)
 
     def _checked_input(self, x: Tensor) -> Tensor:
         """``x`` as ``[B, in_dim]`` of the weights' dtype, or a ``ValueError`` naming ``x``."""

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 from ..nn.columns import CorticalColumns
 from ..nn.config import ARTICLE_FIELDS, ModelConfig
 from ..nn.conv import ColumnAttentionConv
-from ..nn.model import DECAY, MESSAGE_GAIN, CortexNet, weighted_neighbour_sum
+from ..nn.model import CortexNet, settle, weighted_neighbour_sum
 from ..nn.plasticity import Homeostasis
 from .collectives import HaloTraffic, exchange_halo, sum_over_shards
 from .plan import HaloPlan, halo_plan
@@ -250,7 +250,7 @@ class ShardedCortexNet(nn.Module):
                 message = weighted_neighbour_sum(sources, self.edge_index, weight)[:n]
             else:
                 message = self.conv((sources, post), self.edge_index, gate, fold=fold)
-            post = DECAY * F.relu(post + MESSAGE_GAIN * message) + (1.0 - DECAY) * pre
+            post = settle(post, message, pre)  # [n, B, D]
         return post
 
     def _checked_input(self, x: Tensor) -> Tensor:
