@@ -97,7 +97,8 @@ register("column_sharding", "benchmarks.column_sharding",
                 "--in-dim", "16", "--warmup", "1", "--steps", "1"])
 register("study", "benchmarks.study",
          "where can the column graph matter: the preregistered study under the validation protocol",
-         quick=["--dataset", "digits", "--val-size", "200", "--max-steps", "2", "--seeds", "1",
+         quick=["--experiment", "C", "--dataset", "digits", "--val-size", "200", "--max-steps", "2",
+                "--seeds", "1",
                 "--models", "mlp-matched", "--results", "{out_dir}/study.json",
                 "--runs-dir", "{out_dir}/study-runs"])
 # fmt: on

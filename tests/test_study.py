@@ -37,19 +37,19 @@ def test_the_rate_is_chosen_on_validation_once_every_rate_ran_ties_to_the_smalle
 def test_pending_searches_the_rates_then_runs_the_seeds_and_borrows_a_rate():
     args = _args("--models", "article", "article-eval-updates")
     results = {"runs": []}
-    todo = [(m.name, lr, s) for m, lr, s in study.pending(results, args)]
+    todo = [(j.model.name, j.lr, j.seed) for j in study.pending(results, args)]
     assert todo == [("article", lr, 0) for lr in study.LEARNING_RATES]
     results["runs"] = [_run("article", lr, 0, val=v) for lr, v in zip(
         study.LEARNING_RATES, (0.7, 0.8, 0.75), strict=True)]  # fmt: skip
-    todo = [(m.name, lr, s) for m, lr, s in study.pending(results, args)]
+    todo = [(j.model.name, j.lr, j.seed) for j in study.pending(results, args)]
     assert todo == [("article", 1e-3, s) for s in range(1, 5)] + [
         ("article-eval-updates", 1e-3, s) for s in range(3)
     ]
-    (labelled,) = [m for m in study.models(args) if m.name == "article-eval-updates"]
-    command = study.train_command(args, study.protocol(args), labelled, 1e-3, 0, Path("x"))
+    (labelled,) = [m for m in study.models(args, "C") if m.name == "article-eval-updates"]
+    command = study.train_command(args, study.protocol(args, "C"), labelled, 1e-3, 0, Path("x"))
     assert "--no-freeze-homeostasis-in-eval" in command and "--val-size" in command
     with pytest.raises(SystemExit, match="unknown rows"):
-        study.models(_args("--models", "nope"))
+        study.models(_args("--models", "nope"), "C")
 
 
 def _finished(accs):
@@ -93,7 +93,8 @@ def test_the_hop_table_is_the_committed_one_and_fits_the_grid():
 @pytest.mark.slow
 def test_a_smoke_study_searches_rates_runs_seeds_and_resumes(tmp_path):
     results = tmp_path / "study.json"
-    argv = ["--dataset", "digits", "--val-size", "200", "--max-steps", "2", "--seeds", "2",
+    argv = ["--experiment", "C", "--dataset", "digits", "--val-size", "200", "--max-steps", "2",
+            "--seeds", "2",
             "--models", "mlp-matched", "--runs-dir", str(tmp_path / "runs"),
             "--results", str(results)]  # fmt: skip
     script = [sys.executable, "-m", "benchmarks.study", *argv]  # the tool, from the root
@@ -105,3 +106,68 @@ def test_a_smoke_study_searches_rates_runs_seeds_and_resumes(tmp_path):
     assert len(runs) == 4 and all(r["test_acc"] is not None for r in runs)
     again = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "done" not in again.stdout
+
+
+def test_the_main_rows_and_rate_searches_of_every_experiment_come_before_the_cells():
+    args = study.get_parser().parse_args([])
+    assert args.experiment == ["B", "A", "C"]
+    todo = study.pending({"runs": []}, args)
+    # nothing has run: only the rate searches are ready (B's lattice at 4, A's three, C's five)
+    searched = [(j.experiment, j.model.name) for j in todo]
+    assert searched[:3] == [("B", "lattice-4")] * 3 and {j.seed for j in todo} == {0}
+    assert {e for e, _ in searched} == {"A", "B", "C"} and len(todo) == 3 * 9
+    # once B's rate is known, its main rows (5 seeds) go before any exploratory cell
+    results = {
+        "runs": [
+            {**_run("lattice-4", lr, 0, val=v), "experiment": "B"}
+            for lr, v in zip(study.LEARNING_RATES, (0.6, 0.7, 0.5), strict=True)
+        ]
+    }
+    todo = study.pending(results, args)
+    b_main = [j for j in todo if j.experiment == "B" and j.model.seeds == 5]
+    assert {j.model.name for j in b_main} == {"random-2", "lattice-2", "lattice-8", "none"}
+    assert all(j.lr == 1e-3 for j in b_main) and len(b_main) == 4 * 5
+    first_cell = next(i for i, j in enumerate(todo) if j.model.seeds < 5 and j.seed > 0)
+    assert all(j.model.seeds == 5 or j.seed == 0 for j in todo[:first_cell])
+    assert todo[first_cell].key == ("B", "lattice-4", 1e-3, 1)
+
+
+def test_the_rows_of_a_and_b_train_the_preregistered_models():
+    rows = {m.name: m for m in study.EXPERIMENTS["A"]["models"]}
+    names = ("rewired-lattice-4-mean", "none-mean", "mlp-matched")
+    main, twin, mlp = (rows[n].flags for n in names)
+    assert "rewired-lattice" in main and ("--message-iters", "4") == main[-2:]
+    assert twin == study.A_COLUMNS + study.NO_MESSAGES  # the same columns, no messages
+    assert mlp[:2] == ("--model", "mlp-matched") and mlp[2:] == main  # sized to the graph model
+    assert len(rows) == 27 and all(m.lr_from == "rewired-lattice-4-mean" for m in
+                                   rows.values() if m.seeds == 3)  # fmt: skip
+    b_rows = {m.name: m for m in study.EXPERIMENTS["B"]["models"]}
+    assert len(b_rows) == 25 and set(study.B_GRAPHS) == set(study._b_graphs())
+    assert "--readout-column" in b_rows["random-2"].flags and b_rows["random-2"].seeds == 5
+    assert [c[0] for e in study.EXPERIMENTS.values() for c in e["comparisons"]] == [
+        "A1",
+        "A2",
+        "B1",
+        "B2",
+        "C1",
+        "C2",
+        "C3",
+    ]
+
+
+def test_b_models_are_built_on_the_graphs_of_the_hop_table():
+    from cortexgnn.nn.config import ModelConfig
+    from cortexgnn.nn.topography import column_graph
+
+    for name, flags in study.B_GRAPHS.items():
+        given = dict(zip(flags[::2], flags[1::2], strict=True))
+        config = ModelConfig(
+            num_columns=49,
+            in_dim=56 * 56,
+            patch_size=8,
+            graph_seed=3,
+            graph=given["--graph"],
+            graph_p=float(given.get("--graph-p", 0.15)),
+        )
+        built, expected = column_graph(config), study._b_graphs()[name](3)
+        assert {tuple(e) for e in built.t().tolist()} == {tuple(e) for e in expected.t().tolist()}
