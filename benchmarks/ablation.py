@@ -31,10 +31,10 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from benchmarks import harness
+from benchmarks.jobs import run_jobs
 from cortexgnn._io import atomic_write
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
@@ -417,34 +417,18 @@ def main(argv: list[str] | None = None) -> dict:
         save(path, results)
         return results
     results["environment"] = harness.environment(harness.pick_device("cpu"), 1)
-    failures = []
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        running: dict[Future, tuple[str, int]] = {}
-        while True:
-            busy = set(running.values())
-            for job in pending(results, args, section):
-                if len(running) >= args.jobs:
-                    break
-                if job not in busy and job not in failures:
-                    running[pool.submit(run_one, args, proto, *job)] = job
-                    busy.add(job)
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job = running.pop(future)
-                try:
-                    run = future.result()
-                except RuntimeError as err:
-                    failures.append(job)
-                    print(err, file=sys.stderr)
-                    continue
-                # read, add, write: runs recorded meanwhile by another process (--adopt,
-                # --rescan) are kept, and the next pick sees them
-                results = {**load(path), "environment": results["environment"]}
-                record(results, section, run)
-                save(path, results)
-                print(f"done {job[0]} seed {job[1]}", flush=True)
+
+    def finish(job: tuple[str, int], run: dict) -> None:
+        nonlocal results
+        # read, add, write: runs recorded meanwhile by another process (--adopt, --rescan)
+        # are kept, and the next pick sees them
+        results = {**load(path), "environment": results["environment"]}
+        record(results, section, run)
+        save(path, results)
+        print(f"done {job[0]} seed {job[1]}", flush=True)
+
+    run_jobs(lambda: pending(results, args, section), lambda job: run_one(args, proto, *job),
+             finish, args.jobs)  # fmt: skip
     return results
 
 

@@ -36,13 +36,13 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import harness
 from benchmarks.ablation import median_step_ms, save
 from benchmarks.ablation_report import interval, t_quantile
+from benchmarks.jobs import run_jobs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study.json"
 HOPS = Path(__file__).resolve().parent / "results" / "study_hops.json"
@@ -485,36 +485,20 @@ def main(argv: list[str] | None = None) -> dict:
             )
         protocols[experiment] = proto
     results["environment"] = harness.environment(harness.pick_device("cpu"), 1)
-    failures: set[tuple] = set()
-    running: dict = {}
-    with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        while True:
-            busy = {job.key for job in running.values()} | failures
-            for job in pending(results, args):
-                if len(running) >= max(1, args.workers):
-                    break
-                if job.key not in busy:
-                    running[pool.submit(run_one, args, job)] = job
-                    busy.add(job.key)
-            if not running:
-                break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                job = running.pop(future)
-                try:
-                    run = future.result()
-                except RuntimeError as err:
-                    failures.add(job.key)
-                    print(err, file=sys.stderr, flush=True)
-                    continue
-                results = {**load(path), "protocols": results["protocols"],
-                           "environment": results["environment"]}  # fmt: skip
-                if _key(run) not in {_key(r) for r in results["runs"]}:
-                    results["runs"].append(run)
-                save(path, results)
-                print(f"done {job.experiment} {job.model.name} lr {job.lr:g} seed {job.seed} "
-                      f"(test {100 * run['test_acc']:.2f} %, {run['wall_s']:.0f} s)",
-                      flush=True)  # fmt: skip
+
+    def finish(job: Job, run: dict) -> None:
+        nonlocal results
+        # read, add, write: runs recorded meanwhile by another process are kept
+        results = {**load(path), "protocols": results["protocols"],
+                   "environment": results["environment"]}  # fmt: skip
+        if _key(run) not in {_key(r) for r in results["runs"]}:
+            results["runs"].append(run)
+        save(path, results)
+        test, wall = 100 * run["test_acc"], run["wall_s"]
+        name = f"{job.experiment} {job.model.name} lr {job.lr:g} seed {job.seed}"
+        print(f"done {name} (test {test:.2f} %, {wall:.0f} s)", flush=True)
+
+    run_jobs(lambda: pending(results, args), lambda job: run_one(args, job), finish, args.workers)
     results["comparisons"] = comparisons(results, args.experiment)
     return results
 

@@ -11,7 +11,6 @@ import math
 import numbers
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.parameter import UninitializedParameter, is_lazy
 
@@ -20,10 +19,10 @@ from .._pyg import import_pyg
 import_pyg()  # PyG's import-time deprecation warning, silenced once
 
 from torch_geometric.nn import MessagePassing
-from torch_geometric.utils import add_self_loops, remove_self_loops, softmax
+from torch_geometric.utils import add_self_loops, remove_self_loops
 
 from ..graph import as_edge_list, as_plain_tensor, check_edge_index
-from ..ops.attention import attention_graph, folded_attention
+from ..ops.attention import attention_graph, attention_messages, folded_attention
 from ..ops.tensor_cache import TensorCache
 
 __all__ = ["PROJECTIONS", "ColumnAttentionConv"]
@@ -405,14 +404,11 @@ class ColumnAttentionConv(MessagePassing):
             (where ``forward`` and PyG's ``AttentionExplainer`` read them).
         """
         key_j = value_j if key_j is None else key_j
-        # (Q_i x_i).(K_i x_j) / sqrt(C) = (tau K_i^T Q_i x_i).x_j: one dot per edge and head.
-        score = torch.linalg.vecdot(query_i, key_j)  # [E, *, H]
-        alpha = softmax(score, index, ptr, size_i, dim=0)  # [E, *, H]
-        self._alpha = alpha
-        alpha = F.dropout(alpha, p=self.dropout, training=self.training)
-        if edge_weight is not None:
-            alpha = alpha * edge_weight.view([-1] + [1] * (alpha.dim() - 1))
-        return alpha.unsqueeze(-1) * value_j  # [E, *, H, C_v]
+        messages, self._alpha = attention_messages(
+            query_i, key_j, value_j, index, ptr, size_i, edge_weight=edge_weight,
+            dropout=self.dropout, training=self.training,
+        )  # fmt: skip
+        return messages  # [E, *, H, C_v]
 
     def _check_inputs(
         self, x_src: Tensor, x_dst: Tensor, edge_index: Tensor, edge_weight: Tensor | None

@@ -25,8 +25,9 @@ case ``N_src = N_dst = N``. Three interchangeable implementations:
   CPU only; computes in float32 (bfloat16/float16 inputs are widened for the kernel and
   its output rounded back to their dtype); built on first use (see
   :mod:`cortexgnn.ops.kernel`).
-- ``"torch"``: gather, PyG's scatter softmax and ``index_add_``; any device and dtype,
-  the fallback and the oracle the others are tested against.
+- ``"torch"``: message passing by hand: gather the edge rows, :func:`attention_messages`
+  (the per-edge maths ``ColumnAttentionConv.message`` runs too), ``index_add_``; any device
+  and dtype, the fallback, and the oracle the others are tested against.
 - ``"triton"``: the C++ kernel's maths as Triton kernels for CUDA (float32, bfloat16,
   float16; see :mod:`cortexgnn.ops.triton_attention`), a ``torch.library`` custom op.
   Opt-in: tested under Triton's CPU interpreter, not yet measured on a GPU.
@@ -55,7 +56,13 @@ from ..graph import as_plain_tensor, check_edge_index
 from .kernel import load_kernel
 from .tensor_cache import TensorCache
 
-__all__ = ["DENSE_MAX_NODES", "AttentionGraph", "attention_graph", "folded_attention"]
+__all__ = [
+    "DENSE_MAX_NODES",
+    "AttentionGraph",
+    "attention_graph",
+    "attention_messages",
+    "folded_attention",
+]
 
 DENSE_MAX_NODES = 256  # without the kernel, dense [N, N] scores beat scatter up to here
 BACKENDS = ("auto", "dense", "cpp", "torch", "triton")
@@ -260,25 +267,70 @@ def _dense(query: Tensor, x: Tensor, graph: AttentionGraph, weight: Tensor | Non
     return torch.matmul(alpha, v).permute(2, 0, 1, 3)  # [N, B, H, F]
 
 
-def _torch_sparse(
-    query: Tensor,
-    x: Tensor,
-    graph: AttentionGraph,
-    weight: Tensor | None,
-    mask,
-    scale,
+def attention_messages(
+    query_i: Tensor,
+    key_j: Tensor,
+    value_j: Tensor,
+    index: Tensor,
+    ptr: Tensor | None,
+    num_targets: int | None,
+    *,
+    edge_weight: Tensor | None = None,
+    mask: Tensor | None = None,
+    dropout: float = 0.0,
+    training: bool = False,
+) -> tuple[Tensor, Tensor]:
+    r"""The attention's per-edge maths: the one PyTorch-level statement of it.
+
+    ``ColumnAttentionConv.message`` is this function (PyG gathers the edge rows and sums
+    the messages), and so is the ``"torch"`` backend below (gather, this, ``index_add_``);
+    the compiled kernels state the same maths in C++ and Triton.
+
+    Args:
+        query_i: ``[E, *, H, D]`` folded, scaled queries of each edge's target.
+        key_j: ``[E, *, H or 1, D]`` keys of each edge's source.
+        value_j: ``[E, *, H or 1, C_v]`` values of each edge's source.
+        index: ``[E]`` target of each edge.
+        ptr: CSR pointer over the targets, or ``None`` (the scatter form, which also has a
+            double backward).
+        num_targets: number of target nodes.
+        edge_weight: ``[E]`` weights multiplying the coefficients, or ``None``.
+        mask: ``[E, *, H]`` attention-dropout multipliers drawn by the caller, or ``None``.
+        dropout: without ``mask``, the probability of PyTorch's dropout on the
+            coefficients when ``training``.
+        training: whether ``dropout`` applies.
+
+    Returns:
+        ``(messages [E, *, H, C_v], alpha [E, *, H])``: the weighted values, and the
+        softmax coefficients before dropout and edge weights.
+    """
+    # (Q_i x_i).(K_i x_j) / sqrt(C) = (tau K_i^T Q_i x_i).x_j: one dot per edge and head
+    score = torch.linalg.vecdot(query_i, key_j)  # [E, *, H]
+    alpha = softmax(score, index, ptr, num_targets, dim=0)  # [E, *, H]
+    coefficient = alpha
+    if mask is not None:
+        coefficient = coefficient * mask
+    elif dropout > 0:
+        coefficient = torch.nn.functional.dropout(coefficient, p=dropout, training=training)
+    if edge_weight is not None:
+        coefficient = coefficient * edge_weight.view([-1] + [1] * (alpha.dim() - 1))
+    return coefficient.unsqueeze(-1) * value_j, alpha  # [E, *, H, C_v], [E, *, H]
+
+
+def _message_passing(
+    query: Tensor, x: Tensor, graph: AttentionGraph, weight: Tensor | None, mask, scale
 ) -> Tensor:
+    """The ``"torch"`` backend: message passing by hand over the CSR edge order."""
     x_j = x.index_select(0, graph.col)  # [E, B, H or 1, F]
-    score = (query.index_select(0, graph.dst) * x_j).sum(-1) * scale  # [E, B, H]
+    query = query if scale == 1.0 else query * scale  # scaled per node, not per edge
+    query_i = query.index_select(0, graph.dst)  # [E, B, H, F]
+    weight = None if weight is None else weight.to(query.dtype)
     # by index, not by CSR pointer: the segment reduce behind the pointer form has no double
     # backward, the scatter form has (and measured no slower on a CPU)
-    alpha = softmax(score, graph.dst, None, graph.num_nodes, dim=0)  # [E, B, H]
-    if mask is not None:
-        alpha = alpha * mask
-    if weight is not None:
-        alpha = alpha * weight.to(alpha.dtype).view(-1, 1, 1)
-    messages = alpha.unsqueeze(-1) * x_j  # [E, B, H, F]
-    return torch.zeros_like(query).index_add_(0, graph.dst, messages)  # [N, B, H, F]
+    messages, _ = attention_messages(
+        query_i, x_j, x_j, graph.dst, None, graph.num_nodes, edge_weight=weight, mask=mask
+    )  # [E, B, H, F]
+    return query.new_zeros(query.shape).index_add_(0, graph.dst, messages)  # [N, B, H, F]
 
 
 class _CSRAttention(torch.autograd.Function):
@@ -354,7 +406,7 @@ def _differentiable_backward(ctx, grad_out, query, x, w, m):
     inputs = (query, x, weight)
     wanted = [i for i, t in enumerate(inputs) if ctx.needs_input_grad[i] and t is not None]
     with torch.enable_grad():
-        out = _torch_sparse(query, x, ctx.graph, weight, mask, ctx.scale)  # [N, B, H, F]
+        out = _message_passing(query, x, ctx.graph, weight, mask, ctx.scale)  # [N, B, H, F]
         grads = torch.autograd.grad(
             out, [inputs[i] for i in wanted], grad_out, create_graph=True, allow_unused=True
         )
@@ -472,7 +524,7 @@ def folded_attention(
     if backend == "dense":
         return _dense(query, x, graph, weight, scale)
     if backend == "torch":
-        return _torch_sparse(query, x, graph, weight, mask, scale)
+        return _message_passing(query, x, graph, weight, mask, scale)
     if backend == "triton":
         from .triton_attention import triton_attention  # imports triton: only when asked
 
