@@ -60,6 +60,19 @@ def _ablation() -> list[Path]:
     return [*docs, figure]
 
 
+def _study() -> list[Path]:
+    from benchmarks import study_report
+
+    path = RESULTS / "study.json"
+    if not path.is_file():
+        return []
+    docs = [DOCS / "science.md", ROOT / "README.md"]
+    figures = [DOCS / "img" / "study_iterations.png", DOCS / "img" / "study_hops.png"]
+    study_report.main(["--results", str(path), "--update-doc", *map(str, docs),
+                       "--plot", str(figures[0]), "--hops-plot", str(figures[1])])  # fmt: skip
+    return [*docs, *figures]
+
+
 def _runs() -> list[Path]:
     from benchmarks import runs_report
 
@@ -74,6 +87,7 @@ RENDERERS: dict[str, Callable[[], list[Path]]] = {
     "cora": _cora,
     "neurons": _neurons,
     "ablation": _ablation,
+    "study": _study,
     "runs": _runs,
 }
 

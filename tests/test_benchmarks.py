@@ -297,7 +297,7 @@ def test_cli_bench_runs_the_tool_of_the_checkout(tmp_path, capsys, monkeypatch):
     assert "| yes |" not in out and "| no |" not in out and "reached" not in out
 
 
-EXPERIMENT_FILES_OTHERWISE = {"report", "ablation_report", "runs_report", "run_all"}
+EXPERIMENT_FILES_OTHERWISE = {"report", "ablation_report", "study_report", "runs_report", "run_all"}
 
 
 def test_every_benchmark_with_a_main_is_registered():

@@ -1,0 +1,435 @@
+r"""The study's results, rendered: docs/science.md part 2, the README paragraph, two figures.
+
+Reads ``benchmarks/results/study.json`` (the runs) and ``study_hops.json`` (experiment
+B's hop distances). Every number in the text is computed here from those files; a study
+still running is reported as far as it got, with the runs still missing named.
+
+    python -m benchmarks.study_report --update-doc docs/science.md README.md \\
+        --plot docs/img/study_iterations.png --hops-plot docs/img/study_hops.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from benchmarks import harness, study
+from benchmarks.ablation_report import interval
+
+DOC_START, DOC_END = "<!-- study:start -->", "<!-- study:end -->"
+README_START, README_END = "<!-- study-readme:start -->", "<!-- study-readme:end -->"
+#: what each main comparison predicts (docs/science.md part 2, preregistered)
+PREDICTIONS = {
+    "A1": "positive", "A2": "positive", "B1": "positive", "B2": "positive",
+    "C1": "no better (≤ 0)", "C2": "no better (≤ 0)",
+    "C3": "no better (≤ 0)",
+}  # fmt: skip
+#: the twin without messages and the matched MLP of each experiment's cells
+TWINS = {"A": {"mean": "none-mean", "column": "none-column"}, "B": {None: "none"}}
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", default=str(study.RESULTS))
+    p.add_argument("--hops", default=str(study.HOPS))
+    p.add_argument("--update-doc", nargs="*", default=[], help="science.md and/or README.md")
+    p.add_argument("--plot", default=None, help="accuracy against iterations (PNG)")
+    p.add_argument("--hops-plot", default=None, help="B's accuracy against hop distance (PNG)")
+    return p
+
+
+# --- reading the runs --------------------------------------------------------------------
+
+
+def row_lr(results: dict, experiment: str, name: str) -> float | None:
+    """The rate a row runs at: its own choice, or the one it borrows; ``None`` until known."""
+    row = study._row(experiment, name)
+    return study.chosen_lr(results, experiment, row.lr_from or name)
+
+
+def accuracies(results: dict, experiment: str, name: str, key: str = "test_acc") -> dict:
+    """Seed -> ``key`` (in %) of a row's runs at its rate."""
+    lr = row_lr(results, experiment, name)
+    return {r["seed"]: 100 * r[key] for r in results["runs"]
+            if r["experiment"] == experiment and r["name"] == name and r["lr"] == lr}  # fmt: skip
+
+
+def planned(results: dict, experiment: str) -> int:
+    """How many runs the experiment makes in all (each rate search counts 3)."""
+    total = 0
+    for row in study.EXPERIMENTS[experiment]["models"]:
+        total += row.seeds + (len(study.LEARNING_RATES) - 1 if row.lr_from is None else 0)
+    return total
+
+
+def finished(results: dict, experiment: str) -> int:
+    return sum(r["experiment"] == experiment for r in results["runs"])
+
+
+def _mean_sd(values) -> str:
+    values = list(values)
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f} %"
+    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} %"
+
+
+def _diff(diffs: list[float]) -> str:
+    if not diffs:
+        return "–"
+    mean, half = interval(diffs)
+    if half is None:
+        return f"{mean:+.2f} (1 seed)"
+    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+
+
+def paired_diffs(results: dict, experiment: str, a: str, b: str, reference=None) -> list[float]:
+    """``a - b`` (or ``a - reference`` for a number, e.g. chance) in points, by seed."""
+    mine = accuracies(results, experiment, a)
+    if reference is not None:
+        return [mine[s] - reference for s in sorted(mine)]
+    theirs = accuracies(results, experiment, b)
+    return [mine[s] - theirs[s] for s in sorted(mine.keys() & theirs.keys())]
+
+
+def _above(diffs: list[float]) -> bool | None:
+    """``True`` above zero at 95 %, ``False`` below, ``None`` when the interval holds 0."""
+    if len(diffs) < 2:
+        return None
+    mean, half = interval(diffs)
+    return True if mean - half > 0 else False if mean + half < 0 else None
+
+
+# --- the main comparisons ------------------------------------------------------------------
+
+
+def _verdict(row: dict) -> str:
+    if row["t"] is None:
+        return f"pending ({len(row['seeds'])} of 5 seeds)"
+    if len(row["seeds"]) < 5:
+        return f"interim ({len(row['seeds'])} of 5 seeds)"
+    return "**established**" if row["established"] else "not established"
+
+
+def main_table(results: dict) -> list[str]:
+    lines = [
+        "| id | comparison (a − b) | predicted | seeds | a | b | a − b, points [95 %] | t "
+        "| Holm (family of 7, 0.05) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in study.comparisons(results, tuple(study.EXPERIMENTS)):
+        e, a, b = row["experiment"], row["a"], row["b"]
+        t = "–" if row["t"] is None else f"{row['t']:+.2f}"
+        seeds = ", ".join(map(str, row["seeds"])) or "–"
+        lines.append(
+            f"| {row['id']} | `{a}` − `{b}` ({e}) | {PREDICTIONS[row['id']]} | {seeds} "
+            f"| {_mean_sd(accuracies(results, e, a).values())} "
+            f"| {_mean_sd(accuracies(results, e, b).values())} | {_diff(row['diffs'])} "
+            f"| {t} | {_verdict(row)} |"
+        )
+    return lines
+
+
+# --- the tables of every row ----------------------------------------------------------------
+
+
+def _hops(hops: dict, graph: str | None) -> str:
+    if graph is None:
+        return "–"
+    values = sorted({r["d"] for r in hops["graphs"][graph]})
+    return ", ".join(map(str, values))
+
+
+def _b_graph(name: str) -> tuple[str | None, int]:
+    """B's row name -> (graph of the hop table or ``None``, iterations)."""
+    if name == "none":
+        return None, 0
+    graph, iters = name.rsplit("-", 1)
+    return graph, int(iters)
+
+
+def rows_table(results: dict, experiment: str, hops: dict | None = None) -> list[str]:
+    """Every row of an experiment with runs: rate, seeds, validation and test accuracy."""
+    extra = " d (hops, seeds 0–4) |" if experiment == "B" else ""
+    twin_col = " − no messages, points [95 %] |" if experiment in TWINS else ""
+    lines = [f"| row | parameters | rate | seeds | best validation | test |{extra}{twin_col}",
+             "|---|---|---|---|---|---|" + "---|" * (bool(extra) + bool(twin_col))]  # fmt: skip
+    for row in study.EXPERIMENTS[experiment]["models"]:
+        tests = accuracies(results, experiment, row.name)
+        if not tests:
+            continue
+        vals = accuracies(results, experiment, row.name, "best_val_acc")
+        lr = row_lr(results, experiment, row.name)
+        params = next(r["parameters"] for r in results["runs"]
+                      if r["experiment"] == experiment and r["name"] == row.name)  # fmt: skip
+        line = (f"| `{row.name}` | {params:,} | {lr:g} | {len(tests)} | {_mean_sd(vals.values())} "
+                f"| {_mean_sd(tests.values())} |")  # fmt: skip
+        if experiment == "B":
+            line += f" {_hops(hops, _b_graph(row.name)[0])} |" if hops else " – |"
+        if experiment in TWINS:
+            twin = _twin(experiment, row.name)
+            diffs = [] if twin in (None, row.name) else paired_diffs(results, experiment,
+                                                                    row.name, twin)  # fmt: skip
+            line += f" {_diff(diffs)} |"
+        lines.append(line)
+    return lines
+
+
+def _twin(experiment: str, name: str) -> str | None:
+    """The row without messages that ``name`` is paired with (same readout)."""
+    if name == "mlp-matched":
+        return None
+    if experiment == "A":
+        return TWINS["A"][name.rsplit("-", 1)[1]]
+    return TWINS["B"][None]
+
+
+# --- what the data say, in sentences --------------------------------------------------------
+
+
+def graph_effects(results: dict) -> dict[str, list[str]]:
+    """Cells whose paired interval against the twin / the matched MLP lies above zero."""
+    out = {"beats_twin": [], "beats_mlp": [], "tested_twin": [], "tested_mlp": []}
+    for experiment in ("A", "B"):
+        for row in study.EXPERIMENTS[experiment]["models"]:
+            twin = _twin(experiment, row.name)
+            if twin is None or twin == row.name:
+                continue
+            diffs = paired_diffs(results, experiment, row.name, twin)
+            if len(diffs) >= 2:
+                out["tested_twin"].append(row.name)
+                if _above(diffs):
+                    out["beats_twin"].append(f"{experiment} `{row.name}` ({_words(diffs)})")
+            if experiment == "A":
+                diffs = paired_diffs(results, "A", row.name, "mlp-matched")
+                if len(diffs) >= 2:
+                    out["tested_mlp"].append(row.name)
+                    if _above(diffs):
+                        out["beats_mlp"].append(f"A `{row.name}` ({_words(diffs)})")
+    return out
+
+
+def _words(diffs: list[float]) -> str:
+    mean, half = interval(diffs)
+    return f"{mean:+.2f} points, 95 % interval {mean - half:+.2f} to {mean + half:+.2f}"
+
+
+def status(results: dict) -> str:
+    parts = [f"{e}: {finished(results, e)} of {planned(results, e)} runs"
+             for e in study.EXPERIMENTS]  # fmt: skip
+    commits = sorted({r.get("commit") or "?" for r in results["runs"]})
+    return f"Runs finished so far: {'; '.join(parts)} (commits {', '.join(commits) or '–'})."
+
+
+def plain_answer(results: dict) -> str:
+    effects = graph_effects(results)
+    if not effects["tested_twin"]:
+        return "No cell of A or B has two seeds yet: no answer on the graph yet."
+    twin = (
+        f"The column graph beats its own no-message-passing twin (paired 95 % interval above "
+        f"zero) in {len(effects['beats_twin'])} of {len(effects['tested_twin'])} cells with "
+        f"two or more seeds"
+    )
+    twin += ": " + "; ".join(effects["beats_twin"]) + "." if effects["beats_twin"] else "."
+    if not effects["tested_mlp"]:
+        return twin
+    mlp = (
+        f" It beats the matched MLP in {len(effects['beats_mlp'])} of "
+        f"{len(effects['tested_mlp'])} cells of A"
+    )
+    mlp += ": " + "; ".join(effects["beats_mlp"]) + "." if effects["beats_mlp"] else "."
+    return twin + mlp
+
+
+def main_sentences(results: dict) -> list[str]:
+    out, waiting = [], []
+    for row in study.comparisons(results, tuple(study.EXPERIMENTS)):
+        if row["t"] is None:
+            waiting.append(row["id"])
+            continue
+        verdict = _verdict(row).replace("**", "")
+        out.append(f"{row['id']} (`{row['a']}` − `{row['b']}`): {_words(row['diffs'])}, "
+                   f"{verdict}.")  # fmt: skip
+    if waiting:
+        out.append(f"Not enough seeds yet: {', '.join(waiting)}.")
+    return out
+
+
+def render(results: dict, hops: dict | None) -> str:
+    lines = [
+        "## Results of part 2",
+        "",
+        "*Generated by `python -m benchmarks render study` from "
+        "`benchmarks/results/study.json`.* " + status(results),
+        "",
+        "### The main comparisons",
+        "",
+        "Test accuracy in %, mean ± standard deviation over seeds; differences paired by "
+        "seed, with the 95 % Student-t interval; Holm's method over the seven comparisons. "
+        "A comparison with fewer than 5 seeds is interim and gets no verdict.",
+        "",
+        *main_table(results),
+        "",
+        "### Does the graph carry information?",
+        "",
+        plain_answer(results),
+        "",
+    ]
+    titles = {"A": "Experiment A: Fashion-MNIST, patch columns",
+              "B": "Experiment B: the two-item task (chance is 50 %)",
+              "C": "Experiment C: tuned baselines"}  # fmt: skip
+    for experiment in study.EXPERIMENTS:
+        table = rows_table(results, experiment, hops)
+        if len(table) > 2:
+            lines += [f"### {titles[experiment]}", "", *table, ""]
+    lines += [
+        "Rows with fewer seeds than planned are still running; the rate column is the rate "
+        "chosen on validation (or borrowed from the row that searched it). "
+        "![accuracy against iterations](img/study_iterations.png)"
+        + (" ![B against hop distance](img/study_hops.png)" if hops else ""),
+    ]
+    return "\n".join(lines)
+
+
+def headline(results: dict) -> str:
+    return (
+        "**Can the column graph matter?** Part 2 of the study (in progress; validation "
+        "split, test set once, preregistered comparisons). "
+        + " ".join(main_sentences(results))
+        + " "
+        + plain_answer(results)
+        + " "
+        + status(results)
+        + " Tables and figures: [docs/science.md](docs/science.md)."
+    )
+
+
+# --- figures ---------------------------------------------------------------------------------
+
+
+def _series(results: dict, experiment: str, names: dict[int, str]) -> tuple[list, list, list]:
+    xs, means, halves = [], [], []
+    for iters, name in sorted(names.items()):
+        values = list(accuracies(results, experiment, name).values())
+        if values:
+            mean, half = interval(values)
+            xs.append(iters)
+            means.append(mean)
+            halves.append(half or 0.0)
+    return xs, means, halves
+
+
+def plot(results: dict, path: Path) -> Path | None:
+    """Test accuracy against iterations, a line per graph: A (two readouts) and B."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    panels = [("A", "mean", "A: Fashion-MNIST, mean readout"),
+              ("A", "column", "A: Fashion-MNIST, column 27 readout"),
+              ("B", None, "B: two items, column 6 readout")]  # fmt: skip
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    for ax, (experiment, readout, title) in zip(axes, panels, strict=True):
+        graphs = study.A_GRAPHS if experiment == "A" else study.B_GRAPHS
+        twin = TWINS[experiment][readout]
+        for i, graph in enumerate(graphs):
+            names = {}
+            for row in study.EXPERIMENTS[experiment]["models"]:
+                suffix = f"-{readout}" if readout else ""
+                base = row.name[: -len(suffix)] if suffix and row.name.endswith(suffix) else None
+                base = base if readout else row.name
+                if base and base.rsplit("-", 1)[0] == graph and base.rsplit("-", 1)[1].isdigit():
+                    names[int(base.rsplit("-", 1)[1])] = row.name
+            xs, means, halves = _series(results, experiment, names)
+            if xs:
+                ax.errorbar(xs, means, yerr=halves, marker="o", capsize=3, label=graph,
+                            color=f"C{i}", linewidth=1.2, markersize=4)  # fmt: skip
+        xs, means, halves = _series(results, experiment, {0: twin})
+        if xs:
+            ax.errorbar(xs, means, yerr=halves, marker="s", capsize=3, color="black",
+                        label="no messages", markersize=5, linestyle="none")  # fmt: skip
+        if experiment == "B":
+            ax.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
+        if not ax.get_legend_handles_labels()[0]:
+            ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks([0, 1, 2, 4, 8], ["0\n(no messages)", "1", "2", "4", "8"])
+        ax.set_xlabel("message-passing iterations")
+        ax.set_ylabel("test accuracy, % (mean, 95 % interval)")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best", ncol=2)
+    fig.suptitle("Accuracy against message-passing iterations, by graph (part 2)", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def hops_plot(results: dict, hops: dict, path: Path) -> Path | None:
+    """B: each run's test accuracy against its graph's hop distance ``d``, by iterations."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, iters in enumerate((2, 4, 8)):
+        xs, ys = [], []
+        for row in study.EXPERIMENTS["B"]["models"]:
+            graph, row_iters = _b_graph(row.name)
+            if graph is None or row_iters != iters:
+                continue
+            d = {r["seed"]: r["d"] for r in hops["graphs"][graph]}
+            for seed, acc in accuracies(results, "B", row.name).items():
+                if d.get(seed) is not None:
+                    xs.append(d[seed] + (k - 1) * 0.12)  # side by side at each d
+                    ys.append(acc)
+        if xs:
+            ax.plot(
+                xs, ys, "o", color=f"C{k}", alpha=0.7, markersize=5, label=f"{iters} iterations"
+            )
+    ax.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
+    ax.set_xticks(range(0, max(r["d"] or 0 for g in hops["graphs"].values() for r in g) + 2))
+    ax.set_xlabel("hop distance d from the items to the readout column (runs side by side)")
+    ax.set_ylabel("test accuracy, %")
+    ax.set_title("B: accuracy against hop distance; prediction: chance where d > iterations",
+                 fontsize=10)  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = get_parser().parse_args(argv)
+    results = study.load(Path(args.results))
+    hops_path = Path(args.hops)
+    hops = json.loads(hops_path.read_text()) if hops_path.is_file() else None
+    for doc in map(Path, args.update_doc):
+        if doc.name == "README.md":
+            harness.replace_between(doc, README_START, README_END, headline(results))
+        else:
+            harness.replace_between(doc, DOC_START, DOC_END, render(results, hops))
+    if args.plot:
+        plot(results, Path(args.plot))
+    if args.hops_plot and hops:
+        hops_plot(results, hops, Path(args.hops_plot))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""benchmarks/study_report.py: part 2's tables, verdicts, sentences and figures from the runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package
+
+from benchmarks import study, study_report  # noqa: E402
+
+
+def _runs(experiment, name, accs, searched=True, params=1000):
+    """Runs of one row at rate 1e-3 (its search won by 1e-3 when ``searched``)."""
+    runs = []
+    if searched:
+        runs += [{"experiment": experiment, "name": name, "lr": lr, "seed": 0,
+                  "best_val_acc": 0.9 if lr == 1e-3 else 0.1, "test_acc": accs[0],
+                  "parameters": params} for lr in study.LEARNING_RATES]  # fmt: skip
+    runs += [{"experiment": experiment, "name": name, "lr": 1e-3, "seed": s,
+              "best_val_acc": 0.8, "test_acc": a, "parameters": params}
+             for s, a in enumerate(accs) if s or not searched]  # fmt: skip
+    return runs
+
+
+@pytest.fixture
+def results():
+    runs = _runs("B", "lattice-4", [0.70, 0.71, 0.69])
+    runs += _runs("B", "random-2", [0.80, 0.82, 0.81, 0.80, 0.83], searched=False)
+    runs += _runs("B", "lattice-2", [0.50, 0.51, 0.49, 0.50, 0.50], searched=False)
+    runs += _runs("B", "none", [0.50, 0.50, 0.51], searched=False)
+    runs += _runs("A", "rewired-lattice-4-mean", [0.850, 0.851, 0.849, 0.852, 0.850])
+    runs += _runs("A", "none-mean", [0.840, 0.838, 0.842, 0.839, 0.841])
+    runs += _runs("A", "mlp-matched", [0.860, 0.861, 0.859, 0.862, 0.860])
+    runs += _runs("A", "ring-2-mean", [0.845, 0.846], searched=False)
+    return {"runs": runs}
+
+
+def test_the_main_table_pairs_by_seed_and_gives_verdicts_only_with_five_seeds(results):
+    table = "\n".join(study_report.main_table(results))
+    b1 = next(line for line in table.splitlines() if line.startswith("| B1 "))
+    assert "| 0, 1, 2, 3, 4 |" in b1 and "+31.20 [" in b1 and "**established**" in b1
+    b2 = next(line for line in table.splitlines() if line.startswith("| B2 "))
+    assert "pending (0 of 5 seeds)" in b2  # lattice-8 has no runs
+    a2 = next(line for line in table.splitlines() if line.startswith("| A2 "))
+    assert "-1.00 [" in a2 and "established" in a2  # the MLP wins: a negative, firm result
+
+
+def test_the_plain_answer_counts_cells_against_the_twin_and_the_mlp(results):
+    effects = study_report.graph_effects(results)
+    # B: lattice-4 (3 seeds) and random-2 beat none; lattice-2 does not (chance, like none)
+    assert {e.split("`")[1] for e in effects["beats_twin"]} >= {"random-2", "lattice-4"}
+    assert not any("`lattice-2`" in e for e in effects["beats_twin"])
+    assert "ring-2-mean" in effects["tested_twin"] and effects["beats_mlp"] == []
+    answer = study_report.plain_answer(results)
+    assert "It beats the matched MLP in 0 of 2 cells of A." in answer
+
+
+def test_render_headline_and_figures_come_from_the_runs(results, tmp_path):
+    hops = study.hop_table()
+    text = study_report.render(results, hops)
+    assert "| `lattice-2` | 1,000 | 0.001 | 5 |" in text and "| 3 |" in text  # d = 3
+    assert "A: 23 of 93 runs; B: 18 of 85 runs" in study_report.status(results)
+    headline = study_report.headline(results)
+    assert "B1 (`random-2` − `lattice-2`): +31.20 points" in headline
+    first = study_report.plot(results, tmp_path / "it.png")
+    second = study_report.hops_plot(results, hops, tmp_path / "hops.png")
+    assert first.stat().st_size > 10_000 and second.stat().st_size > 10_000
+
+
+def test_the_doc_and_readme_markers_are_there():
+    assert study_report.DOC_START in (ROOT / "docs" / "science.md").read_text()
+    assert study_report.README_START in (ROOT / "README.md").read_text()
