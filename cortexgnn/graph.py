@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numbers
 import random
+from collections.abc import Sequence
 
 import networkx as nx
 import torch
@@ -40,6 +41,11 @@ __all__ = [
     "small_world_graph",
     "sort_by_target",
 ]
+
+
+#: ``random_graph`` permutes every node pair up to this many pairs (about 5,800 nodes);
+#: above, it draws pair indices and drops repeats (another draw for the same seed)
+RANDOM_GRAPH_PERMUTATION_MAX = 2**24
 
 
 def _check_small_world_args(num_nodes: int, k: int, p: float) -> None:
@@ -98,11 +104,11 @@ def _check_count(name: str, value: int, low: int = 1) -> None:
         raise ValueError(f"{name} must be >= {low}, got {value}")
 
 
-def _symmetric(pairs: list[tuple[int, int]], num_nodes: int) -> Tensor:
-    """Both directions of undirected ``pairs`` as a sorted ``edge_index``."""
-    if not pairs:
+def _symmetric(pairs: list[tuple[int, int]] | Tensor, num_nodes: int) -> Tensor:
+    """Both directions of undirected ``pairs`` (a list or ``[E/2, 2]``), sorted by target."""
+    if len(pairs) == 0:
         return torch.empty(2, 0, dtype=torch.long)
-    undirected = torch.tensor(pairs, dtype=torch.long).t()  # [2, E/2]
+    undirected = torch.as_tensor(pairs, dtype=torch.long).t()  # [2, E/2]
     return sort_by_target(torch.cat([undirected, undirected.flip(0)], dim=1), num_nodes)
 
 
@@ -134,6 +140,31 @@ def lattice_graph(rows: int, cols: int) -> Tensor:
     return _symmetric(_lattice_pairs(rows, cols), rows * cols)
 
 
+class _NodesApart(Sequence):
+    """The nodes ``0 .. n-1`` but ``excluded``, ascending, without listing them.
+
+    ``random.choice`` over it draws what it would draw from the list, in
+    ``O(|excluded| log |excluded|)`` instead of ``O(n)`` per draw.
+    """
+
+    def __init__(self, num_nodes: int, excluded: set[int]) -> None:
+        self.excluded = sorted(excluded)
+        self.size = num_nodes - len(self.excluded)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> int:
+        if not 0 <= index < self.size:
+            raise IndexError(index)
+        node = index  # the index-th kept node: step over every excluded node up to it
+        for skipped in self.excluded:
+            if skipped > node:
+                break
+            node += 1
+        return node
+
+
 def rewired_lattice_graph(rows: int, cols: int, p: float, seed: int | None = None) -> Tensor:
     """The 2-D lattice with Watts-Strogatz-style rewiring: shortcuts across the grid.
 
@@ -162,8 +193,8 @@ def rewired_lattice_graph(rows: int, cols: int, p: float, seed: int | None = Non
     for u, v in pairs:
         if rng.random() >= p:
             continue
-        candidates = [w for w in range(num_nodes) if w != u and w not in neighbours[u]]
-        if not candidates or v not in neighbours[u]:  # u joins everyone, or (u, v) is gone
+        candidates = _NodesApart(num_nodes, neighbours[u] | {u})
+        if not len(candidates) or v not in neighbours[u]:  # u joins everyone, or (u, v) is gone
             continue
         w = rng.choice(candidates)
         neighbours[u].discard(v)
@@ -194,15 +225,23 @@ def random_graph(num_nodes: int, num_edges: int, seed: int | None = None) -> Ten
         generator.seed()  # a fresh graph
     else:
         generator.manual_seed(seed)
-    chosen = torch.randperm(total, generator=generator)[:num_edges].tolist()
-    # pair index -> (u, v) with u < v, in the order (0, 1), (0, 2), ..., (1, 2), ...
-    pairs, starts = [], [0]
-    for u in range(num_nodes - 1):
-        starts.append(starts[-1] + num_nodes - 1 - u)
-    for index in chosen:
-        u = next(k for k in range(num_nodes - 1) if starts[k + 1] > index)
-        pairs.append((u, u + 1 + index - starts[u]))
-    return _symmetric(sorted(pairs), num_nodes)
+    if total <= RANDOM_GRAPH_PERMUTATION_MAX:
+        # the first num_edges of a permutation of every pair index
+        chosen = torch.randperm(total, generator=generator)[:num_edges]
+    else:  # too many pairs to permute: draw indices until num_edges differ, keep a random
+        # num_edges of them (the distinct values of uniform draws are a uniform subset)
+        chosen = torch.empty(0, dtype=torch.long)
+        while chosen.numel() < num_edges:
+            more = torch.randint(total, (num_edges + num_edges // 8 + 16,), generator=generator)
+            chosen = torch.cat([chosen, more]).unique()
+        chosen = chosen[torch.randperm(chosen.numel(), generator=generator)[:num_edges]]
+    # pair index -> (u, v), u < v, in the order (0, 1), (0, 2), ..., (1, 2), ...; row u
+    # of that order starts at starts[u]
+    rows = torch.arange(num_nodes - 1)
+    starts = rows * (num_nodes - 1) - rows * (rows - 1) // 2  # [n - 1]
+    u = torch.searchsorted(starts, chosen, right=True) - 1
+    v = u + 1 + chosen - starts[u]
+    return _symmetric(torch.stack([u, v], dim=1), num_nodes)
 
 
 def complete_graph(num_nodes: int) -> Tensor:

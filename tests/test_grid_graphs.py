@@ -141,3 +141,34 @@ def test_hops_to_the_readout_column_on_the_two_item_grid():
     assert hops_to(torch.tensor([[0], [1]]), 3, [0], 2) is None
     oracle = bfs_oracle(lattice, 49)
     assert hops_to(lattice, 49, first, 6) == int(oracle[first, 6].min())
+
+
+def test_a_draw_over_the_nodes_apart_is_the_draw_over_their_list():
+    import random
+
+    from cortexgnn.graph import _NodesApart
+
+    rng = random.Random(5)
+    for _ in range(50):
+        n = rng.randint(1, 40)
+        excluded = set(rng.sample(range(n), rng.randint(0, n)))
+        listed = [w for w in range(n) if w not in excluded]
+        apart = _NodesApart(n, excluded)
+        assert len(apart) == len(listed) and list(apart) == listed
+        if listed:  # random.choice picks the same node from either
+            assert random.Random(1).choice(apart) == random.Random(1).choice(listed)
+
+
+@pytest.mark.parametrize("num_nodes", [3_000, 100_000])
+def test_large_random_and_rewired_graphs_are_simple_and_keep_their_edge_count(num_nodes):
+    # 100,000 nodes: 5e9 node pairs, too many to permute; the draw then rejects repeats
+    graph = random_graph(num_nodes, 4 * num_nodes, seed=1)
+    pairs = graph.t()
+    assert graph.size(1) == 8 * num_nodes and bool((graph[0] != graph[1]).all())
+    assert torch.unique(pairs, dim=0).size(0) == pairs.size(0)  # no repeated edge
+    key = lambda e: set(map(tuple, e.tolist()))  # noqa: E731
+    assert key(pairs) == key(pairs.flip(1))  # both directions
+    assert torch.equal(graph, random_graph(num_nodes, 4 * num_nodes, seed=1))
+    side = int(num_nodes**0.5)
+    rewired = rewired_lattice_graph(side, side, 0.15, seed=1)
+    assert rewired.size(1) == lattice_graph(side, side).size(1)
