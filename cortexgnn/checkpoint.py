@@ -298,15 +298,21 @@ def check_model_size(
             ``max_message_iters`` (the message names the file, the bytes and the flag).
     """
     n, d, f = config.num_columns, config.col_out, config.in_dim
+    if config.graph == "complete":
+        edges = n * (n - 1)
+    elif config.graph in ("lattice", "rewired-lattice"):
+        edges = 4 * n  # 4 neighbours at most; rewiring keeps the count
+    else:  # the ring's n * k, kept by rewiring and by the random graph
+        edges = n * max(config.graph_k, 1)
     elements = (
         n * (3 * d * f + 2 * d * d + 4 * d)  # columns (3 branches at most), per-column Q/K
-        + 3 * n * max(config.graph_k, 1)  # edge_index [2, E] and edge weights [E]
+        + 3 * edges  # edge_index [2, E] and edge weights [E]
         + 2 * (n if dense_adjacency else min(n, 256)) ** 2  # dense adjacency, or the count
         + d * (d + config.top_out + 4)  # readout
     )
     check_elements(
         f"{path}: a model of num_columns={n}, in_dim={f}, col_out={d}, top_out="
-        f"{config.top_out}, graph_k={config.graph_k}",
+        f"{config.top_out}, graph={config.graph!r}, graph_k={config.graph_k} ({edges:,} edges)",
         elements,
         max(max_elements, 4 * stored_elements),
         bytes_each=4,

@@ -74,6 +74,7 @@ def test_checkpoint_of_another_model(saved, edit, match):
         ("num_columns", 10**9, False),
         ("in_dim", 10**9, False),
         ("top_out", 10**9, True),
+        ("graph", "complete", False),  # 30,000 columns joined pairwise: 9e8 edges
     ],
 )
 def test_sizes_in_a_checkpoint_are_bounded_before_anything_is_built(
@@ -83,7 +84,11 @@ def test_sizes_in_a_checkpoint_are_bounded_before_anything_is_built(
     if article:
         state = torch.load(save_article_checkpoint(tmp_path / "a.pth", net), weights_only=True)
     config = dict(net.config.to_dict(), **{field: value})
-    edited = dict(state, hyperparams={**state["hyperparams"], field: value}, model_config=config)
+    hyperparams = {**state["hyperparams"], field: value}
+    if field == "graph":  # a graph that is small per column, but not in all
+        config["num_columns"] = hyperparams["num_columns"] = 30_000
+        hyperparams.pop("graph")
+    edited = dict(state, hyperparams=hyperparams, model_config=config)
     path = atomic_save(edited, tmp_path / "huge.pth")
     with pytest.raises(SizeLimitError, match=r"huge.pth: a model of .* GiB.*max_elements"):
         load_article_checkpoint(path)
