@@ -304,8 +304,11 @@ def check_model_size(
         edges = 4 * n  # 4 neighbours at most; rewiring keeps the count
     else:  # the ring's n * k, kept by rewiring and by the random graph
         edges = n * max(config.graph_k, 1)
+    reads = f if config.patch_size is None else min(f, config.patch_size**2)  # column inputs
+    modules = 1 if config.shared_weights else n  # one column module serves all when shared
     elements = (
-        n * (3 * d * f + 2 * d * d + 4 * d)  # columns (3 branches at most), per-column Q/K
+        modules * (3 * d * reads + 2 * d * d + 4 * d)  # columns (3 branches at most), Q/K
+        + (n * d if config.shared_weights else 0)  # the shared columns' per-column bias
         + 3 * edges  # edge_index [2, E] and edge weights [E]
         + 2 * (n if dense_adjacency else min(n, 256)) ** 2  # dense adjacency, or the count
         + d * (d + config.top_out + 4)  # readout

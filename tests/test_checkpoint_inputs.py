@@ -141,3 +141,24 @@ def test_a_loaded_model_is_one_its_constructor_would_accept(saved, net):
 def test_a_file_that_holds_its_weights_is_not_limited_by_max_elements(saved):
     _, _, good = saved
     assert isinstance(load_article_checkpoint(good, max_elements=10), CortexNet)
+
+
+def test_the_size_estimate_counts_shared_columns_and_patches_once(tmp_path):
+    from cortexgnn import ModelConfig
+    from cortexgnn.checkpoint import check_model_size
+
+    # 10^6 shared-weight columns: one column module and a bias per column (~1.5e8
+    # elements), not 10^6 modules; a resume or eval of such a run must not be refused
+    shared = ModelConfig(num_columns=10**6, shared_weights=True)
+    check_model_size(shared, tmp_path / "big.pth", dense_adjacency=False)
+    with pytest.raises(SizeLimitError, match="big.pth"):  # per-column weights: 3e11 elements
+        check_model_size(shared.replace(shared_weights=False), tmp_path / "big.pth",
+                         dense_adjacency=False)  # fmt: skip
+    # patch columns read patch_size**2 inputs, not the whole image
+    patches = ModelConfig(
+        num_columns=64**2, in_dim=256**2, col_out=16, patch_size=4, graph="lattice"
+    )
+    check_model_size(patches, tmp_path / "grid.pth", dense_adjacency=False)
+    with pytest.raises(SizeLimitError):
+        check_model_size(patches.replace(patch_size=None, graph="small-world"),
+                         tmp_path / "grid.pth", dense_adjacency=False)  # fmt: skip
