@@ -374,8 +374,25 @@ def plot(results: dict, path: Path) -> Path | None:
     return path
 
 
+def b_points(results: dict, hops: dict) -> list[tuple[int, int, float]]:
+    """B's runs on a graph as ``(d, iterations, test accuracy %)``, one per seed."""
+    points = []
+    for row in study.EXPERIMENTS["B"]["models"]:
+        graph, iters = _b_graph(row.name)
+        if graph is None:
+            continue
+        d = {r["seed"]: r["d"] for r in hops["graphs"][graph]}
+        for seed, acc in accuracies(results, "B", row.name).items():
+            if d.get(seed) is not None:
+                points.append((d[seed], iters, acc))
+    return points
+
+
 def hops_plot(results: dict, hops: dict, path: Path) -> Path | None:
-    """B: each run's test accuracy against its graph's hop distance ``d``, by iterations."""
+    """B: each run's test accuracy against hop distance ``d``, and against ``d`` − iterations.
+
+    The prediction: chance right of zero, above chance left of it.
+    """
     try:
         import matplotlib
 
@@ -383,30 +400,35 @@ def hops_plot(results: dict, hops: dict, path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    points = b_points(results, hops)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
     for k, iters in enumerate((2, 4, 8)):
-        xs, ys = [], []
-        for row in study.EXPERIMENTS["B"]["models"]:
-            graph, row_iters = _b_graph(row.name)
-            if graph is None or row_iters != iters:
-                continue
-            d = {r["seed"]: r["d"] for r in hops["graphs"][graph]}
-            for seed, acc in accuracies(results, "B", row.name).items():
-                if d.get(seed) is not None:
-                    xs.append(d[seed] + (k - 1) * 0.12)  # side by side at each d
-                    ys.append(acc)
-        if xs:
-            ax.plot(
-                xs, ys, "o", color=f"C{k}", alpha=0.7, markersize=5, label=f"{iters} iterations"
-            )
-    ax.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
-    ax.set_xticks(range(0, max(r["d"] or 0 for g in hops["graphs"].values() for r in g) + 2))
-    ax.set_xlabel("hop distance d from the items to the readout column (runs side by side)")
-    ax.set_ylabel("test accuracy, %")
-    ax.set_title("B: accuracy against hop distance; prediction: chance where d > iterations",
-                 fontsize=10)  # fmt: skip
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+        mine = [(d, acc) for d, i, acc in points if i == iters]
+        if not mine:
+            continue
+        label, style = f"{iters} iterations", dict(color=f"C{k}", alpha=0.7, markersize=5)
+        offset = (k - 1) * 0.12  # the three iteration counts side by side at each x
+        left.plot([d + offset for d, _ in mine], [a for _, a in mine], "o", label=label, **style)
+        right.plot([d - iters + offset for d, _ in mine], [a for _, a in mine], "o", **style,
+                   label=label)  # fmt: skip
+    for ax in (left, right):
+        ax.axhline(50, color="gray", linestyle=":", linewidth=1, label="chance")
+        ax.grid(alpha=0.3)
+    right.axvline(0.5, color="tab:red", linewidth=1, label="d = iterations + ½")
+    most = max([r["d"] or 0 for g in hops["graphs"].values() for r in g] + [1])
+    left.set_xticks(range(0, most + 1))
+    right.set_xticks(range(1 - 8, most - 1))
+    right.set_xlim(0.5 - 8, most - 1.5)
+    left.set_xlabel("hop distance d from the items to the readout column")
+    right.set_xlabel("d − iterations (prediction: chance where > 0)")
+    left.set_ylabel("test accuracy, % (one point per run)")
+    left.set_title("B: accuracy against hop distance", fontsize=10)
+    right.set_title("B: does information need d iterations to arrive?", fontsize=10)
+    if points:
+        left.legend(fontsize=8, loc="best")
+        right.legend(fontsize=8, loc="best")
+    else:
+        left.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=left.transAxes)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
