@@ -283,7 +283,7 @@ def pending(results: dict, args) -> list[Job]:
     tiers: tuple[list, list] = ([], [])
     for experiment in args.experiment:
         for model in models(args, experiment):
-            tier = tiers[0] if model.seeds >= 5 or model.lr_from is None else tiers[1]
+            tier = tiers[0] if model.seeds >= 5 else tiers[1]  # searches: tier 0 below
             seeds = range(min(model.seeds, args.seeds or model.seeds))
             if model.lr_from is None:
                 tiers[0].extend(Job(experiment, model, lr, 0) for lr in LEARNING_RATES)
