@@ -124,3 +124,38 @@ def test_the_kernel_takes_bf16_by_widening_it():
     assert weight.grad.dtype == torch.float32
     for got, want in zip((query.grad, x.grad, weight.grad), (t.grad for t in wide), strict=True):
         torch.testing.assert_close(got.float(), want, atol=0.03 * want.abs().max(), rtol=0.05)
+
+
+def test_the_summed_message_holds_one_block_of_messages_at_a_time():
+    """``use_attention=False``: the weighted sum works N edges at a time, with equal results."""
+    from cortexgnn.nn.model import weighted_neighbour_sum
+
+    torch.manual_seed(0)
+    num_nodes, k = 40, 8
+    edge_index = small_world_graph(num_nodes, k, 0.2, seed=3)
+    x = torch.randn(num_nodes, 3, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.rand(edge_index.size(1), dtype=torch.float64, requires_grad=True)
+
+    def all_at_once(x, w):  # the formula with every [E, B, D] message at once
+        source, target = edge_index
+        return torch.zeros_like(x).index_add_(0, target, x[source] * w.view(-1, 1, 1))
+
+    def summed(x, w):
+        return weighted_neighbour_sum(x, edge_index, w)
+
+    torch.testing.assert_close(summed(x, w), all_at_once(x, w), rtol=0, atol=0)
+    assert torch.autograd.gradcheck(summed, (x, w))
+    assert torch.autograd.gradgradcheck(summed, (x, w))  # create_graph: the plain form
+
+    def saved_elements(function) -> int:
+        total = []
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: total.append(t.numel()) or t, lambda t: t
+        ):
+            function(x.float(), w.float()).sum()
+        return max(total)
+
+    # the largest tensor kept for backward is a state [N, B, D] (or the graph), not the
+    # messages [E, B, D], k states' worth
+    assert saved_elements(summed) <= max(x.numel(), edge_index.numel())
+    assert saved_elements(all_at_once) >= k * x.numel()

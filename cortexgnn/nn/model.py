@@ -52,10 +52,62 @@ def settle(post: Tensor, message: Tensor, pre: Tensor) -> Tensor:
 
 
 def _neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
-    """:func:`weighted_neighbour_sum` on a graph already checked (the model's loop)."""
-    source, target = edge_index
-    messages = x.index_select(0, source) * edge_weight.to(x.dtype).view(-1, 1, 1)  # [E, B, D]
-    return torch.zeros_like(x).index_add_(0, target, messages)
+    """:func:`weighted_neighbour_sum` on a graph already checked (the model's loop).
+
+    The messages of ``N`` edges at a time: the sum never holds more than one ``[N, B, D]``
+    block of them (a graph of degree ``k`` would need ``k`` such blocks at once). A
+    backward that builds a graph (``create_graph=True``) takes the differentiable form.
+    """
+    weight = edge_weight.to(x.dtype)
+    if torch.is_grad_enabled() and x.requires_grad and weight.requires_grad:
+        return _ChunkedNeighbourSum.apply(x, edge_index, weight)
+    return _sum_in_chunks(x, edge_index, weight)
+
+
+def _chunks(num_edges: int, num_nodes: int) -> range:
+    return range(0, num_edges, max(num_nodes, 1))
+
+
+def _sum_in_chunks(x: Tensor, edge_index: Tensor, weight: Tensor) -> Tensor:
+    """``out_i = sum_{j -> i} w_ji x_j``, ``N`` edges at a time (differentiable)."""
+    out = torch.zeros_like(x)  # [N, B, D]
+    for start in _chunks(edge_index.size(1), x.size(0)):
+        source, target = edge_index[:, start : start + x.size(0)]  # [c] each
+        w = weight[start : start + x.size(0)].view(-1, 1, 1)  # [c, 1, 1]
+        out.index_add_(0, target, x.index_select(0, source) * w)  # [N, B, D]
+    return out
+
+
+class _ChunkedNeighbourSum(torch.autograd.Function):
+    """The weighted sum with a backward that also works ``N`` edges at a time.
+
+    ``grad_x_j = sum_{j -> i} w_ji grad_i`` and ``grad_w_ji = <grad_i, x_j>``; a backward
+    with ``create_graph=True`` differentiates :func:`_sum_in_chunks` instead (its
+    ``index_add`` chain is differentiable twice).
+    """
+
+    @staticmethod
+    def forward(ctx, x, edge_index, weight):
+        ctx.save_for_backward(x, edge_index, weight)
+        with torch.no_grad():
+            return _sum_in_chunks(x, edge_index, weight)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, edge_index, weight = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            with torch.enable_grad():
+                out = _sum_in_chunks(x, edge_index, weight)
+                grad_x, grad_w = torch.autograd.grad(out, (x, weight), grad_out, create_graph=True)
+            return grad_x, None, grad_w
+        grad_x, grad_w = torch.zeros_like(x), torch.empty_like(weight)  # [N, B, D], [E]
+        for start in _chunks(edge_index.size(1), x.size(0)):
+            stop = start + x.size(0)
+            source, target = edge_index[:, start:stop]  # [c] each
+            grad_t = grad_out.index_select(0, target)  # [c, B, D]
+            grad_w[start:stop] = (grad_t * x.index_select(0, source)).sum((1, 2))  # [c]
+            grad_x.index_add_(0, source, grad_t * weight[start:stop].view(-1, 1, 1))
+        return grad_x, None, grad_w
 
 
 class CortexNet(nn.Module):
