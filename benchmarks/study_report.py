@@ -286,6 +286,10 @@ def render(results: dict, hops: dict | None) -> str:
         if len(table) > 2:
             lines += [f"### {titles[experiment]}", "", *table, ""]
     lines += [
+        "To run or continue the study (finished runs are skipped, a killed run resumes from "
+        "its last epoch): `python -m benchmarks.study --data-dir PATH --workers 2`; to "
+        "re-render this section and the figures: `python -m benchmarks render study`.",
+        "",
         "Rows with fewer seeds than planned are still running; the rate column is the rate "
         "chosen on validation (or borrowed from the row that searched it). "
         "![accuracy against iterations](img/study_iterations.png)"
