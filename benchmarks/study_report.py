@@ -227,7 +227,10 @@ def status(results: dict) -> str:
 def plain_answer(results: dict) -> str:
     effects = graph_effects(results)
     if not effects["tested_twin"]:
-        return "No cell of A or B has two seeds yet: no answer on the graph yet."
+        return (
+            "No cell of A or B has two seeds paired with its no-message twin yet: no answer "
+            "on the graph yet."
+        )
     twin = (
         f"The column graph beats its own no-message-passing twin (paired 95 % interval above "
         f"zero) in {len(effects['beats_twin'])} of {len(effects['tested_twin'])} cells with "
