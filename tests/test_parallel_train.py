@@ -65,6 +65,65 @@ def test_one_shard_trains_like_cortexnet_and_resumes_without_the_flag(tmp_path):
     torch.testing.assert_close(_losses(tmp_path / "s"), _losses(tmp_path / "plain"))
 
 
+#: a study run: a validation split, evaluations on it, the test set once at the end
+VALIDATED = [a for a in ARGS if a != "--no-final-eval"] + ["--val-size", "200", "--eval-every", "2"]
+
+
+def _test_record(folder: Path) -> dict:
+    """The last test of a run (a run stopped at --max-steps and resumed tested twice)."""
+    return [r for r in read_metrics(folder / "metrics.jsonl") if r["kind"] == "test"][-1]
+
+
+def test_a_sharded_study_run_keeps_its_best_weights_as_shards_across_a_resume(tmp_path):
+    whole = [*VALIDATED, "--column-shards", "1", "--max-steps", "6"]
+    assert main([*whole, "--out-dir", str(tmp_path / "whole")]) == 0
+    # the same run, stopped after 3 steps and resumed with and without --column-shards
+    for name, flags in (("sharded", ["--column-shards", "1"]), ("plain", [])):
+        first = [*VALIDATED, "--column-shards", "1", "--max-steps", "3"]
+        assert main([*first, "--out-dir", str(tmp_path / name)]) == 0
+        state = torch.load(tmp_path / name / "checkpoint.pth", weights_only=True)
+        assert "best_model_state_dict" not in state  # one process's columns would be wrong
+        best = tmp_path / name / state["best_sharded_state"]
+        assert best.parent.name == "shards" and best.name.startswith("best-step-")
+        resume = ["--resume", str(tmp_path / name / "checkpoint.pth"), "--max-steps", "6"]
+        assert main([*VALIDATED, *resume, *flags]) == 0
+        test, reference = _test_record(tmp_path / name), _test_record(tmp_path / "whole")
+        assert test["weights_step"] == reference["weights_step"]
+        assert test["test_acc"] == pytest.approx(reference["test_acc"], abs=1e-9)
+        assert test["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
+    folders = {p.name for p in (tmp_path / "whole" / "shards").iterdir()}
+    assert len(folders) == 2 and {f.split("-")[0] for f in folders} == {"step", "best"}
+
+
+@pytest.mark.slow
+def test_a_two_process_study_run_resumes_with_the_best_weights_of_every_shard(tmp_path):
+    """Each process holds its own columns of the best step: all of them come back."""
+    # evaluated at step 3, inside the loop: the checkpoint's best step is its last step
+    validated = [*VALIDATED[:-1], "3"]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               "--nproc_per_node", "2", "-m", "cortexgnn", *validated, "--column-shards", "2",
+               "--max-steps", "3", "--out-dir", str(tmp_path / "two")]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    tested = _test_record(tmp_path / "two")
+    # resumed at its last step in one process: it tests the best weights again, and gets
+    # what the two processes got (the best step's columns of both processes came back)
+    resume = ["--resume", str(tmp_path / "two" / "checkpoint.pth"), "--column-shards", "1"]
+    assert main([*validated, *resume, "--max-steps", "3"]) == 0
+    again = _test_record(tmp_path / "two")
+    assert again["weights_step"] == tested["weights_step"]
+    assert again["test_acc"] == pytest.approx(tested["test_acc"], abs=1e-9)
+    assert again["test_loss"] == pytest.approx(tested["test_loss"], rel=1e-5)
+    # and trained on, it ends like the one-process run
+    assert main([*validated, *resume, "--max-steps", "6"]) == 0
+    whole = [*validated, "--column-shards", "1", "--max-steps", "6"]
+    assert main([*whole, "--out-dir", str(tmp_path / "one")]) == 0
+    test, reference = _test_record(tmp_path / "two"), _test_record(tmp_path / "one")
+    assert test["weights_step"] == reference["weights_step"]
+    assert test["test_acc"] == pytest.approx(reference["test_acc"], abs=1e-9)
+    assert test["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-4)
+
+
 @pytest.mark.slow
 def test_torchrun_column_shards_train_like_one_process_and_reshard(tmp_path, capsys):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",

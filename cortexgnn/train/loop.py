@@ -55,7 +55,15 @@ from .distributed import (
 from .evaluate import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
 from .run_dir import RunDir, open_run_dir
-from .sharded import check_column_shards, remove_old_shards, restore_model, save_model, shard_model
+from .sharded import (
+    check_column_shards,
+    remove_old_shards,
+    restore_best,
+    restore_model,
+    save_best,
+    save_model,
+    shard_model,
+)
 
 __all__ = ["train"]
 
@@ -224,7 +232,10 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     last_acc, last_eval_step = None, None
-    best_state = _best_state(state, p, config.resume) if val_set is not None else None
+    best_state = _best_state(state, p, config.resume, model) if val_set is not None else None
+    best_shards = {}  # column shards: the best weights' folder, written once per best step
+    if sharded and state is not None and "best_sharded_state" in state:
+        best_shards["best_sharded_state"] = state["best_sharded_state"]
 
     def run_eval(final: bool = False) -> None:
         nonlocal last_acc, last_eval_step, best_state
@@ -248,6 +259,11 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     def save_checkpoint(shuffle_state: torch.Tensor) -> None:
         # column shards: every process writes its own, checkpoint.pth names their folder
         shards = save_model(model, optimizer, out_dir, p.step) if sharded else None
+        if sharded and best_state is not None:
+            saved = best_shards.get("best_sharded_state", "")
+            if not saved.endswith(f"best-step-{p.best_step:09d}"):  # a new best since
+                best_shards.update(save_best(model, best_state, out_dir, p.best_step))
+            shards.update(best_shards)
         if out_dir is None:
             return
         # the article's brain.pth keys and every model setting, in CortexNet's keys
@@ -271,12 +287,15 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
                 "config": config.to_dict(),
                 "environment": environment(),
                 # --val-size: the best validation step's weights, for the one test at the end
-                **({} if best_state is None else {"best_model_state_dict": best_state}),
+                # (column shards: in the shard folder that best_sharded_state names)
+                **(
+                    {} if best_state is None or sharded else {"best_model_state_dict": best_state}
+                ),  # fmt: skip
             },
             out_dir / "checkpoint.pth",
         )
-        if sharded:  # only now that checkpoint.pth names the new folder
-            remove_old_shards(out_dir, shards["sharded_state"])
+        if sharded:  # only now that checkpoint.pth names the new folders
+            remove_old_shards(out_dir, shards["sharded_state"], shards.get("best_sharded_state"))
 
     bar = _progress_bar(config, total_steps, p.step) if is_main else None
     model.train()
@@ -346,10 +365,15 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
     return summary
 
 
-def _best_state(state: dict | None, p: _Progress, path: str | None) -> dict | None:
-    """The best validation step's weights of a resumed ``--val-size`` run; ``None`` if new."""
+def _best_state(state: dict | None, p: _Progress, path: str | None, model) -> dict | None:
+    """The best validation step's weights of a resumed ``--val-size`` run; ``None`` if new.
+
+    A column-sharded run saved them as shards; ``model`` (sharded or not) gets its part.
+    """
     if state is None or p.best_step is None:
         return None
+    if "best_sharded_state" in state:
+        return restore_best(state, path, model)
     if not isinstance(state.get("best_model_state_dict"), dict):
         raise CheckpointMismatchError(
             f"{path} records a best validation step ({p.best_step}) but not its weights "

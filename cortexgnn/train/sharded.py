@@ -38,7 +38,9 @@ __all__ = [
     "check_column_shards",
     "consolidated_checkpoint",
     "remove_old_shards",
+    "restore_best",
     "restore_model",
+    "save_best",
     "save_model",
     "shard_model",
     "write_consolidated",
@@ -97,23 +99,61 @@ def save_model(
     return {"sharded_state": relative, "optimizer_param_groups": groups}
 
 
-def remove_old_shards(out_dir: Path, keep: str) -> None:
-    """Delete the shard folders other than ``keep`` (rank 0, after checkpoint.pth names it)."""
-    for folder in (out_dir / SHARDS_FOLDER).glob("step-*"):
-        if folder.name != Path(keep).name and folder.is_dir() and not folder.is_symlink():
-            shutil.rmtree(folder)
+def save_best(model: ShardedCortexNet, best_state: dict, out_dir: Path | None, step: int) -> dict:
+    """Write the best validation step's weights as shards (every process calls it).
+
+    A ``--val-size`` run tests the weights of its best validation step; each process holds
+    its own columns of them, so they are saved like the model, into
+    ``shards/best-step-<N>/``. Returns the entry ``checkpoint.pth`` holds for them.
+    """
+    run = _broadcast_path(out_dir)
+    relative = f"{SHARDS_FOLDER}/best-step-{step:09d}"
+    current = {name: value.clone() for name, value in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    try:
+        save_sharded(model, None, run / relative)
+    finally:
+        model.load_state_dict(current)
+    return {"best_sharded_state": relative}
 
 
-def _shards_of(state: dict, checkpoint: str | Path) -> Path:
-    relative = state.get("sharded_state")
+def restore_best(state: dict, checkpoint: str | Path, model: nn.Module) -> dict:
+    """The best validation step's weights saved by :func:`save_best`, as a state dict.
+
+    This process's columns for a sharded ``model`` (any process count saved them), the
+    whole model for a ``CortexNet``.
+    """
+    folder = _shards_of(state, checkpoint, "best_sharded_state", "best-step-")
+    if not isinstance(model, ShardedCortexNet):
+        return consolidated_state(folder, model)["model"]
+    current = {name: value.clone() for name, value in model.state_dict().items()}
+    load_sharded(model, None, folder)
+    best = {name: value.clone() for name, value in model.state_dict().items()}
+    model.load_state_dict(current)
+    return best
+
+
+def remove_old_shards(out_dir: Path, keep: str, keep_best: str | None = None) -> None:
+    """Delete the shard folders but ``keep`` and ``keep_best`` (rank 0, once named)."""
+    kept = {Path(keep).name} | ({Path(keep_best).name} if keep_best else set())
+    for pattern in ("step-*", "best-step-*"):
+        for folder in (out_dir / SHARDS_FOLDER).glob(pattern):
+            if folder.name not in kept and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder)
+
+
+def _shards_of(
+    state: dict, checkpoint: str | Path, key: str = "sharded_state", prefix: str = "step-"
+) -> Path:
+    relative = state.get(key)
     parts = Path(str(relative)).parts
     if (
         not isinstance(relative, str)
         or len(parts) != 2
         or parts[0] != SHARDS_FOLDER
-        or not parts[1].startswith("step-")
+        or not parts[1].startswith(prefix)
     ):  # a name inside the run folder, never a path out of it
-        raise ValueError(f"{checkpoint}: 'sharded_state' must name {SHARDS_FOLDER}/step-N")
+        raise ValueError(f"{checkpoint}: {key!r} must name {SHARDS_FOLDER}/{prefix}N")
     return Path(checkpoint).parent / relative
 
 
