@@ -35,13 +35,25 @@ CONFIGS = {
         num_columns=24, in_dim=8, col_out=8, top_out=3, graph_k=4, graph_p=0.3,
         use_attention=False, plasticity_lr=0.5, graph_seed=2,
     ),
+    # topographic columns on an 8 x 8 image: 2 x 2 patches at stride 2, a 4 x 4 grid
+    "patches": ModelConfig(
+        num_columns=16, in_dim=64, col_out=8, top_out=3, patch_size=2, graph="lattice",
+        plasticity_lr=0.5, graph_seed=3,
+    ),
+    # one shared column reading every patch, read out from one column
+    "shared": ModelConfig(
+        num_columns=16, in_dim=64, col_out=8, top_out=3, patch_size=2, shared_weights=True,
+        graph="rewired-lattice", graph_p=0.3, readout_column=5, plasticity_lr=0.5,
+        attention_uses_edge_weight=True, graph_seed=4,
+    ),
 }  # fmt: skip
 # AdamW's first steps move a weight by about lr whatever its gradient's size, so gradients
 # at rounding level (|g| < 4e-8 here) take steps of either sign: in float32 one process's
 # own two attention paths (fused kernel, PyG propagate) end 3.9e-3 apart on 0.008 % of the
 # article model's column weights after 5 steps. That model trains in float64, where those
 # gradients keep their sign; the others train in float32.
-DTYPES = {"article": torch.float64, "wide": torch.float32, "plain": torch.float32}
+DTYPES = {"article": torch.float64, "wide": torch.float32, "plain": torch.float32,
+          "patches": torch.float32, "shared": torch.float32}  # fmt: skip
 
 
 def _build(config: ModelConfig, dtype: torch.dtype = torch.float32) -> CortexNet:
@@ -207,6 +219,34 @@ def test_a_single_shard_is_cortexnet(flags):
         torch.testing.assert_close(value, model.state_dict()[name], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["patches", "shared"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_a_single_shard_of_topographic_and_shared_columns_is_cortexnet(name, dropout):
+    config = CONFIGS[name].replace(dropout=dropout)
+    model = _build(config)
+    sharded = ShardedCortexNet.from_model(model)
+    assert sharded.replicated_in_columns() == (
+        [*sharded.columns.parameters(), *sharded.conv.parameters()] if name == "shared" else []
+    )
+    x, y = _data(config)
+    model.eval(), sharded.eval()
+    torch.testing.assert_close(sharded(x[0]), model(x[0]), rtol=0, atol=1e-6)
+    for net in (model, sharded):  # the same dropout masks: one shard draws like CortexNet
+        torch.manual_seed(3)
+        net.train().training_step((x[1], y[1]))
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    for n, p in sharded.named_parameters():
+        torch.testing.assert_close(p.grad, grads[n], rtol=0, atol=1e-6, msg=n)
+    for n, value in sharded.state_dict().items():
+        torch.testing.assert_close(value, model.state_dict()[n], rtol=0, atol=1e-6, msg=n)
+
+
+def test_recompute_and_bf16_are_still_refused():
+    for name in ("recompute_messages", "bf16_autocast"):
+        with pytest.raises(ValueError, match=rf"does not support the settings \['{name}'\]"):
+            check_shardable(ModelConfig(**{name: True}))
+
+
 def test_settings_outside_the_per_column_model_are_refused(monkeypatch):
     import dataclasses
 
@@ -215,7 +255,7 @@ def test_settings_outside_the_per_column_model_are_refused(monkeypatch):
     fields = sharded_model.SHARDED_FIELDS - {"use_hebbian"}  # as if use_hebbian were new
     monkeypatch.setattr(sharded_model, "SHARDED_FIELDS", fields)
     check_shardable(ModelConfig())  # at its default the unknown field is harmless
-    with pytest.raises(ValueError, match=r"per-column model only, not the settings \['use_heb"):
+    with pytest.raises(ValueError, match=r"does not support the settings \['use_hebbian'\]"):
         check_shardable(dataclasses.replace(ModelConfig(), use_hebbian=False))
 
 

@@ -65,6 +65,19 @@ def test_one_shard_trains_like_cortexnet_and_resumes_without_the_flag(tmp_path):
     torch.testing.assert_close(_losses(tmp_path / "s"), _losses(tmp_path / "plain"))
 
 
+def test_one_shard_of_shared_topographic_columns_trains_like_cortexnet(tmp_path):
+    # one column shared by the 16 patch columns of the 8 x 8 digits, read out from column 5
+    topographic = ["--num-columns", "16", "--patch-size", "2", "--shared-weights",
+                   "--graph", "lattice", "--readout-column", "5", "--max-steps", "3"]  # fmt: skip
+    plain, sharded = tmp_path / "plain", tmp_path / "sharded"
+    assert main([*ARGS, *topographic, "--out-dir", str(plain)]) == 0
+    assert main([*ARGS, *topographic, "--column-shards", "1", "--out-dir", str(sharded)]) == 0
+    torch.testing.assert_close(_losses(sharded), _losses(plain))
+    exported = write_consolidated(sharded / "checkpoint.pth", tmp_path / "brain.pth")
+    model = load_article_checkpoint(exported)
+    assert model.config.shared_weights and model.column_bias.shape == (16, 8)
+
+
 #: a study run: a validation split, evaluations on it, the test set once at the end
 VALIDATED = [a for a in ARGS if a != "--no-final-eval"] + ["--val-size", "200", "--eval-every", "2"]
 

@@ -33,7 +33,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.tensor import DTensor, Shard
 
 from ..nn.model import CortexNet
-from .model import SHARD_DIMS, ShardedCortexNet
+from .model import ShardedCortexNet
 
 __all__ = [
     "SafeReader",
@@ -121,7 +121,7 @@ def _mesh(model: ShardedCortexNet):
 def _global(model: ShardedCortexNet, name: str, local: Tensor, mesh) -> Tensor:
     """The entry ``name`` as DCP should see it: a DTensor shard, or the whole tensor."""
     plan = model.plan
-    dim = SHARD_DIMS.get(name)
+    dim = model.shard_dims.get(name)
     if name == "edge_weight":
         return _gather_edges(model, local)
     if dim is None or plan.world_size == 1:

@@ -25,10 +25,19 @@ sums of squares) and the post-synaptic means of the halo sources (a halo exchang
 Training-mode dropout inside the columns draws, with more than one process, from a
 per-process stream (seeded from the shared one), so its masks differ from a single
 process's; the readout's dropout draws the same mask on every process.
+
+With ``shared_weights`` the one column module and the one query/key pair are replicated
+and only the per-column bias is split; each process's backward then holds the gradient of
+its own columns' use of the shared weights, and :meth:`ShardedCortexNet.sync_gradients`
+(called by ``training_step``) sums it over the processes in one all-reduce. Topographic
+columns (``patch_size``) read their own patches; ``readout_column`` reads one column's
+state, which its owner contributes to a sum over processes (zeros elsewhere), so every
+process runs the same graph of operations.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
@@ -47,7 +56,15 @@ from ..nn.plasticity import Homeostasis
 from .collectives import HaloTraffic, exchange_halo, sum_over_shards
 from .plan import HaloPlan, halo_plan
 
-__all__ = ["SHARD_DIMS", "SHARDED_FIELDS", "ShardedCortexNet", "check_shardable", "consolidate"]
+__all__ = [
+    "SHARDED_FIELDS",
+    "SHARD_DIMS",
+    "SHARED_SHARD_DIMS",
+    "ShardedCortexNet",
+    "check_shardable",
+    "consolidate",
+    "shard_dims",
+]
 
 #: The dimension over columns of each column-sharded entry of the state dict. The edge
 #: weights are sharded by edges (each process's slice of the target-sorted list); the
@@ -62,8 +79,12 @@ SHARD_DIMS = {
     "edge_weight": 0,
 }
 
+#: With ``shared_weights`` only the per-column entries are sharded; the one column module
+#: and the one query/key pair are replicated.
+SHARED_SHARD_DIMS = {"column_bias": 0, "homeostasis.activity_avg": 0, "edge_weight": 0}
+
 #: The ModelConfig fields the sharded model implements; any other field (a later option,
-#: such as shared column weights) must keep its default.
+#: such as recomputed messages) must keep its default.
 SHARDED_FIELDS = frozenset(ARTICLE_FIELDS) | {
     "graph_seed",
     "attention_uses_edge_weight",
@@ -72,7 +93,18 @@ SHARDED_FIELDS = frozenset(ARTICLE_FIELDS) | {
     "use_homeostasis",
     "use_hebbian",
     "check_finite_input",
+    "shared_weights",
+    "patch_size",
+    "patch_stride",
+    "image_height",
+    "graph",
+    "readout_column",
 }
+
+
+def shard_dims(shared_weights: bool) -> dict[str, int]:
+    """The column dimension of each sharded state-dict entry (others are replicated)."""
+    return SHARED_SHARD_DIMS if shared_weights else SHARD_DIMS
 
 
 def check_shardable(config: ModelConfig) -> None:
@@ -80,8 +112,7 @@ def check_shardable(config: ModelConfig) -> None:
 
     Raises:
         ValueError: naming the settings, for any field outside :data:`SHARDED_FIELDS` that
-            is not at its default (e.g. shared column weights, whose columns have nothing
-            to shard).
+            is not at its default (``recompute_messages``, ``bf16_autocast``).
     """
     unsupported = [
         f.name
@@ -90,8 +121,8 @@ def check_shardable(config: ModelConfig) -> None:
     ]
     if unsupported:
         raise ValueError(
-            f"column sharding supports the per-column model only, not the settings "
-            f"{unsupported}: drop them, or train without --column-shards"
+            f"column sharding does not support the settings {unsupported} yet: drop them, or "
+            f"train without --column-shards"
         )
 
 
@@ -159,16 +190,22 @@ class ShardedCortexNet(nn.Module):
         self.global_edge_index = full.edge_index.clone()
         self.traffic = HaloTraffic()
         _check_same_graph(self.global_edge_index, group, world_size)
-        n, dim = self.plan.num_local, config.col_out
-        # Layers of n columns, in a forked RNG so that building them leaves the shared
-        # stream where CortexNet leaves it; their values come from full's slices below.
+        n, dim, shared = self.plan.num_local, config.col_out, config.shared_weights
+        self.shard_dims = shard_dims(shared)
+        self.patches = copy.deepcopy(full.patches)  # topographic columns: no parameters
+        reads = config.in_dim if config.patch_size is None else config.patch_size**2
+        # Layers of n columns (shared: the one column), in a forked RNG so that building
+        # them leaves the shared stream where CortexNet leaves it; their values come from
+        # full's slices below.
         with torch.random.fork_rng(devices=[]):
             self.columns = CorticalColumns(
-                n, config.in_dim, dim, e_i_ratio=config.e_i_ratio, dropout=config.dropout
-            )
+                1 if shared else n, reads, dim, e_i_ratio=config.e_i_ratio,
+                dropout=0.0 if shared else config.dropout,
+            )  # fmt: skip
             self.conv = None
             if full.conv is not None:
-                self.conv = ColumnAttentionConv(dim, dim, num_nodes=n)
+                self.conv = ColumnAttentionConv(dim, dim, num_nodes=None if shared else n)
+        self.column_bias = nn.Parameter(torch.empty(n, dim)) if shared else None  # [n, D]
         self.edge_weight = nn.Parameter(torch.empty(self.edge_index_size()))  # [E_local]
         self.homeostasis = None
         if full.homeostasis is not None:
@@ -200,7 +237,7 @@ class ShardedCortexNet(nn.Module):
         first, last = self.plan.edge_range
         local = {}
         for name in self.state_dict():
-            value, dim = state[name], SHARD_DIMS.get(name)
+            value, dim = state[name], self.shard_dims.get(name)
             if name == "edge_weight":
                 value = value[first:last]
             elif dim is not None:
@@ -217,23 +254,78 @@ class ShardedCortexNet(nn.Module):
         self, x: Tensor, return_states: bool = False
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Logits ``[B, top_out]``; with ``return_states`` also the local ``pre``/``post``."""
-        pre = self._columns(self._checked_input(x))  # [n, B, D]
+        pre = self.column_states(self._checked_input(x))  # [n, B, D]
         post = self.message_passing(pre)  # [n, B, D]
         if self.homeostasis is not None:
             post = self.homeostasis(post)  # per-column statistics: all local
-        total = sum_over_shards(post.sum(dim=0), self.group)  # [B, D]
-        logits = self.top_fc(self.intermediate(total / self.num_columns))  # [B, top_out]
+        column = self.config.readout_column
+        if column is None:
+            pooled = sum_over_shards(post.sum(dim=0), self.group) / self.num_columns  # [B, D]
+        else:  # the owner's row, zeros elsewhere: one graph of operations on every process
+            owner = torch.zeros(post.size(0), dtype=post.dtype, device=post.device)  # [n]
+            if 0 <= column - self.plan.start < post.size(0):
+                owner[column - self.plan.start] = 1.0
+            pooled = sum_over_shards(torch.einsum("n,nbd->bd", owner, post), self.group)
+        logits = self.top_fc(self.intermediate(pooled))  # [B, top_out]
         return (logits, pre, post) if return_states else logits
 
-    def _columns(self, x: Tensor) -> Tensor:
-        """The local columns; with several processes their dropout draws its own stream."""
+    def column_states(self, x: Tensor) -> Tensor:
+        """The local columns' outputs ``pre [n, B, D]`` for the checked input ``x [B, F]``.
+
+        :meth:`CortexNet.column_states <cortexgnn.CortexNet.column_states>` on this
+        process's columns; with several processes their dropout draws its own stream.
+        """
+        with self._own_dropout_stream(x):
+            if self.patches is not None:  # every column's patch, then this process's
+                lo = self.plan.start
+                x = self.patches(x)[lo : lo + self.plan.num_local]  # [n, B, P]
+            pre = self.columns(x)  # [n, B, D], or [1, B, D] shared on the whole input
+            if self.column_bias is not None:
+                pre = pre + self.column_bias.unsqueeze(1)  # [n, B, D]
+                pre = F.dropout(pre, p=self.config.dropout, training=self.training)
+            return pre
+
+    def _own_dropout_stream(self, x: Tensor):
+        """A per-process RNG stream for the columns' dropout (with several processes)."""
         if not (self.training and self.config.dropout > 0 and self.plan.world_size > 1):
-            return self.columns(x)
+            return contextlib.nullcontext()
         seed = int(torch.randint(2**62, ()))  # one draw of the shared stream, equal everywhere
         devices = [x.device] if x.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed + self.plan.rank)
-            return self.columns(x)
+
+        @contextlib.contextmanager
+        def forked():
+            with torch.random.fork_rng(devices=devices):
+                torch.manual_seed(seed + self.plan.rank)
+                yield
+
+        return forked()
+
+    def replicated_in_columns(self) -> list[nn.Parameter]:
+        """The replicated parameters that each process uses on its own columns only.
+
+        With ``shared_weights``: the one column module and the one query/key pair; each
+        process's backward holds its columns' part of their gradient. (The readout is
+        replicated too, but every process computes the whole of it.)
+        """
+        if not self.config.shared_weights:
+            return []
+        modules = [self.columns] + ([self.conv] if self.conv is not None else [])
+        return [p for module in modules for p in module.parameters()]
+
+    @torch.no_grad()
+    def sync_gradients(self) -> None:
+        """Sum the gradients of :meth:`replicated_in_columns` over the processes.
+
+        ``training_step`` calls it after ``backward()``; a training loop of one's own must
+        call it between ``backward()`` and the optimizer step (with shared weights).
+        """
+        params = [p for p in self.replicated_in_columns() if p.grad is not None]
+        if not params or self.plan.world_size == 1:
+            return
+        flat = torch.cat([p.grad.reshape(-1) for p in params])  # one all-reduce
+        dist.all_reduce(flat, group=self.group)
+        for p, grad in zip(params, flat.split([p.numel() for p in params]), strict=True):
+            p.grad.copy_(grad.view_as(p.grad))
 
     def message_passing(self, pre: Tensor) -> Tensor:
         """``message_iters`` synchronous updates of the local states ``pre [n, B, D]``."""
@@ -270,6 +362,7 @@ class ShardedCortexNet(nn.Module):
         logits, pre, post = self(x, return_states=True)
         loss = F.cross_entropy(logits, y)
         loss.backward()
+        self.sync_gradients()  # shared weights: every process's columns' part
         if self.config.use_hebbian:
             self.hebbian_update(pre.detach(), post.detach())
         return loss.detach()
@@ -312,19 +405,26 @@ def _check_same_graph(edge_index: Tensor, group, world_size: int) -> None:
         )
 
 
-def consolidate(states: list[dict[str, Tensor]], edge_index: Tensor) -> dict[str, Tensor]:
+def consolidate(
+    states: list[dict[str, Tensor]], edge_index: Tensor, shared_weights: bool | None = None
+) -> dict[str, Tensor]:
     """One :class:`~cortexgnn.CortexNet` state dict from every shard's, in rank order.
 
     Args:
         states: ``ShardedCortexNet.state_dict()`` of ranks ``0..P-1``.
         edge_index: the whole graph ``[2, E]`` (``global_edge_index`` of any shard).
+        shared_weights: whether the model shares its column weights (only the per-column
+            bias is split then); ``None``: whether the states hold ``column_bias``.
 
     Returns:
         What ``CortexNet(config).load_state_dict`` takes.
     """
+    if shared_weights is None:
+        shared_weights = "column_bias" in states[0]
+    dims = shard_dims(shared_weights)  # shared weights: only the bias and the rest split
     full = {}
     for name, value in states[0].items():
-        dim = SHARD_DIMS.get(name)
+        dim = dims.get(name)
         full[name] = value if dim is None else torch.cat([s[name] for s in states], dim=dim)
     full["edge_index"] = edge_index
     return full
