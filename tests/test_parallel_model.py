@@ -46,14 +46,18 @@ CONFIGS = {
         graph="rewired-lattice", graph_p=0.3, readout_column=5, plasticity_lr=0.5,
         attention_uses_edge_weight=True, graph_seed=4,
     ),
+    # each iteration recomputed in backward, its halo exchange included
+    "recompute": ModelConfig(
+        num_columns=32, in_dim=8, col_out=8, top_out=3, graph_k=4, recompute_messages=True,
+        plasticity_lr=0.5, graph_seed=5,
+    ),
 }  # fmt: skip
 # AdamW's first steps move a weight by about lr whatever its gradient's size, so gradients
 # at rounding level (|g| < 4e-8 here) take steps of either sign: in float32 one process's
 # own two attention paths (fused kernel, PyG propagate) end 3.9e-3 apart on 0.008 % of the
 # article model's column weights after 5 steps. That model trains in float64, where those
 # gradients keep their sign; the others train in float32.
-DTYPES = {"article": torch.float64, "wide": torch.float32, "plain": torch.float32,
-          "patches": torch.float32, "shared": torch.float32}  # fmt: skip
+DTYPES = {name: torch.float32 for name in CONFIGS} | {"article": torch.float64}
 
 
 def _build(config: ModelConfig, dtype: torch.dtype = torch.float32) -> CortexNet:
@@ -219,7 +223,7 @@ def test_a_single_shard_is_cortexnet(flags):
         torch.testing.assert_close(value, model.state_dict()[name], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", ["patches", "shared"])
+@pytest.mark.parametrize("name", ["patches", "shared", "recompute"])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
 def test_a_single_shard_of_topographic_and_shared_columns_is_cortexnet(name, dropout):
     config = CONFIGS[name].replace(dropout=dropout)
@@ -241,10 +245,25 @@ def test_a_single_shard_of_topographic_and_shared_columns_is_cortexnet(name, dro
         torch.testing.assert_close(value, model.state_dict()[n], rtol=0, atol=1e-6, msg=n)
 
 
-def test_recompute_and_bf16_are_still_refused():
-    for name in ("recompute_messages", "bf16_autocast"):
-        with pytest.raises(ValueError, match=rf"does not support the settings \['{name}'\]"):
-            check_shardable(ModelConfig(**{name: True}))
+def test_a_recomputing_shard_keeps_fewer_tensors_for_backward():
+    def saved_bytes(recompute: bool, iterations: int) -> int:
+        config = CONFIGS["recompute"].replace(recompute_messages=recompute,
+                                              message_iters=iterations)  # fmt: skip
+        model = ShardedCortexNet.from_model(_build(config))
+        total = []
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: total.append(t.numel() * t.element_size()) or t, lambda t: t
+        ):
+            model(torch.rand(64, config.in_dim))
+        return sum(total)
+
+    growth = {r: saved_bytes(r, 8) - saved_bytes(r, 4) for r in (False, True)}
+    assert 0 < growth[True] < growth[False] / 2
+
+
+def test_bf16_is_still_refused():
+    with pytest.raises(ValueError, match=r"does not support the settings \['bf16_autocast'\]"):
+        check_shardable(ModelConfig(bf16_autocast=True))
 
 
 def test_settings_outside_the_per_column_model_are_refused(monkeypatch):

@@ -47,6 +47,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from ..nn.columns import CorticalColumns
 from ..nn.config import ARTICLE_FIELDS, ModelConfig
@@ -99,6 +100,7 @@ SHARDED_FIELDS = frozenset(ARTICLE_FIELDS) | {
     "image_height",
     "graph",
     "readout_column",
+    "recompute_messages",
 }
 
 
@@ -112,7 +114,7 @@ def check_shardable(config: ModelConfig) -> None:
 
     Raises:
         ValueError: naming the settings, for any field outside :data:`SHARDED_FIELDS` that
-            is not at its default (``recompute_messages``, ``bf16_autocast``).
+            is not at its default (``bf16_autocast``).
     """
     unsupported = [
         f.name
@@ -329,21 +331,32 @@ class ShardedCortexNet(nn.Module):
 
     def message_passing(self, pre: Tensor) -> Tensor:
         """``message_iters`` synchronous updates of the local states ``pre [n, B, D]``."""
-        config, post, n = self.config, pre, pre.size(0)
+        config, post = self.config, pre
         if config.message_iters == 0:
             return post
         weight = torch.sigmoid(self.edge_weight)  # [E_local]
         fold = self.conv.fold() if self.conv is not None else None  # [n, 1, D, D]
         gate = weight if config.attention_uses_edge_weight else None
+        recompute = config.recompute_messages and torch.is_grad_enabled()
         for _ in range(config.message_iters):
-            halo = exchange_halo(post, self.plan, self.group, self.traffic)  # [R, B, D]
-            sources = torch.cat([post, halo])  # [n + R, B, D]
-            if self.conv is None:
-                message = weighted_neighbour_sum(sources, self.edge_index, weight)[:n]
+            if recompute:  # only post is kept; backward exchanges the halo again and reruns
+                post = checkpoint(self._iteration, post, pre, weight, fold, gate,
+                                  use_reentrant=False)  # fmt: skip
             else:
-                message = self.conv((sources, post), self.edge_index, gate, fold=fold)
-            post = settle(post, message, pre)  # [n, B, D]
+                post = self._iteration(post, pre, weight, fold, gate)  # [n, B, D]
         return post
+
+    def _iteration(
+        self, post: Tensor, pre: Tensor, weight: Tensor, fold: Tensor | None, gate: Tensor | None
+    ) -> Tensor:
+        """One update of the local states: receive the halo, attend (or sum), settle."""
+        halo = exchange_halo(post, self.plan, self.group, self.traffic)  # [R, B, D]
+        sources = torch.cat([post, halo])  # [n + R, B, D]
+        if self.conv is None:
+            message = weighted_neighbour_sum(sources, self.edge_index, weight)[: post.size(0)]
+        else:
+            message = self.conv((sources, post), self.edge_index, gate, fold=fold)
+        return settle(post, message, pre)  # [n, B, D]
 
     def _checked_input(self, x: Tensor) -> Tensor:
         """``x`` as ``[B, in_dim]``, checked as :class:`~cortexgnn.CortexNet` checks it."""
