@@ -84,8 +84,8 @@ SHARD_DIMS = {
 #: and the one query/key pair are replicated.
 SHARED_SHARD_DIMS = {"column_bias": 0, "homeostasis.activity_avg": 0, "edge_weight": 0}
 
-#: The ModelConfig fields the sharded model implements; any other field (a later option,
-#: such as recomputed messages) must keep its default.
+#: The ModelConfig fields the sharded model implements (all of today's); any other field
+#: (an option added later) must keep its default.
 SHARDED_FIELDS = frozenset(ARTICLE_FIELDS) | {
     "graph_seed",
     "attention_uses_edge_weight",
@@ -101,6 +101,7 @@ SHARDED_FIELDS = frozenset(ARTICLE_FIELDS) | {
     "graph",
     "readout_column",
     "recompute_messages",
+    "bf16_autocast",
 }
 
 
@@ -114,7 +115,8 @@ def check_shardable(config: ModelConfig) -> None:
 
     Raises:
         ValueError: naming the settings, for any field outside :data:`SHARDED_FIELDS` that
-            is not at its default (``bf16_autocast``).
+            is not at its default (every field of today's ``ModelConfig`` is implemented;
+            an option added later is refused until the sharded model implements it).
     """
     unsupported = [
         f.name
@@ -256,19 +258,25 @@ class ShardedCortexNet(nn.Module):
         self, x: Tensor, return_states: bool = False
     ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Logits ``[B, top_out]``; with ``return_states`` also the local ``pre``/``post``."""
-        pre = self.column_states(self._checked_input(x))  # [n, B, D]
-        post = self.message_passing(pre)  # [n, B, D]
-        if self.homeostasis is not None:
-            post = self.homeostasis(post)  # per-column statistics: all local
-        column = self.config.readout_column
-        if column is None:
-            pooled = sum_over_shards(post.sum(dim=0), self.group) / self.num_columns  # [B, D]
-        else:  # the owner's row, zeros elsewhere: one graph of operations on every process
-            owner = torch.zeros(post.size(0), dtype=post.dtype, device=post.device)  # [n]
-            if 0 <= column - self.plan.start < post.size(0):
-                owner[column - self.plan.start] = 1.0
-            pooled = sum_over_shards(torch.einsum("n,nbd->bd", owner, post), self.group)
-        logits = self.top_fc(self.intermediate(pooled))  # [B, top_out]
+        x = self._checked_input(x)
+        bf16 = self.config.bf16_autocast
+        with torch.autocast(x.device.type, torch.bfloat16) if bf16 else contextlib.nullcontext():
+            pre = self.column_states(x)  # [n, B, D]
+            post = self.message_passing(pre)  # [n, B, D]; bf16: the halo travels in bf16
+            if self.homeostasis is not None:
+                post = self.homeostasis(post)  # per-column statistics: all local
+            # float32 sums of bfloat16 states, as CortexNet's float32 mean
+            states = post.float() if bf16 else post  # [n, B, D]
+            column = self.config.readout_column
+            if column is None:
+                pooled = sum_over_shards(states.sum(dim=0), self.group) / self.num_columns
+            else:  # the owner's row, zeros elsewhere: one graph of operations everywhere
+                owner = torch.zeros(post.size(0), dtype=states.dtype, device=post.device)
+                if 0 <= column - self.plan.start < post.size(0):
+                    owner[column - self.plan.start] = 1.0  # [n]
+                pooled = sum_over_shards(torch.einsum("n,nbd->bd", owner, states), self.group)
+            logits = self.top_fc(self.intermediate(pooled))  # [B, top_out]
+        logits = logits.float() if bf16 else logits
         return (logits, pre, post) if return_states else logits
 
     def column_states(self, x: Tensor) -> Tensor:
@@ -282,8 +290,9 @@ class ShardedCortexNet(nn.Module):
                 lo = self.plan.start
                 x = self.patches(x)[lo : lo + self.plan.num_local]  # [n, B, P]
             pre = self.columns(x)  # [n, B, D], or [1, B, D] shared on the whole input
+            pre = pre.to(torch.bfloat16) if self.config.bf16_autocast else pre
             if self.column_bias is not None:
-                pre = pre + self.column_bias.unsqueeze(1)  # [n, B, D]
+                pre = pre + self.column_bias.to(pre.dtype).unsqueeze(1)  # [n, B, D]
                 pre = F.dropout(pre, p=self.config.dropout, training=self.training)
             return pre
 
@@ -388,7 +397,9 @@ class ShardedCortexNet(nn.Module):
         activities normalised over *all* columns: the norms come from an all-reduce of
         the local sums of squares, :math:`q_j` of remote sources from a halo exchange.
         """
-        means = torch.stack([pre.mean(dim=(1, 2)), post.mean(dim=(1, 2))])  # [2, n]
+        # float32 at least: bfloat16 states keep their statistics in float32
+        dtype = torch.promote_types(pre.dtype, torch.float32)
+        means = torch.stack([pre.mean(dim=(1, 2), dtype=dtype), post.mean(dim=(1, 2), dtype=dtype)])
         squares = sum_over_shards(means.square().sum(dim=1), self.group)  # [2]
         p, q = means / squares.sqrt().clamp_min(1e-12).unsqueeze(1)  # F.normalize's eps
         q_halo = exchange_halo(q.unsqueeze(1), self.plan, self.group).squeeze(1)  # [R]
