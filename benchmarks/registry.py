@@ -95,6 +95,10 @@ register("column_sharding", "benchmarks.column_sharding",
          "the per-column model sharded over processes: strong and weak scaling, halo bytes",
          quick=["--num-columns", "64", "--strong", "1", "2", "--weak", "--batch-size", "4",
                 "--in-dim", "16", "--warmup", "1", "--steps", "1"])
+register("shared_sharding", "benchmarks.shared_sharding",
+         "the shared-weight model sharded over processes: peak memory per process",
+         quick=["--sizes", "256", "--processes", "1", "2", "--batch-size", "2", "--col-out",
+                "16", "--in-dim", "64", "--warmup", "0", "--steps", "1"])
 register("study", "benchmarks.study",
          "where can the column graph matter: the preregistered study under the validation protocol",
          quick=["--experiment", "C", "--dataset", "digits", "--val-size", "200", "--max-steps", "2",

@@ -38,3 +38,20 @@ def test_the_scaling_page_shows_the_committed_results():
     for row in result["strong"] + result["weak"]:  # the plan predicts the bytes exactly
         assert row["halo_bytes_agree"]
         assert row["halo_bytes_per_iteration_measured"] == row["halo_bytes_per_iteration_predicted"]
+
+
+def test_the_shared_sharding_table_is_the_committed_result_rendered():
+    import json
+
+    from benchmarks import shared_sharding
+
+    path = shared_sharding.harness.RESULTS_DIR / "shared_sharding.json"
+    result = json.loads(path.read_text())
+    page = shared_sharding.DOC.read_text()
+    start = page.index(shared_sharding.START) + len(shared_sharding.START)
+    block = page[start : page.index(shared_sharding.END)]
+    assert block == "\n" + shared_sharding.render(result) + "\n"
+    rows = {(r["num_columns"], r["processes"]): r for r in result["rows"]}
+    assert rows.keys() >= {(200_000, 1), (200_000, 2)}
+    one, two = (max(rows[200_000, p]["peak_rss_bytes_per_process"]) for p in (1, 2))
+    assert two < one  # what sharding is for
