@@ -98,7 +98,8 @@ def paired(row: dict, article: dict, key: str = "final_accuracy") -> list[float]
     return [100 * (mine[s] - theirs[s]) for s in sorted(mine.keys() & theirs.keys())]
 
 
-def _pct(values: list[float]) -> str:
+def accuracy_text(values: list[float]) -> str:
+    """Accuracies (fractions) as ``mean ± sd %`` over seeds (one value: that value)."""
     if not values:
         return "–"
     if len(values) == 1:
@@ -106,7 +107,8 @@ def _pct(values: list[float]) -> str:
     return f"{100 * statistics.fmean(values):.2f} ± {100 * statistics.stdev(values):.2f} %"
 
 
-def _difference(diffs: list[float]) -> str:
+def difference_text(diffs: list[float]) -> str:
+    """Paired differences (points) as ``mean [95 % interval]``."""
     if not diffs:
         return "–"
     mean, half = interval(diffs)
@@ -115,7 +117,8 @@ def _difference(diffs: list[float]) -> str:
     return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
 
 
-def _in_words(diffs: list[float]) -> str:
+def difference_words(diffs: list[float]) -> str:
+    """Paired differences (points) in a sentence, with the 95 % interval."""
     mean, half = interval(diffs)
     if half is None:
         return f"{mean:+.2f} points, 1 seed"
@@ -169,8 +172,8 @@ def render(results: dict) -> str:
         group = GROUPS.get(name, "control" if name in CONTROLS else "")
         lines.append(
             f"| `{name}` | {group} | {row['parameters']:,} | {_seed_set(row['seeds'])} | "
-            f"{_pct(row['final_accuracy'])} | {_pct(row['best_accuracy'])} | "
-            f"{'baseline' if name == 'article' else _difference(diffs)} | "
+            f"{accuracy_text(row['final_accuracy'])} | {accuracy_text(row['best_accuracy'])} | "
+            f"{'baseline' if name == 'article' else difference_text(diffs)} | "
             f"{statistics.median(row['step_ms']):.1f} |"
         )
     missing = [n for n in GROUPS if n not in rows]
@@ -216,8 +219,9 @@ def render(results: dict) -> str:
                   "|---|---|---|---|---|"]  # fmt: skip
         for row in full:
             lines.append(
-                f"| `{row['name']}` | {row['parameters']:,} | {_pct(row['final_accuracy'])} | "
-                f"{_pct(row['best_accuracy'])} | {statistics.median(row['step_ms']):.1f} |"
+                f"| `{row['name']}` | {row['parameters']:,} | "
+                f"{accuracy_text(row['final_accuracy'])} | "
+                f"{accuracy_text(row['best_accuracy'])} | {statistics.median(row['step_ms']):.1f} |"
             )
         settings = results.get("full_protocol_settings", {})
         commits = sorted({c for r in full for c in r.get("commits", []) if c})
@@ -327,7 +331,7 @@ def attention_claim(rows: dict) -> str:
     diffs = paired(plain, gated)
     fewer = 1 - plain["parameters"] / gated["parameters"]
     return (
-        f"**Attention against weighted sums.** `plain` − `gated`: {_difference(diffs)} points "
+        f"**Attention against weighted sums.** `plain` − `gated`: {difference_text(diffs)} points "
         f"(paired seeds). `gated` keeps attention (gated by the Hebbian weights) and falls "
         f"behind `article` about as far as `plain` does, and `plain` has {100 * fewer:.1f} % "
         f"fewer parameters (no query/key matrices), so these runs do not show that attention "
@@ -350,12 +354,12 @@ def control_runs(rows: dict) -> list[str]:
             lines.append(f"- `{name}`: not run yet.")
             continue
         row = rows[name]
-        versus = _difference(paired(row, target)) if target else "–"
+        versus = difference_text(paired(row, target)) if target else "–"
         lines.append(
-            f"- `{name}` (`{' '.join(row['flags'])}`): {_pct(row['final_accuracy'])} "
+            f"- `{name}` (`{' '.join(row['flags'])}`): {accuracy_text(row['final_accuracy'])} "
             f"({len(row['seeds'])} seed{'s' if len(row['seeds']) != 1 else ''}); − "
             f"`no-message-passing`: {versus} points; − `article`: "
-            f"{_difference(paired(row, rows['article'])) if 'article' in rows else '–'} points."
+            f"{difference_text(paired(row, rows['article'])) if 'article' in rows else '–'} points."
         )
     return [*lines, "", control_verdict(rows)]
 
@@ -411,20 +415,20 @@ def headline(results: dict) -> str:
 
     def effect(n: str, firmness: bool = True) -> str:
         firm = f", {'firm' if is_firm(diffs[n]) else 'not firm'}" if firmness else ""
-        return f"`{n}` ({_in_words(diffs[n])}{firm})"
+        return f"`{n}` ({difference_words(diffs[n])}{firm})"
 
     text = (
         f"**Does the biology matter?** In a {results['protocol']['epochs']}-epoch "
         f"Fashion-MNIST study with paired seeds (under an old protocol that selected on the "
         f"test set: see the page), the article's model reaches "
-        f"{_pct(article['final_accuracy'])} ({_seeds(len(article['seeds']))}"
+        f"{accuracy_text(article['final_accuracy'])} ({_seeds(len(article['seeds']))}"
         f"{_paired_mean(rows)})"
     )
     matched = rows.get("mlp-matched")
     if matched and diffs["mlp-matched"]:
         text += (
             f", and a one-hidden-layer MLP with its parameter count "
-            f"{_pct(matched['final_accuracy'])} ({_in_words(diffs['mlp-matched'])})"
+            f"{accuracy_text(matched['final_accuracy'])} ({difference_words(diffs['mlp-matched'])})"
         )
     text += ". "
     biology = [n for n in decided if GROUPS.get(n) in BIOLOGY]
@@ -463,7 +467,7 @@ def headline(results: dict) -> str:
     full = results.get("full_protocol", [])
     if full:
         epochs = results.get("full_protocol_settings", {}).get("epochs", "?")
-        runs = ", ".join(f"`{r['name']}` {_pct(r['final_accuracy'])}" for r in full)
+        runs = ", ".join(f"`{r['name']}` {accuracy_text(r['final_accuracy'])}" for r in full)
         text += f"Over the full {epochs}-epoch protocol (one seed each): {runs}. "
     if any(n in rows for n in CONTROLS):
         text += (

@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from benchmarks import harness, study
-from benchmarks.ablation_report import interval
+from benchmarks.ablation_report import (
+    accuracy_text,
+    difference_text,
+    difference_words,
+    interval,
+)
 
 DOC_START, DOC_END = "<!-- study:start -->", "<!-- study:end -->"
 README_START, README_END = "<!-- study-readme:start -->", "<!-- study-readme:end -->"
@@ -69,21 +73,8 @@ def finished(results: dict, experiment: str) -> int:
 
 
 def _mean_sd(values) -> str:
-    values = list(values)
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.2f} %"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f} %"
-
-
-def _diff(diffs: list[float]) -> str:
-    if not diffs:
-        return "–"
-    mean, half = interval(diffs)
-    if half is None:
-        return f"{mean:+.2f} (1 seed)"
-    return f"{mean:+.2f} [{mean - half:+.2f}, {mean + half:+.2f}]"
+    """Accuracies in % as ``mean ± sd %``."""
+    return accuracy_text([v / 100 for v in values])
 
 
 def paired_diffs(results: dict, experiment: str, a: str, b: str, reference=None) -> list[float]:
@@ -127,7 +118,7 @@ def main_table(results: dict) -> list[str]:
         lines.append(
             f"| {row['id']} | `{a}` − `{b}` ({e}) | {PREDICTIONS[row['id']]} | {seeds} "
             f"| {_mean_sd(accuracies(results, e, a).values())} "
-            f"| {_mean_sd(accuracies(results, e, b).values())} | {_diff(row['diffs'])} "
+            f"| {_mean_sd(accuracies(results, e, b).values())} | {difference_text(row['diffs'])} "
             f"| {t} | {_verdict(row)} |"
         )
     return lines
@@ -173,7 +164,7 @@ def rows_table(results: dict, experiment: str, hops: dict | None = None) -> list
             twin = _twin(experiment, row.name)
             diffs = [] if twin in (None, row.name) else paired_diffs(results, experiment,
                                                                     row.name, twin)  # fmt: skip
-            line += f" {_diff(diffs)} |"
+            line += f" {difference_text(diffs)} |"
         lines.append(line)
     return lines
 
@@ -202,19 +193,16 @@ def graph_effects(results: dict) -> dict[str, list[str]]:
             if len(diffs) >= 2:
                 out["tested_twin"].append(row.name)
                 if _above(diffs):
-                    out["beats_twin"].append(f"{experiment} `{row.name}` ({_words(diffs)})")
+                    out["beats_twin"].append(
+                        f"{experiment} `{row.name}` ({difference_words(diffs)})"
+                    )
             if experiment == "A":
                 diffs = paired_diffs(results, "A", row.name, "mlp-matched")
                 if len(diffs) >= 2:
                     out["tested_mlp"].append(row.name)
                     if _above(diffs):
-                        out["beats_mlp"].append(f"A `{row.name}` ({_words(diffs)})")
+                        out["beats_mlp"].append(f"A `{row.name}` ({difference_words(diffs)})")
     return out
-
-
-def _words(diffs: list[float]) -> str:
-    mean, half = interval(diffs)
-    return f"{mean:+.2f} points, 95 % interval {mean - half:+.2f} to {mean + half:+.2f}"
 
 
 def status(results: dict) -> str:
@@ -254,7 +242,7 @@ def main_sentences(results: dict) -> list[str]:
             waiting.append(row["id"])
             continue
         verdict = _verdict(row).replace("**", "")
-        out.append(f"{row['id']} (`{row['a']}` − `{row['b']}`): {_words(row['diffs'])}, "
+        out.append(f"{row['id']} (`{row['a']}` − `{row['b']}`): {difference_words(row['diffs'])}, "
                    f"{verdict}.")  # fmt: skip
     if waiting:
         out.append(f"Not enough seeds yet: {', '.join(waiting)}.")
