@@ -27,16 +27,12 @@ import argparse
 import json
 import math
 import os
-import socket
 import statistics
-import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
-from benchmarks import harness
+from benchmarks import gloo_workers, harness
 from cortexgnn import ModelConfig, small_world_graph
 from cortexgnn.parallel.plan import column_bounds
 
@@ -68,33 +64,22 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _worker(rank: int, world_size: int, port: int, config: ModelConfig, args, out: str) -> None:
-    import torch.distributed as dist
-
     from cortexgnn.parallel.model import ShardedCortexNet
 
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
+    gloo_workers.join(rank, world_size, port)
     torch.manual_seed(0)
     model = ShardedCortexNet(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-5)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(args.batch_size, config.in_dim, generator=generator)
     y = torch.randint(config.top_out, (args.batch_size,), generator=generator)
-    steps, comms, sent = [], [], []
-    for step in range(args.warmup + args.steps):
-        model.traffic.reset()
-        dist.barrier()
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model.training_step((x, y))
-        optimizer.step()
-        dist.barrier()
-        if step >= args.warmup:
-            steps.append(time.perf_counter() - start)
-            comms.append(model.traffic.seconds)
-            sent.append(model.traffic.sent_bytes)
+    comms, sent = [], []
+
+    def count() -> None:
+        comms.append(model.traffic.seconds)
+        sent.append(model.traffic.sent_bytes)
+
+    steps = gloo_workers.timed_steps(model, (x, y), args.warmup, args.steps, after=count,
+                                     before=model.traffic.reset)  # fmt: skip
     plan = model.plan
     torch.save(
         {
@@ -109,22 +94,13 @@ def _worker(rank: int, world_size: int, port: int, config: ModelConfig, args, ou
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    torch.distributed.destroy_process_group()
 
 
 def run_config(num_columns: int, world_size: int, args) -> dict:
     """Time one (N, P): per-step medians over the timed steps, rank 0's clock."""
     config = ModelConfig(num_columns=num_columns, in_dim=args.in_dim, graph_seed=0)
-    with tempfile.TemporaryDirectory() as out:
-        mp.start_processes(_worker, args=(world_size, _free_port(), config, args, out),
-                           nprocs=world_size, start_method="spawn")  # fmt: skip
-        ranks = [torch.load(f"{out}/rank{r}.pt", weights_only=True) for r in range(world_size)]
+    ranks = gloo_workers.spawn(_worker, world_size, config, args)
     iters = config.message_iters
     step = statistics.median(ranks[0]["step_s"])
     # a step is as slow as its slowest process, so communication is taken per step as the
@@ -255,14 +231,13 @@ def render(result: dict) -> str:
                 f"{100 * row['comm_share']:.1f} % | "
                 f"{' + '.join(f'{b:,}' for b in measured)} ({agree}) |"
             )
-    load = env.get("load_average_at_start") or [float("nan")]
+    setting = (
+        f"one thread per process, gloo, batch {result['args']['batch_size']}, in_dim "
+        f"{result['args']['in_dim']}"
+    )
     lines += [
         "",
-        f"Measured on {env['cpu']} ({env['cpu_count']} cores), one thread per process, gloo, "
-        f"batch {result['args']['batch_size']}, in_dim {result['args']['in_dim']}, torch "
-        f"{env['torch']}, commit {env['git_commit']}, {env['date_utc']}; load average "
-        f"{load[0]:.1f} at the start and "
-        f"{(env.get('load_average_at_end') or [float('nan')])[0]:.1f} at the end. "
+        harness.measured_on(env, setting) + " "
         f"Medians of {result['args']['steps']} steps after "
         f"{result['args']['warmup']} warm-up steps.",
         "",

@@ -302,3 +302,15 @@ def replace_between(path: str | Path, start: str, end: str, text: str) -> bool:
     _, tail = rest.split(end, 1)
     path.write_text(f"{head}{start}\n{text}\n{end}{tail}")
     return True
+
+
+def measured_on(env: dict, setting: str) -> str:
+    """The sentence under a results table: machine, ``setting``, torch, commit, date, load."""
+    load = env.get("load_average_at_start") or [float("nan")]
+    end = env.get("load_average_at_end")
+    at_end = f" and {end[0]:.1f} at the end" if end else ""
+    return (
+        f"Measured on {env['cpu']} ({env['cpu_count']} cores), {setting}, torch "
+        f"{env['torch']}, commit {env['git_commit']}, {env['date_utc']}; load average "
+        f"{load[0]:.1f} at the start{at_end}."
+    )

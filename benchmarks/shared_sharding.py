@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
-import tempfile
-import time
 from pathlib import Path
 
 import torch
-import torch.multiprocessing as mp
 
-from benchmarks import harness
+from benchmarks import gloo_workers, harness
 from cortexgnn import ModelConfig
 
 NAME = "shared_sharding"
@@ -66,30 +62,15 @@ def _peak_rss_bytes() -> int:
 
 
 def _worker(rank: int, world_size: int, port: int, config: ModelConfig, args, out: str) -> None:
-    import torch.distributed as dist
-
     from cortexgnn.parallel.model import ShardedCortexNet
 
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
-    )
+    gloo_workers.join(rank, world_size, port)
     torch.manual_seed(0)
     model = ShardedCortexNet(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-5)
     generator = torch.Generator().manual_seed(1)
     x = torch.rand(args.batch_size, config.in_dim, generator=generator)
     y = torch.randint(config.top_out, (args.batch_size,), generator=generator)
-    steps = []
-    for step in range(args.warmup + args.steps):
-        dist.barrier()
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        model.training_step((x, y))
-        optimizer.step()
-        dist.barrier()
-        if step >= args.warmup:
-            steps.append(time.perf_counter() - start)
+    steps = gloo_workers.timed_steps(model, (x, y), args.warmup, args.steps)
     torch.save(
         {
             "step_s": steps,
@@ -99,22 +80,12 @@ def _worker(rank: int, world_size: int, port: int, config: ModelConfig, args, ou
         },
         os.path.join(out, f"rank{rank}.pt"),
     )
-    dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    torch.distributed.destroy_process_group()
 
 
 def run_config(num_columns: int, world_size: int, args) -> dict:
     """One (N, P): rank 0's median step, and every process's peak memory and parameters."""
-    config = config_for(num_columns, args)
-    with tempfile.TemporaryDirectory() as out:
-        mp.start_processes(_worker, args=(world_size, _free_port(), config, args, out),
-                           nprocs=world_size, start_method="spawn")  # fmt: skip
-        ranks = [torch.load(f"{out}/rank{r}.pt", weights_only=True) for r in range(world_size)]
+    ranks = gloo_workers.spawn(_worker, world_size, config_for(num_columns, args), args)
     return {
         "num_columns": num_columns,
         "processes": world_size,
@@ -144,14 +115,14 @@ def render(result: dict) -> str:
             f"{peak / 2**30:.2f} GiB | {ratio} | "
             f"{max(row['num_parameters_per_process']):,} | {row['step_s']:.1f} |"
         )
-    load = env.get("load_average_at_start") or [float("nan")]
+    setting = (
+        f"one thread per process, gloo, batch {args['batch_size']}, in_dim {args['in_dim']}, "
+        f"D {args['col_out']}, shared weights with recompute and bfloat16"
+    )
     lines += [
         "",
-        f"Measured on {env['cpu']} ({env['cpu_count']} cores), one thread per process, gloo, "
-        f"batch {args['batch_size']}, in_dim {args['in_dim']}, D {args['col_out']}, shared "
-        f"weights with recompute and bfloat16, torch {env['torch']}, commit "
-        f"{env['git_commit']}, {env['date_utc']}; load average {load[0]:.1f} at the start. "
-        f"Medians of {args['steps']} steps after {args['warmup']} warm-up step(s).",
+        harness.measured_on(env, setting)
+        + f" Medians of {args['steps']} steps after {args['warmup']} warm-up step(s).",
     ]
     return "\n".join(lines)
 
