@@ -24,6 +24,7 @@ import statistics
 from pathlib import Path
 
 from benchmarks import harness
+from benchmarks.plots import save_figure
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 DOC_START, DOC_END = "<!-- ablation:start -->", "<!-- ablation:end -->"
@@ -543,11 +544,7 @@ def plot(results: dict, path: Path) -> Path | None:
                         textcoords="offset points", va="center", fontsize=8)  # fmt: skip
     ax.set_xlabel("final test accuracy, % (mean, 95 % interval, seeds as dots)")
     ax.set_title(f"Fashion-MNIST, {results['protocol']['epochs']} epochs", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:

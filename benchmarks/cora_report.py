@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from benchmarks import harness
+from benchmarks.plots import save_figure
 
 LABELS = {
     "column": "ColumnAttentionConv (projection='first')",
@@ -125,8 +126,4 @@ def plot(result: dict, path: Path) -> Path | None:
         ax.title.set_fontsize(9)
         ax.grid(True, axis="y", alpha=0.3)
     fig.suptitle("Cora: the PyG GAT example's model, one convolution swapped", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

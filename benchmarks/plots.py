@@ -1,4 +1,4 @@
-"""The benchmark report's PNG plots (matplotlib, optional): used by ``report.py`` only."""
+"""The benchmarks' figures (matplotlib, optional): the report's plots and the shared save step."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ LABELS = {
     "cortexgnn": "cortexgnn ColumnAttentionConv",
     "cortexgnn_folded": "cortexgnn folded_attention",
 }
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` (110 dpi, folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def model_label(row: dict, config: dict) -> str:

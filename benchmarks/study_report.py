@@ -21,6 +21,7 @@ from benchmarks.ablation_report import (
     difference_words,
     interval,
 )
+from benchmarks.plots import save_figure
 
 DOC_START, DOC_END = "<!-- study:start -->", "<!-- study:end -->"
 README_START, README_END = "<!-- study-readme:start -->", "<!-- study-readme:end -->"
@@ -362,11 +363,7 @@ def plot(results: dict, path: Path) -> Path | None:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best", ncol=2)
     fig.suptitle("Accuracy against message-passing iterations, by graph (part 2)", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def b_points(results: dict, hops: dict) -> list[tuple[int, int, float]]:
@@ -424,11 +421,7 @@ def hops_plot(results: dict, hops: dict, path: Path) -> Path | None:
         right.legend(fontsize=8, loc="best")
     else:
         left.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=left.transAxes)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> dict:
