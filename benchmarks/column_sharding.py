@@ -24,7 +24,6 @@ Sizes: ``in_dim`` 64 (the digits data of ``cortexgnn train``; the article's 784 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -64,21 +63,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def _worker(rank: int, world_size: int, port: int, config: ModelConfig, args, out: str) -> None:
-    from cortexgnn.parallel.model import ShardedCortexNet
-
     gloo_workers.join(rank, world_size, port)
-    torch.manual_seed(0)
-    model = ShardedCortexNet(config)
-    generator = torch.Generator().manual_seed(1)
-    x = torch.randn(args.batch_size, config.in_dim, generator=generator)
-    y = torch.randint(config.top_out, (args.batch_size,), generator=generator)
+    model, batch = gloo_workers.sharded_model(config, args.batch_size)
     comms, sent = [], []
 
     def count() -> None:
         comms.append(model.traffic.seconds)
         sent.append(model.traffic.sent_bytes)
 
-    steps = gloo_workers.timed_steps(model, (x, y), args.warmup, args.steps, after=count,
+    steps = gloo_workers.timed_steps(model, batch, args.warmup, args.steps, after=count,
                                      before=model.traffic.reset)  # fmt: skip
     plan = model.plan
     torch.save(
@@ -268,9 +261,7 @@ def render(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.render:
-        result = json.loads((harness.RESULTS_DIR / f"{NAME}.json").read_text())
-        harness.replace_between(DOC, START, END, render(result))
-        return result
+        return harness.render_committed(NAME, DOC, START, END, render)
     result = {"environment": harness.environment(torch.device("cpu"), 1), "args": vars(args)}
     result["projection"] = projection(args)
     for kind, sizes in (("strong", [args.num_columns] * len(args.strong)),
@@ -287,9 +278,7 @@ def main(argv: list[str] | None = None) -> dict:
         row["speedup"] = row["steps_per_s"] / base
     result["environment"]["load_average_at_end"] = list(os.getloadavg())
     if not args.no_write:
-        result["path"] = str(harness.write_result(NAME, result, args.out_dir))
-        if args.out_dir is None:
-            harness.replace_between(DOC, START, END, render(result))
+        harness.publish(NAME, result, args.out_dir, DOC, START, END, render)
     return result
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["join", "spawn", "timed_steps"]
+__all__ = ["join", "sharded_model", "spawn", "timed_steps"]
 
 
 def _free_port() -> int:
@@ -40,6 +40,18 @@ def join(rank: int, world_size: int, port: int) -> None:
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
+
+
+def sharded_model(config, batch_size: int) -> tuple:
+    """This process's ``ShardedCortexNet`` of ``config`` (seed 0) and a random batch ``(x, y)``."""
+    from cortexgnn.parallel.model import ShardedCortexNet
+
+    torch.manual_seed(0)
+    model = ShardedCortexNet(config)
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(batch_size, config.in_dim, generator=generator)  # [B, F]
+    y = torch.randint(config.top_out, (batch_size,), generator=generator)  # [B]
+    return model, (x, y)
 
 
 def timed_steps(

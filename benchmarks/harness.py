@@ -314,3 +314,21 @@ def measured_on(env: dict, setting: str) -> str:
         f"{env['torch']}, commit {env['git_commit']}, {env['date_utc']}; load average "
         f"{load[0]:.1f} at the start{at_end}."
     )
+
+
+def render_committed(name: str, doc: Path, start: str, end: str, render) -> dict:
+    """Re-render ``doc``'s block between ``start`` and ``end`` from ``results/<name>.json``."""
+    result = json.loads((RESULTS_DIR / f"{name}.json").read_text())
+    replace_between(doc, start, end, render(result))
+    return result
+
+
+def publish(name: str, result: dict, out_dir, doc: Path, start: str, end: str, render) -> None:
+    """Write ``result`` as ``<out_dir>/<name>.json`` (and re-render ``doc`` if committed).
+
+    Into the committed results folder (``out_dir`` ``None``) the result also re-renders
+    ``doc``'s block between ``start`` and ``end``.
+    """
+    result["path"] = str(write_result(name, result, out_dir))
+    if out_dir is None:
+        replace_between(doc, start, end, render(result))

@@ -15,7 +15,6 @@ processes than idle cores it measures contention, not speed-up. Run it on a quie
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from pathlib import Path
@@ -62,15 +61,9 @@ def _peak_rss_bytes() -> int:
 
 
 def _worker(rank: int, world_size: int, port: int, config: ModelConfig, args, out: str) -> None:
-    from cortexgnn.parallel.model import ShardedCortexNet
-
     gloo_workers.join(rank, world_size, port)
-    torch.manual_seed(0)
-    model = ShardedCortexNet(config)
-    generator = torch.Generator().manual_seed(1)
-    x = torch.rand(args.batch_size, config.in_dim, generator=generator)
-    y = torch.randint(config.top_out, (args.batch_size,), generator=generator)
-    steps = gloo_workers.timed_steps(model, (x, y), args.warmup, args.steps)
+    model, batch = gloo_workers.sharded_model(config, args.batch_size)
+    steps = gloo_workers.timed_steps(model, batch, args.warmup, args.steps)
     torch.save(
         {
             "step_s": steps,
@@ -130,9 +123,7 @@ def render(result: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.render:
-        result = json.loads((harness.RESULTS_DIR / f"{NAME}.json").read_text())
-        harness.replace_between(DOC, START, END, render(result))
-        return result
+        return harness.render_committed(NAME, DOC, START, END, render)
     result = {"environment": harness.environment(torch.device("cpu"), 1), "args": vars(args),
               "rows": []}  # fmt: skip
     for num_columns in args.sizes:
@@ -143,9 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"N={num_columns:,} P={world_size}: {row['step_s']:.1f} s/step, peak "
                   f"{peak:.2f} GiB per process", flush=True)  # fmt: skip
     if not args.no_write:
-        result["path"] = str(harness.write_result(NAME, result, args.out_dir))
-        if args.out_dir is None:
-            harness.replace_between(DOC, START, END, render(result))
+        harness.publish(NAME, result, args.out_dir, DOC, START, END, render)
     return result
 
 
