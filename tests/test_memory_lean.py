@@ -131,9 +131,9 @@ def test_the_summed_message_holds_one_block_of_messages_at_a_time():
     from cortexgnn.nn.model import weighted_neighbour_sum
 
     torch.manual_seed(0)
-    num_nodes, k = 40, 8
+    num_nodes, k = 16, 4
     edge_index = small_world_graph(num_nodes, k, 0.2, seed=3)
-    x = torch.randn(num_nodes, 3, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(num_nodes, 2, 3, dtype=torch.float64, requires_grad=True)
     w = torch.rand(edge_index.size(1), dtype=torch.float64, requires_grad=True)
 
     def all_at_once(x, w):  # the formula with every [E, B, D] message at once
