@@ -371,7 +371,10 @@ def paired(results: dict, experiment: str, a: str, b: str,
     if len(diffs) >= 2:
         mean, half = interval(diffs)
         sd = statistics.stdev(diffs)
-        t = math.inf if sd == 0 else mean / (sd / math.sqrt(len(diffs)))
+        if sd == 0:  # every seed the same difference: none (t 0), or a sure one (t inf)
+            t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+        else:
+            t = mean / (sd / math.sqrt(len(diffs)))
         out.update(mean=mean, half_width=half, t=t)
     return out
 

@@ -172,3 +172,12 @@ def test_b_models_are_built_on_the_graphs_of_the_hop_table():
         )
         built, expected = column_graph(config), study._b_graphs()[name](3)
         assert {tuple(e) for e in built.t().tolist()} == {tuple(e) for e in expected.t().tolist()}
+
+
+def test_equal_accuracies_on_every_seed_are_no_effect_not_an_infinite_one():
+    same = [0.5] * 5  # both at chance on every seed (a constant answer, as B's none)
+    accs = {"article": same, "mlp-matched": same, "cnn-matched": [0.4] * 5,
+            "columns-16": same, "vit-matched-16": same}  # fmt: skip
+    rows = {r["id"]: r for r in study.comparisons(_finished(accs), "C")}
+    assert rows["C1"]["t"] == 0.0 and not rows["C1"]["established"]
+    assert rows["C2"]["t"] == float("inf") and rows["C2"]["established"]  # +10 on every seed
