@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -67,47 +68,66 @@ def _state(model, optimizer) -> dict:
     return state
 
 
-def _worker(rank: int, world_size: int, port: int, folder: str, name: str) -> None:
+def _worker(rank: int, world_size: int, port: int, root: str) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
-    results, config = {}, CONFIGS[name]
-    if world_size == 4:  # P = 4 from scratch; resumes of its own folder and of P = 1's
-        model = _model(0, config)
-        optimizer = _optimizer(model)
-        _steps(model, optimizer, first=0)
-        save_sharded(model, optimizer, os.path.join(folder, "p4"))
-        _steps(model, optimizer, first=STEPS)
-        results["straight"] = _state(model, optimizer)
-        model, optimizer = _resumed(os.path.join(folder, "p4"), config)
-        _steps(model, optimizer, first=STEPS)
-        results["resumed"] = _state(model, optimizer)
-        model, optimizer = _resumed(os.path.join(folder, "p1"), config)
-        _steps(model, optimizer, first=STEPS)
-        results["from_p1"] = _state(model, optimizer)
-    else:  # P = 2 resumes P = 4 and saves again
-        model, optimizer = _resumed(os.path.join(folder, "p4"), config)
-        save_sharded(model, optimizer, os.path.join(folder, "p2"))
-        _steps(model, optimizer, first=STEPS)
-        results["from_p4"] = _state(model, optimizer)
-    results["edge_index"] = model.global_edge_index
-    torch.save(results, os.path.join(folder, f"P{world_size}-rank{rank}.pt"))
+    for name, config in CONFIGS.items():  # one process group for every model
+        folder, results = os.path.join(root, name), {}
+        if world_size == 4:  # P = 4 from scratch; resumes of its own folder and of P = 1's
+            model = _model(0, config)
+            optimizer = _optimizer(model)
+            _steps(model, optimizer, first=0)
+            save_sharded(model, optimizer, os.path.join(folder, "p4"))
+            _steps(model, optimizer, first=STEPS)
+            results["straight"] = _state(model, optimizer)
+            model, optimizer = _resumed(os.path.join(folder, "p4"), config)
+            _steps(model, optimizer, first=STEPS)
+            results["resumed"] = _state(model, optimizer)
+            model, optimizer = _resumed(os.path.join(folder, "p1"), config)
+            _steps(model, optimizer, first=STEPS)
+            results["from_p1"] = _state(model, optimizer)
+        else:  # P = 2 resumes P = 4 and saves again
+            model, optimizer = _resumed(os.path.join(folder, "p4"), config)
+            save_sharded(model, optimizer, os.path.join(folder, "p2"))
+            _steps(model, optimizer, first=STEPS)
+            results["from_p4"] = _state(model, optimizer)
+        results["edge_index"] = model.global_edge_index
+        torch.save(results, os.path.join(folder, f"P{world_size}-rank{rank}.pt"))
     dist.destroy_process_group()
 
 
-def _spawn(world_size: int, folder, name: str) -> list[dict]:
+def _spawn(world_size: int, root: Path) -> dict[str, list[dict]]:
+    """Every model's results on ``world_size`` processes, by model name, in rank order."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.start_processes(_worker, args=(world_size, port, str(folder), name), nprocs=world_size,
+    mp.start_processes(_worker, args=(world_size, port, str(root)), nprocs=world_size,
                        start_method="spawn")  # fmt: skip
-    return [
-        torch.load(folder / f"P{world_size}-rank{r}.pt", weights_only=True)
-        for r in range(world_size)
-    ]
+    return {
+        name: [torch.load(root / name / f"P{world_size}-rank{r}.pt", weights_only=True)
+               for r in range(world_size)]
+        for name in CONFIGS
+    }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def resharded(tmp_path_factory) -> tuple[Path, dict, dict, dict]:
+    """One process's reference runs, then P = 4 and P = 2 for every model (two spawns)."""
+    root = tmp_path_factory.mktemp("reshard")
+    references = {}
+    for name, config in CONFIGS.items():
+        # one process: the reference trajectory, and the folder P = 4 resumes from
+        model = _model(0, config)
+        optimizer = _optimizer(model)
+        _steps(model, optimizer, first=0)
+        save_sharded(model, optimizer, root / name / "p1")
+        _steps(model, optimizer, first=STEPS)
+        references[name] = _state(model, optimizer)
+    return root, references, _spawn(4, root), _spawn(2, root)
 
 
 def _whole(ranks: list[dict], key: str, shared: bool) -> dict:
@@ -144,29 +164,21 @@ def _assert_states(actual: dict, expected: dict, atol: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-def test_checkpoints_reshard_between_4_2_and_1_processes(tmp_path, name):
+def test_checkpoints_reshard_between_4_2_and_1_processes(resharded, name):
+    root, references, fours, twos = resharded
     config, shared = CONFIGS[name], CONFIGS[name].shared_weights
     # Across process counts the shared query/key gradient is summed in another order; AdamW
     # (lr 1e-2) turns its rounding-level entries into steps of either sign: 1.4e-5 apart
     # after 4 steps on 1.6 % of the key weight, every other entry within 2.4e-6.
     atol = 1e-4 if shared else 1e-5
-    # one process: the reference trajectory, and the folder P = 4 resumes from
-    model = _model(0, config)
-    optimizer = _optimizer(model)
-    _steps(model, optimizer, first=0)
-    save_sharded(model, optimizer, tmp_path / "p1")
-    _steps(model, optimizer, first=STEPS)
-    reference = _state(model, optimizer)
-
-    four = _spawn(4, tmp_path, name)
-    two = _spawn(2, tmp_path, name)
+    reference, four, two = references[name], fours[name], twos[name]
     straight = _whole(four, "straight", shared)
     _assert_states(_whole(four, "resumed", shared), straight, atol=0)  # same P: bit for bit
     _assert_states(straight, reference, atol=atol)  # P = 4 runs like one process
     _assert_states(_whole(four, "from_p1", shared), reference, atol=atol)  # 1 -> 4
     _assert_states(_whole(two, "from_p4", shared), straight, atol=atol)  # 4 -> 2
     for folder in ("p2", "p4"):  # 2 -> 1 and 4 -> 1
-        model, optimizer = _resumed(tmp_path / folder, config)
+        model, optimizer = _resumed(root / name / folder, config)
         _steps(model, optimizer, first=STEPS)
         _assert_states(_state(model, optimizer), straight, atol=atol)
 
