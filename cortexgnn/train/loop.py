@@ -56,6 +56,7 @@ from .evaluate import evaluate
 from .metrics import MetricsLog, environment, peak_memory_mb, plot_curves, write_summary
 from .run_dir import RunDir, open_run_dir
 from .sharded import (
+    best_folder,
     check_column_shards,
     remove_old_shards,
     restore_best,
@@ -260,8 +261,7 @@ def _train(config: TrainConfig, state: dict | None, device, context, run: RunDir
         # column shards: every process writes its own, checkpoint.pth names their folder
         shards = save_model(model, optimizer, out_dir, p.step) if sharded else None
         if sharded and best_state is not None:
-            saved = best_shards.get("best_sharded_state", "")
-            if not saved.endswith(f"best-step-{p.best_step:09d}"):  # a new best since
+            if best_shards.get("best_sharded_state") != best_folder(p.best_step):  # a new best
                 best_shards.update(save_best(model, best_state, out_dir, p.best_step))
             shards.update(best_shards)
         if out_dir is None:

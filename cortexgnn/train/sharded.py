@@ -35,6 +35,7 @@ from ..parallel.model import ShardedCortexNet, check_shardable
 
 __all__ = [
     "SHARDS_FOLDER",
+    "best_folder",
     "check_column_shards",
     "consolidated_checkpoint",
     "remove_old_shards",
@@ -99,6 +100,11 @@ def save_model(
     return {"sharded_state": relative, "optimizer_param_groups": groups}
 
 
+def best_folder(step: int) -> str:
+    """The folder, relative to the run, that holds the best step's shards."""
+    return f"{SHARDS_FOLDER}/best-step-{step:09d}"
+
+
 def save_best(model: ShardedCortexNet, best_state: dict, out_dir: Path | None, step: int) -> dict:
     """Write the best validation step's weights as shards (every process calls it).
 
@@ -107,7 +113,7 @@ def save_best(model: ShardedCortexNet, best_state: dict, out_dir: Path | None, s
     ``shards/best-step-<N>/``. Returns the entry ``checkpoint.pth`` holds for them.
     """
     run = _broadcast_path(out_dir)
-    relative = f"{SHARDS_FOLDER}/best-step-{step:09d}"
+    relative = best_folder(step)
     current = {name: value.clone() for name, value in model.state_dict().items()}
     model.load_state_dict(best_state)
     try:
