@@ -59,7 +59,7 @@ def _neighbour_sum(x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor
     backward that builds a graph (``create_graph=True``) takes the differentiable form.
     """
     weight = edge_weight.to(x.dtype)
-    if torch.is_grad_enabled() and x.requires_grad and weight.requires_grad:
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return _ChunkedNeighbourSum.apply(x, edge_index, weight)
     return _sum_in_chunks(x, edge_index, weight)
 
@@ -96,17 +96,23 @@ class _ChunkedNeighbourSum(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, edge_index, weight = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            want_x, _, want_w = ctx.needs_input_grad
+            inputs = [t for t, want in ((x, want_x), (weight, want_w)) if want]
             with torch.enable_grad():
                 out = _sum_in_chunks(x, edge_index, weight)
-                grad_x, grad_w = torch.autograd.grad(out, (x, weight), grad_out, create_graph=True)
-            return grad_x, None, grad_w
-        grad_x, grad_w = torch.zeros_like(x), torch.empty_like(weight)  # [N, B, D], [E]
+                grads = list(torch.autograd.grad(out, inputs, grad_out, create_graph=True))
+            return grads.pop(0) if want_x else None, None, grads.pop(0) if want_w else None
+        want_x, _, want_w = ctx.needs_input_grad
+        grad_x = torch.zeros_like(x) if want_x else None  # [N, B, D]
+        grad_w = torch.empty_like(weight) if want_w else None  # [E]
         for start in _chunks(edge_index.size(1), x.size(0)):
             stop = start + x.size(0)
             source, target = edge_index[:, start:stop]  # [c] each
             grad_t = grad_out.index_select(0, target)  # [c, B, D]
-            grad_w[start:stop] = (grad_t * x.index_select(0, source)).sum((1, 2))  # [c]
-            grad_x.index_add_(0, source, grad_t * weight[start:stop].view(-1, 1, 1))
+            if want_w:
+                grad_w[start:stop] = (grad_t * x.index_select(0, source)).sum((1, 2))  # [c]
+            if want_x:
+                grad_x.index_add_(0, source, grad_t * weight[start:stop].view(-1, 1, 1))
         return grad_x, None, grad_w
 
 
