@@ -98,12 +98,23 @@ def _above(diffs: list[float]) -> bool | None:
 # --- the main comparisons ------------------------------------------------------------------
 
 
-def _verdict(row: dict) -> str:
+def _verdict(row: dict, complete: bool) -> str:
+    """Holm's verdict; provisional (``so far``) until the whole family has its seeds.
+
+    Holm's step-down orders the family by ``|t|``: a comparison still to come can move
+    every other one's step, either way.
+    """
     if row["t"] is None:
         return f"pending ({len(row['seeds'])} of 5 seeds)"
     if len(row["seeds"]) < 5:
         return f"interim ({len(row['seeds'])} of 5 seeds)"
-    return "**established**" if row["established"] else "not established"
+    verdict = "**established**" if row["established"] else "not established"
+    return verdict if complete else f"{verdict} so far"
+
+
+def family_complete(rows: list[dict]) -> bool:
+    """Whether every comparison of the family has its 5 seeds."""
+    return all(len(row["seeds"]) >= 5 for row in rows)
 
 
 def main_table(results: dict) -> list[str]:
@@ -112,7 +123,9 @@ def main_table(results: dict) -> list[str]:
         "| Holm (family of 7, 0.05) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in study.comparisons(results, tuple(study.EXPERIMENTS)):
+    rows = study.comparisons(results, tuple(study.EXPERIMENTS))
+    complete = family_complete(rows)
+    for row in rows:
         e, a, b = row["experiment"], row["a"], row["b"]
         t = "–" if row["t"] is None else f"{row['t']:+.2f}"
         seeds = ", ".join(map(str, row["seeds"])) or "–"
@@ -123,7 +136,8 @@ def main_table(results: dict) -> list[str]:
         )
         lines.append(
             f"| {row['id']} | `{a}` − `{b}` ({e}) | {PREDICTIONS[row['id']]} | {seeds} "
-            f"| {a_acc} | {b_acc} | {difference_text(row['diffs'])} | {t} | {_verdict(row)} |"
+            f"| {a_acc} | {b_acc} | {difference_text(row['diffs'])} | {t} "
+            f"| {_verdict(row, complete)} |"
         )
     return lines
 
@@ -241,15 +255,19 @@ def plain_answer(results: dict) -> str:
 
 def main_sentences(results: dict) -> list[str]:
     out, waiting = [], []
-    for row in study.comparisons(results, tuple(study.EXPERIMENTS)):
+    rows = study.comparisons(results, tuple(study.EXPERIMENTS))
+    complete = family_complete(rows)
+    for row in rows:
         if row["t"] is None:
             waiting.append(row["id"])
             continue
-        verdict = _verdict(row).replace("**", "")
+        verdict = _verdict(row, complete).replace("**", "")
         out.append(f"{row['id']} (`{row['a']}` − `{row['b']}`): {difference_words(row['diffs'])}, "
                    f"{verdict}.")  # fmt: skip
     if waiting:
         out.append(f"Not enough seeds yet: {', '.join(waiting)}.")
+    if not complete:
+        out.append("Holm's verdicts stay provisional until all seven comparisons are in.")
     return out
 
 
@@ -264,7 +282,9 @@ def render(results: dict, hops: dict | None) -> str:
         "",
         "Test accuracy in %, mean ± standard deviation over seeds; differences paired by "
         "seed, with the 95 % Student-t interval; Holm's method over the seven comparisons. "
-        "A comparison with fewer than 5 seeds is interim and gets no verdict.",
+        "A comparison with fewer than 5 seeds is interim and gets no verdict; until all "
+        'seven have their seeds, every verdict is provisional ("so far"): Holm\'s '
+        "step-down orders the whole family.",
         "",
         *main_table(results),
         "",

@@ -42,7 +42,9 @@ def results():
 def test_the_main_table_pairs_by_seed_and_gives_verdicts_only_with_five_seeds(results):
     table = "\n".join(study_report.main_table(results))
     b1 = next(line for line in table.splitlines() if line.startswith("| B1 "))
-    assert "| 0, 1, 2, 3, 4 |" in b1 and "+31.20 [" in b1 and "**established**" in b1
+    assert "| 0, 1, 2, 3, 4 |" in b1 and "+31.20 [" in b1
+    # C has not run: Holm orders the whole family, so every verdict is provisional
+    assert "**established** so far" in b1
     b2 = next(line for line in table.splitlines() if line.startswith("| B2 "))
     assert "pending (0 of 5 seeds)" in b2  # lattice-8 has no runs
     a2 = next(line for line in table.splitlines() if line.startswith("| A2 "))
