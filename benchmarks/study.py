@@ -218,7 +218,7 @@ def get_parser() -> argparse.ArgumentParser:
         default=False,
         help="only write experiment B's hop distances (benchmarks/results/study_hops.json)",
     )
-    return p  # fmt: skip
+    return p
 
 
 def protocol(args, experiment: str) -> dict:
