@@ -11,9 +11,9 @@ accuracy (ties: the smaller) then runs seeds 1-4. Test accuracy feeds no choice.
 Three experiments (docs/science.md part 2): A, Fashion-MNIST with patch columns (graph x
 readout x iterations); B, the two-item task read from one column (graph x iterations);
 C, tuned baselines. Every rate search and every row of a main comparison runs first, B
-before A before C, then the exploratory cells (3 seeds). ``--hops`` writes what B's
-prediction rests on, the hop distance from the two items to the readout column of every
-graph and seed.
+before A before C, then the exploratory cells (3 seeds; seed 0 of every cell first).
+``--hops`` writes what B's prediction rests on, the hop distance from the two items to
+the readout column of every graph and seed.
 
 The study is resumable like ``benchmarks/ablation.py``: finished runs are read back from
 ``benchmarks/results/study.json`` and skipped, a killed run resumes from its last epoch
@@ -276,8 +276,10 @@ def pending(results: dict, args) -> list[Job]:
     """The runs still to make whose rate is known, in order of priority.
 
     First, experiment by experiment (``--experiment``'s order), every rate search and
-    every row of a main comparison (5 seeds); then the exploratory cells. A row that
-    borrows its rate appears once the row it borrows from has searched.
+    every row of a main comparison (5 seeds); then the exploratory cells, seed by seed
+    (seed 0 of every cell before any cell's seed 1), so that an interrupted study has
+    covered the whole grid first. A row that borrows its rate appears once the row it
+    borrows from has searched.
     """
     done = {_key(r) for r in results["runs"]}
     tiers: tuple[list, list] = ([], [])
@@ -293,7 +295,7 @@ def pending(results: dict, args) -> list[Job]:
             if lr is not None:
                 tier.extend(Job(experiment, model, lr, s) for s in seeds)
     seen, out = set(), []
-    for job in tiers[0] + tiers[1]:
+    for job in tiers[0] + sorted(tiers[1], key=lambda job: job.seed):
         if job.key not in done and job.key not in seen:
             seen.add(job.key)
             out.append(job)

@@ -131,6 +131,11 @@ def test_the_main_rows_and_rate_searches_of_every_experiment_come_before_the_cel
     assert first_cell > 20 and all(j.model.seeds == 5 for j in todo[:first_cell] if j.seed > 0)
     # the searched row's own further seeds (3: an exploratory cell) wait with the cells
     assert todo[first_cell].key == ("B", "lattice-4", 1e-3, 1)
+    # the cells go seed by seed: every cell's seed 0 before any cell's seed 1
+    cells = [j for j in todo if j.model.seeds < 5]
+    assert [j.seed for j in cells] == sorted(j.seed for j in cells) and cells[0].seed == 0
+    names = {j.model.name for j in cells}
+    assert {j.model.name for j in cells if j.seed == 0} == names - {"lattice-4"}  # searched
 
 
 def test_the_rows_of_a_and_b_train_the_preregistered_models():
