@@ -67,7 +67,12 @@ def test_render_headline_and_figures_come_from_the_runs(results, tmp_path):
     assert "| `lattice-2` | 1,000 | 0.001 | 5 |" in text and "| 3 |" in text  # d = 3
     assert "A: 23 of 93 runs; B: 18 of 85 runs" in study_report.status(results)
     headline = study_report.headline(results)
-    assert "B1 (`random-2` − `lattice-2`): +31.20 points" in headline
+    b1 = next(line for line in headline.splitlines() if line.startswith("| B1 "))
+    assert "(`random-2` − `lattice-2`)" in b1 and "| +31.20 [" in b1 and "established so far" in b1
+    assert "in progress" in headline
+    effects = study_report.graph_effects(results)
+    counts = f"in {len(effects['beats_twin'])} of {len(effects['tested_twin'])}, and the matched"
+    assert counts in headline and "MLP in 0 of 2 cells of A" in headline
     first = study_report.plot(results, tmp_path / "it.png")
     second = study_report.hops_plot(results, hops, tmp_path / "hops.png")
     assert first.stat().st_size > 10_000 and second.stat().st_size > 10_000
