@@ -241,26 +241,34 @@ def status(results: dict) -> str:
 
 
 def plain_answer(results: dict) -> str:
+    """Where the graph beats its twin and the matched MLP: counts, then one bullet a cell."""
     effects = graph_effects(results)
     if not effects["tested_twin"]:
         return (
             "No cell of A or B has two seeds paired with its no-message twin yet: no answer "
             "on the graph yet."
         )
-    twin = (
+    lines = [
         f"The column graph beats its own no-message-passing twin (paired 95 % interval above "
         f"zero) in {len(effects['beats_twin'])} of {len(effects['tested_twin'])} cells with "
-        f"two or more seeds"
-    )
-    twin += ": " + "; ".join(effects["beats_twin"]) + "." if effects["beats_twin"] else "."
-    if not effects["tested_mlp"]:
-        return twin
-    mlp = (
-        f" It beats the matched MLP in {len(effects['beats_mlp'])} of "
-        f"{len(effects['tested_mlp'])} cells of A"
-    )
-    mlp += ": " + "; ".join(effects["beats_mlp"]) + "." if effects["beats_mlp"] else "."
-    return twin + mlp
+        f"two or more seeds" + (":" if effects["beats_twin"] else "."),
+        "",
+        *(f"- {cell}" for cell in effects["beats_twin"]),
+    ]
+    if effects["tested_mlp"]:
+        lines += [
+            "",
+            f"It beats the matched MLP in {len(effects['beats_mlp'])} of "
+            f"{len(effects['tested_mlp'])} cells of A" + (":" if effects["beats_mlp"] else "."),
+            "",
+            *(f"- {cell}" for cell in effects["beats_mlp"]),
+        ]
+    lines += [
+        "",
+        "Each interval is the cell's own, uncorrected: only the main comparisons above "
+        "carry a verdict.",
+    ]
+    return "\n".join(line for i, line in enumerate(lines) if line or lines[i - 1])
 
 
 def readme_table(results: dict) -> list[str]:
