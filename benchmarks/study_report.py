@@ -22,6 +22,7 @@ from benchmarks.ablation_report import (
     interval,
 )
 from benchmarks.plots import save_figure
+from cortexgnn.train.two_items import TASKS
 
 DOC_START, DOC_END = "<!-- study:start -->", "<!-- study:end -->"
 README_START, README_END = "<!-- study-readme:start -->", "<!-- study-readme:end -->"
@@ -333,6 +334,8 @@ def render(results: dict, hops: dict | None) -> str:
         table = rows_table(results, experiment, hops)
         if len(table) > 2:
             lines += [f"### {titles[experiment]}", "", *table, ""]
+            if experiment == "B" and hops and b_prediction(results, hops):
+                lines += [b_prediction(results, hops), ""]
     lines += [
         "To run or continue the study (finished runs are skipped, a killed run resumes from "
         "its last epoch): `python -m benchmarks.study --data-dir PATH --workers 2`; to "
@@ -443,6 +446,44 @@ def b_points(results: dict, hops: dict) -> list[tuple[int, int, float]]:
             if d.get(seed) is not None:
                 points.append((d[seed], iters, acc))
     return points
+
+
+def chance_band(pairs: int) -> float:
+    """Half-width in points of the 95 % band of a fair coin's accuracy over ``pairs``."""
+    return 100 * 1.96 * 0.5 / pairs**0.5
+
+
+def b_prediction(results: dict, hops: dict) -> str:
+    """B's prediction run by run: chance where ``d`` > iterations, above it elsewhere."""
+    pairs = TASKS[study.EXPERIMENTS["B"]["dataset"]].num_test
+    band = chance_band(pairs)
+    points = b_points(results, hops)
+    if not points:
+        return ""
+    far = [acc for d, iters, acc in points if d > iters]
+    near = [acc for d, iters, acc in points if d <= iters]
+    at_chance = [acc for acc in far if abs(acc - 50) <= band]
+    above = [acc for acc in near if acc > 50 + band]
+    parts = [
+        f"**B's prediction, run by run** (each run's own graph and hop distance `d`; chance "
+        f"band 50 ± {band:.2f} points, a fair coin's 95 % range over "
+        f"{pairs:,} test pairs):"
+    ]
+    for label, runs, hits, want in (
+        ("`d` > iterations (predicted: chance)", far, at_chance, "at chance"),
+        ("`d` ≤ iterations (predicted: above chance)", near, above, "above the band"),
+    ):
+        if runs:
+            parts.append(
+                f"{label}: {len(hits)} of {len(runs)} runs {want}, test accuracy "
+                f"{min(runs):.2f} to {max(runs):.2f} %"
+            )
+        else:
+            parts.append(f"{label}: no run yet")
+    held = len(at_chance) == len(far) and len(above) == len(near)
+    verdict = ("The prediction held on every run so far." if held else
+               "The prediction failed on some runs (see the figure).")  # fmt: skip
+    return parts[0] + " " + "; ".join(parts[1:]) + ". " + verdict
 
 
 def hops_plot(results: dict, hops: dict, path: Path) -> Path | None:

@@ -81,3 +81,21 @@ def test_render_headline_and_figures_come_from_the_runs(results, tmp_path):
 def test_the_doc_and_readme_markers_are_there():
     assert study_report.DOC_START in (ROOT / "docs" / "science.md").read_text()
     assert study_report.README_START in (ROOT / "README.md").read_text()
+
+
+def test_b_prediction_counts_runs_against_the_chance_band(results):
+    hops = study.hop_table()
+    assert round(study_report.chance_band(10_000), 2) == 0.98  # 1.96 x 0.5 / 100, in points
+    text = study_report.b_prediction(results, hops)
+    # lattice-2 (d = 3 > 2): two of its seeds (49 %, 51 %) lie outside 50 +- 0.98
+    assert "3 of 5 runs at chance" in text and "failed on some runs" in text
+    for run in results["runs"]:
+        if run["name"] == "lattice-2":
+            run["test_acc"] = 0.5
+    text = study_report.b_prediction(results, hops)
+    # now lattice-2 sits at chance; lattice-4 and random-2 (d <= iterations) lie above
+    assert "5 of 5 runs at chance" in text and "8 of 8 runs above the band" in text
+    assert "held on every run so far" in text
+    results["runs"] += _runs("B", "lattice-8", [0.505], searched=False)  # d 3 <= 8, yet chance
+    assert "failed on some runs" in study_report.b_prediction(results, hops)
+    assert study_report.b_prediction({"runs": []}, hops) == ""
