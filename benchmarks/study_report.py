@@ -120,7 +120,10 @@ def _verdict(row: dict, complete: bool) -> str:
     if len(row["seeds"]) < 5:
         return f"interim ({len(row['seeds'])} of 5 seeds)"
     verdict = "**established**" if row["established"] else "not established"
-    return verdict if complete else f"{verdict} so far"
+    verdict = verdict if complete else f"{verdict} so far"
+    if row["established"]:  # the test is two-sided: say which way
+        verdict += " (a > b)" if row["mean"] > 0 else " (a < b)"
+    return verdict
 
 
 def family_complete(rows: list[dict]) -> bool:
@@ -315,7 +318,8 @@ def render(results: dict, hops: dict | None) -> str:
         "### The main comparisons",
         "",
         "Test accuracy in %, mean ± standard deviation over seeds; differences paired by "
-        "seed, with the 95 % Student-t interval; Holm's method over the seven comparisons. "
+        "seed, with the 95 % Student-t interval; Holm's method over the seven comparisons, "
+        "two-sided (an established difference names its direction: a > b or a < b). "
         "A comparison with fewer than 5 seeds is interim and gets no verdict; until all "
         'seven have their seeds, every verdict is provisional ("so far"): Holm\'s '
         "step-down orders the whole family.",
