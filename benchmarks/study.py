@@ -390,9 +390,12 @@ def comparisons(results: dict, experiments=tuple(ORDER)) -> list[dict]:
 
     Each is ``a - b`` in points over the seeds both rows have at their chosen rates, with
     its 95 % t interval. Holm's step-down at :data:`FAMILY_LEVEL` over the whole family
-    (every main comparison of the study, whether its runs are finished or not): sorted by
-    ``|t|``, the ``k``-th (from 0) of ``m`` is established when its ``|t|`` passes the
-    two-sided quantile at level ``1 - FAMILY_LEVEL / (m - k)`` and every one before it did.
+    (``m``: every main comparison of the study, whether its runs are finished or not) takes
+    the comparisons with all their seeds: sorted by ``|t|`` (the same degrees of freedom
+    for each, so the order of their p-values), the ``k``-th (from 0) is established when
+    its ``|t|`` passes the two-sided quantile at level ``1 - FAMILY_LEVEL / (m - k)`` and
+    every one before it did. A comparison with seeds still missing waits outside the
+    step-down: its ``t`` on fewer degrees of freedom would misorder the family.
     """
     if isinstance(experiments, str):
         experiments = (experiments,)
@@ -402,7 +405,9 @@ def comparisons(results: dict, experiments=tuple(ORDER)) -> list[dict]:
             row = {"id": cid, "experiment": experiment, **paired(results, experiment, a, b)}
             rows.append({**row, "established": False})
     m = sum(len(EXPERIMENTS[e]["comparisons"]) for e in EXPERIMENTS)
-    ready = sorted((r for r in rows if r["t"] is not None), key=lambda r: -abs(r["t"]))
+    complete = [r for r in rows if r["t"] is not None and len(r["seeds"]) >= min(
+        _row(r["experiment"], r["a"]).seeds, _row(r["experiment"], r["b"]).seeds)]  # fmt: skip
+    ready = sorted(complete, key=lambda r: -abs(r["t"]))
     for k, row in enumerate(ready):
         needed = t_quantile(1 - FAMILY_LEVEL / (m - k), len(row["diffs"]) - 1)
         if abs(row["t"]) <= needed:

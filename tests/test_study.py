@@ -80,6 +80,24 @@ def test_holm_establishes_the_largest_effects_in_order_and_stops_at_the_first_mi
     assert rows["C2"]["mean"] - rows["C2"]["half_width"] > 0 and not rows["C2"]["established"]
 
 
+def test_a_comparison_still_missing_seeds_stays_out_of_holms_step_down():
+    base = [0.880, 0.881, 0.879, 0.882, 0.880]
+    noise = (0, 0.003, -0.003, 0.002, -0.002)
+    accs = {
+        "article": base,
+        "mlp-matched": [a - 0.01 + d for a, d in zip(base, noise, strict=True)],  # t about 9
+        "cnn-matched": [0.920, 0.922],  # 2 seeds so far: |t| about 80, on 1 degree of freedom
+        "columns-16": base,
+        "vit-matched-16": base,
+    }
+    rows = {r["id"]: r for r in study.comparisons(_finished(accs), "C")}
+    assert rows["C2"]["seeds"] == [0, 1] and abs(rows["C2"]["t"]) > abs(rows["C1"]["t"]) > 5
+    assert not rows["C2"]["established"]
+    # sorted by |t| with C2 inside, C2's 1 degree of freedom would stop the step-down
+    # before C1; C1 has its 5 seeds and passes the first step (|t| > 5.6 at 0.05 / 7)
+    assert rows["C1"]["established"]
+
+
 def test_the_hop_table_is_the_committed_one_and_fits_the_grid():
     first, second = study.item_columns(7, 8, 28, 56)
     assert first[:4] == [0, 1, 2, 3] and len(first) == len(second) == 16 and 24 in first
