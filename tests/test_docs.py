@@ -136,3 +136,17 @@ def test_every_test_the_robustness_page_names_exists():
     for file_name in re.findall(r"`(test_\w+\.py)::", page):
         assert (ROOT / "tests" / file_name).is_file(), file_name
     assert len(named) > 40 and named <= defined, sorted(named - defined)
+
+
+def test_science_page_part_2_and_readme_match_the_study_results():
+    from benchmarks import study, study_report
+
+    results = study.load(study.RESULTS)
+    hops = json.loads(study.HOPS.read_text())
+    science = ROOT / "docs" / "science.md"
+    assert between(science, study_report.DOC_START, study_report.DOC_END) == (
+        study_report.render(results, hops)
+    )
+    assert between(ROOT / "README.md", study_report.README_START, study_report.README_END) == (
+        study_report.headline(results)
+    )
