@@ -275,11 +275,10 @@ def plain_answer(results: dict) -> str:
     return "\n".join(line for i, line in enumerate(lines) if line or lines[i - 1])
 
 
-def readme_table(results: dict) -> list[str]:
-    """The seven main comparisons in a few words each: difference, interval, verdict."""
+def readme_table(rows: list[dict]) -> list[str]:
+    """The main comparisons (``study.comparisons``) in a few words each, with the verdicts."""
     lines = ["| id | comparison (a − b) | predicted | a − b, points [95 %] | Holm |",
              "|---|---|---|---|---|"]  # fmt: skip
-    rows = study.comparisons(results, tuple(study.EXPERIMENTS))
     complete = family_complete(rows)
     for row in rows:
         lines.append(
@@ -338,8 +337,8 @@ def render(results: dict, hops: dict | None) -> str:
         table = rows_table(results, experiment, hops)
         if len(table) > 2:
             lines += [f"### {titles[experiment]}", "", *table, ""]
-            if experiment == "B" and hops and b_prediction(results, hops):
-                lines += [b_prediction(results, hops), ""]
+            prediction = b_prediction(results, hops) if experiment == "B" and hops else ""
+            lines += [prediction, ""] if prediction else []
     lines += [
         "To run or continue the study (finished runs are skipped, a killed run resumes from "
         "its last epoch): `python -m benchmarks.study --data-dir PATH --workers 2`; to "
@@ -368,7 +367,7 @@ def headline(results: dict) -> str:
         "validation split, each run sees the test set once, and the seven main "
         "comparisons were fixed before their runs and are corrected with Holm's method.",
         "",
-        *readme_table(results),
+        *readme_table(rows),
         "",
         f"{effect_counts(results)} {status(results)} Tables, figures and the cells: "
         "[docs/science.md](docs/science.md).",
