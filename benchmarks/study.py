@@ -403,11 +403,12 @@ def comparisons(results: dict, experiments=tuple(ORDER)) -> list[dict]:
     for experiment in experiments:
         for cid, a, b in EXPERIMENTS[experiment]["comparisons"]:
             row = {"id": cid, "experiment": experiment, **paired(results, experiment, a, b)}
-            rows.append({**row, "established": False})
+            planned = min(_row(experiment, a).seeds, _row(experiment, b).seeds)
+            complete = row["t"] is not None and len(row["seeds"]) >= planned
+            rows.append({**row, "planned_seeds": planned, "complete": complete,
+                         "established": False})  # fmt: skip
     m = sum(len(EXPERIMENTS[e]["comparisons"]) for e in EXPERIMENTS)
-    complete = [r for r in rows if r["t"] is not None and len(r["seeds"]) >= min(
-        _row(r["experiment"], r["a"]).seeds, _row(r["experiment"], r["b"]).seeds)]  # fmt: skip
-    ready = sorted(complete, key=lambda r: -abs(r["t"]))
+    ready = sorted((r for r in rows if r["complete"]), key=lambda r: -abs(r["t"]))
     for k, row in enumerate(ready):
         needed = t_quantile(1 - FAMILY_LEVEL / (m - k), len(row["diffs"]) - 1)
         if abs(row["t"]) <= needed:

@@ -116,9 +116,9 @@ def _verdict(row: dict, complete: bool) -> str:
     every other one's step, either way.
     """
     if row["t"] is None:
-        return f"pending ({len(row['seeds'])} of 5 seeds)"
-    if len(row["seeds"]) < 5:
-        return f"interim ({len(row['seeds'])} of 5 seeds)"
+        return f"pending ({len(row['seeds'])} of {row['planned_seeds']} seeds)"
+    if not row["complete"]:
+        return f"interim ({len(row['seeds'])} of {row['planned_seeds']} seeds)"
     verdict = "**established**" if row["established"] else "not established"
     verdict = verdict if complete else f"{verdict} so far"
     if row["established"]:  # the test is two-sided: say which way
@@ -127,8 +127,8 @@ def _verdict(row: dict, complete: bool) -> str:
 
 
 def family_complete(rows: list[dict]) -> bool:
-    """Whether every comparison of the family has its 5 seeds."""
-    return all(len(row["seeds"]) >= 5 for row in rows)
+    """Whether every comparison of the family has all its seeds."""
+    return all(row["complete"] for row in rows)
 
 
 def main_table(results: dict) -> list[str]:
