@@ -159,14 +159,15 @@ def time_interleaved(
 
     Every round times each function once with ``Timer.blocked_autorange`` (which runs
     whole blocks for at least ``min_run_time``); the reported median and IQR are over the
-    per-call times of all blocks of all rounds.
+    per-call times of all blocks of all rounds. ``min_run_time=0`` times a single call per
+    round instead, with no block-size search: the smoke sizes of ``--quick`` runs.
 
     Args:
         fns: name -> zero-argument callable.
         device: where they run (CUDA is synchronised after each block).
         num_threads: intra-op threads for the measurement.
         rounds: interleaved rounds.
-        min_run_time: seconds per ``blocked_autorange`` call.
+        min_run_time: seconds per ``blocked_autorange`` call; 0 for one call per round.
         warmup: untimed calls of each function first.
     """
     Timer = _timer_class()  # noqa: N806 - a class
@@ -178,6 +179,12 @@ def time_interleaved(
     per_call: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            if min_run_time <= 0:  # Timer.timeit would add its own warm-up calls
+                t0 = time.perf_counter()
+                fn()
+                synchronize(device)
+                per_call[name].append(time.perf_counter() - t0)
+                continue
             stmt = "fn(); sync(device)"
             timer = Timer(
                 stmt, globals={"fn": fn, "sync": synchronize, "device": device},

@@ -54,23 +54,23 @@ def register(name: str, module: str, question: str, *, quick=(), needs=None, dev
 register("article_step", "benchmarks.article_step",
          "the article's training step: CortexNet against DenseReference",
          quick=["--batch-size", "16", "--num-columns", "16", "--in-dim", "64", "--rounds", "2",
-                "--min-run-time", "0.05", "--gemm-size", "512", "--no-profile"])
+                "--min-run-time", "0", "--gemm-size", "512", "--no-profile"])
 register("layer_sweep", "benchmarks.layer_sweep",
          "the attention layer alone from 64 to 131,072 columns, against the article's loop and PyG",
          quick=["--min-log2", "6", "--max-log2", "10", "--extra-sizes", "--rounds", "1",
-                "--min-run-time", "0.05", "--budget-s", "2", "--fit-range", "64", "1024"])
+                "--min-run-time", "0", "--budget-s", "2", "--fit-range", "64", "1024"])
 register("model_sweep", "benchmarks.model_sweep",
          "the whole training step across column counts",
          quick=["--per-column-sizes", "16", "32", "--shared-sizes", "256", "1024",
                 "--in-dim", "64", "--col-out", "32", "--batch-size", "8", "--rounds", "1"])
 register("bandwidth", "benchmarks.bandwidth",
          "achieved memory bandwidth of the attention against its lower bound",
-         quick=["--sizes", "2048", "--rounds", "2", "--min-run-time", "0.05", "--copy-mib", "32",
+         quick=["--sizes", "2048", "--rounds", "2", "--min-run-time", "0", "--copy-mib", "32",
                 "--torch-max-nodes", "2048", "--more-threads"])
 register("neurons", "benchmarks.neurons",
          "the neuron simulator against the article's loop, and its scaling",
          quick=["--num-nodes", "300", "--copies", "4", "--big-nodes", "10000", "--big-steps", "5",
-                "--sizes", "1000,3000,10000", "--rounds", "1", "--min-run-time", "0.05"])
+                "--sizes", "1000,3000,10000", "--rounds", "1", "--min-run-time", "0"])
 register("cora", "benchmarks.cora",
          "Cora node classification: ColumnAttentionConv against GATConv",
          quick=["--seeds", "1", "--epochs", "5", "--no-progress"])

@@ -267,6 +267,19 @@ def test_bench_quick_prints_no_cuda_or_profiler_noise(tmp_path):
         assert re.search(rf"\[{number}/{total}\] {name}: (done in|skipped)", done.stderr), name
 
 
+def test_zero_min_run_time_times_exactly_one_call_per_round():
+    """Quick runs pass ``--min-run-time 0``: no block-size search, one timed call a round."""
+    import torch
+
+    calls = []
+    stats = harness.time_interleaved(
+        {"f": lambda: calls.append(1)}, device=torch.device("cpu"), num_threads=1,
+        rounds=3, min_run_time=0, warmup=2,
+    )["f"]  # fmt: skip
+    assert stats["samples"] == 3
+    assert len(calls) == 2 + 3
+
+
 def test_peak_memory_sees_a_large_allocation():
     import torch
 
