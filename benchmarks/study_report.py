@@ -156,6 +156,36 @@ def main_table(results: dict) -> list[str]:
     return lines
 
 
+def prediction_outcomes(rows: list[dict]) -> str:
+    """Each preregistered prediction against its verdict, once the family is complete.
+
+    ``positive`` holds when established with a > b. ``no better (≤ 0)`` is contradicted only
+    by an established a > b; an established a < b or an interval holding zero fits it.
+    """
+    if not family_complete(rows):
+        return ""
+    held, fits, against, open_ = [], [], [], []
+    for row in rows:
+        up = row["established"] and row["mean"] > 0
+        down = row["established"] and row["mean"] < 0
+        label = f"{row['id']} ({difference_text(row['diffs'])})"
+        if PREDICTIONS[row["id"]] == "positive":
+            (held if up else against if down else open_).append(label)
+        else:
+            (against if up else fits).append(label)
+    parts = []
+    if held:
+        parts.append(f"held (established in the predicted direction): {', '.join(held)}")
+    if fits:
+        parts.append(f"fit \"no better\" (no established a > b): {', '.join(fits)}")
+    if open_:
+        parts.append(f"not decided (no established difference): {', '.join(open_)}")
+    if against:
+        parts.append(f"contradicted (established the other way): {', '.join(against)}")
+    text = "; ".join(parts)
+    return f"**The predictions against the data.** {text[0].upper()}{text[1:]}."
+
+
 # --- the tables of every row ----------------------------------------------------------------
 
 
@@ -325,6 +355,8 @@ def render(results: dict, hops: dict | None) -> str:
         "",
         *main_table(results),
         "",
+        prediction_outcomes(study.comparisons(results, tuple(study.EXPERIMENTS))),
+        "",
         "### Does the graph carry information?",
         "",
         plain_answer(results),
@@ -355,8 +387,13 @@ def render(results: dict, hops: dict | None) -> str:
 def headline(results: dict) -> str:
     """The README block: the main comparisons as a table, the cell counts, the status."""
     rows = study.comparisons(results, tuple(study.EXPERIMENTS))
-    state = ("complete" if family_complete(rows) else
-             "in progress: Holm's verdicts are provisional until all seven are in")  # fmt: skip
+    everything = all(finished(results, e) >= planned(results, e) for e in study.EXPERIMENTS)
+    if not family_complete(rows):
+        state = "in progress: Holm's verdicts are provisional until all seven are in"
+    elif not everything:
+        state = "the seven main comparisons complete, the exploratory cells still running"
+    else:
+        state = "complete"
     return "\n".join([
         f"**Can the column graph matter?** Part 2 of the study ({state}). Three "
         "experiments: A, Fashion-MNIST with columns that each see one patch of the image; "

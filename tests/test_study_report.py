@@ -99,3 +99,53 @@ def test_b_prediction_counts_runs_against_the_chance_band(results):
     results["runs"] += _runs("B", "lattice-8", [0.505], searched=False)  # d 3 <= 8, yet chance
     assert "failed on some runs" in study_report.b_prediction(results, hops)
     assert study_report.b_prediction({"runs": []}, hops) == ""
+
+
+def test_the_headline_says_complete_only_when_every_planned_run_is_in():
+    """Main comparisons at 5 seeds with exploratory cells missing is not "complete"."""
+    import random
+
+    rng = random.Random(0)
+
+    def rows(main_only: bool) -> list[dict]:
+        runs = []
+        for experiment, spec in study.EXPERIMENTS.items():
+            main = {name for _, a, b in spec["comparisons"] for name in (a, b)}
+            for model in spec["models"]:
+                if main_only and model.name not in main and model.lr_from is not None:
+                    continue
+                accs = [0.8 + rng.random() / 100 for _ in range(model.seeds)]
+                runs += _runs(experiment, model.name, accs, searched=model.lr_from is None)
+        return runs
+
+    partial = study_report.headline({"runs": rows(main_only=True)})
+    assert "(the seven main comparisons complete, the exploratory cells still running)" in partial
+    assert " so far |" not in partial  # final verdicts
+    whole = {"runs": rows(main_only=False)}
+    assert all(study_report.finished(whole, e) == study_report.planned(whole, e)
+               for e in study.EXPERIMENTS)  # fmt: skip
+    assert "Part 2 of the study (complete)." in study_report.headline(whole)
+
+
+def test_prediction_outcomes_read_each_verdict_against_its_prediction():
+    def row(id_, diffs, established):
+        mean = sum(diffs) / len(diffs)
+        return {"id": id_, "diffs": diffs, "mean": mean, "established": established,
+                "complete": True}  # fmt: skip
+
+    rows = [
+        row("A1", [0.01, 0.012, 0.011], True),  # positive, a > b: held
+        row("A2", [-0.01, -0.012, -0.011], True),  # positive, a < b: contradicted
+        row("B1", [0.01, -0.01, 0.0], False),  # positive, nothing established: not decided
+        row("C1", [-0.02, -0.021, -0.019], True),  # no better, a < b: fits
+        row("C3", [0.02, 0.021, 0.019], True),  # no better, a > b: contradicted
+    ]
+    text = study_report.prediction_outcomes(rows)
+    assert text.startswith("**The predictions against the data.** Held")
+    held, fits, undecided, against = (text.split(word, 1)[1].split(";")[0] for word in
+                                      ("Held", "fit", "not decided", "contradicted"))  # fmt: skip
+    assert "A1" in held and "A2" not in held
+    assert "C1" in fits and "C3" not in fits
+    assert "B1" in undecided
+    assert "A2" in against and "C3" in against
+    assert study_report.prediction_outcomes([{**rows[0], "complete": False}]) == ""
