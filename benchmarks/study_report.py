@@ -177,7 +177,7 @@ def prediction_outcomes(rows: list[dict]) -> str:
     if held:
         parts.append(f"held (established in the predicted direction): {', '.join(held)}")
     if fits:
-        parts.append(f"fit \"no better\" (no established a > b): {', '.join(fits)}")
+        parts.append(f'fit "no better" (no established a > b): {", ".join(fits)}')
     if open_:
         parts.append(f"not decided (no established difference): {', '.join(open_)}")
     if against:
