@@ -31,6 +31,14 @@ def _losses(folder) -> list[float]:
     return [r["loss"] for r in read_metrics(folder / "metrics.jsonl") if r["kind"] == "train"]
 
 
+def _assert_same_float32_losses(a, b) -> None:
+    """Losses of two process layouts, at float32's tolerance: they are float32 values, and
+    P processes sum the readout and the gradients in another order than one process does
+    (on an AMD EPYC, step 17 of 46 differed by 2e-7 relative; float64's 1e-7 failed)."""
+    torch.testing.assert_close(torch.tensor(a, dtype=torch.float32),
+                               torch.tensor(b, dtype=torch.float32))  # fmt: skip
+
+
 def test_column_shards_must_be_a_positive_count_of_cortexnet_columns():
     with pytest.raises(ValueError, match="P >= 1"):
         TrainConfig(column_shards=0)
@@ -146,7 +154,7 @@ def test_torchrun_column_shards_train_like_one_process_and_reshard(tmp_path, cap
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("cortexgnn train:") == 1  # rank 0 reports
     assert main([*ARGS, "--max-steps", "4", "--out-dir", str(tmp_path / "one")]) == 0
-    torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
+    _assert_same_float32_losses(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
     shards = sorted((tmp_path / "two" / "shards").iterdir())
     assert [p.name for p in shards] == ["step-000000004"]  # older folders are removed
     assert {p.name for p in shards[0].iterdir()} >= {"__0_0.distcp", "__1_0.distcp"}
@@ -160,7 +168,7 @@ def test_torchrun_column_shards_train_like_one_process_and_reshard(tmp_path, cap
     assert main([*ARGS, *resume, "--column-shards", "1"]) == 0
     one = ["--resume", str(tmp_path / "one" / "checkpoint.pth"), "--max-steps", "6"]
     assert main([*ARGS, *one]) == 0
-    torch.testing.assert_close(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
+    _assert_same_float32_losses(_losses(tmp_path / "two"), _losses(tmp_path / "one"))
 
 
 def _workers_of(parent: int) -> list[int]:
@@ -226,7 +234,7 @@ def test_a_killed_process_restarts_from_the_last_checkpoint(tmp_path):
     # steps up to the first epoch's checkpoint are the first attempt's; the rest were redone
     assert all((r["time"] < killed_at) == (r["step"] <= steps_per_epoch) for r in records)
     assert main([*ARGS, "--epochs", "2", "--out-dir", str(tmp_path / "one")]) == 0
-    torch.testing.assert_close(_losses(run), _losses(tmp_path / "one"))
+    _assert_same_float32_losses(_losses(run), _losses(tmp_path / "one"))
 
 
 def test_only_a_torchrun_restart_resumes_from_the_run_folder(tmp_path, monkeypatch):
