@@ -131,13 +131,13 @@ def family_complete(rows: list[dict]) -> bool:
     return all(row["complete"] for row in rows)
 
 
-def main_table(results: dict) -> list[str]:
+def main_table(results: dict, rows: list[dict]) -> list[str]:
+    """The main comparisons' table; ``rows`` from ``study.comparisons``."""
     lines = [
         "| id | comparison (a − b) | predicted | paired seeds | a | b | a − b, points [95 %] | t "
         "| Holm (family of 7, 0.05) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    rows = study.comparisons(results, tuple(study.EXPERIMENTS))
     complete = family_complete(rows)
     for row in rows:
         e, a, b = row["experiment"], row["a"], row["b"]
@@ -338,6 +338,7 @@ def effect_counts(results: dict) -> str:
 
 
 def render(results: dict, hops: dict | None) -> str:
+    rows = study.comparisons(results, tuple(study.EXPERIMENTS))
     lines = [
         "## Results of part 2",
         "",
@@ -353,9 +354,9 @@ def render(results: dict, hops: dict | None) -> str:
         'seven have their seeds, every verdict is provisional ("so far"): Holm\'s '
         "step-down orders the whole family.",
         "",
-        *main_table(results),
+        *main_table(results, rows),
         "",
-        prediction_outcomes(study.comparisons(results, tuple(study.EXPERIMENTS))),
+        prediction_outcomes(rows),
         "",
         "### Does the graph carry information?",
         "",
@@ -391,7 +392,7 @@ def headline(results: dict) -> str:
     if not family_complete(rows):
         state = "in progress: Holm's verdicts are provisional until all seven are in"
     elif not everything:
-        state = "the seven main comparisons complete, the exploratory cells still running"
+        state = "the seven main comparisons complete, exploratory cells still to come"
     else:
         state = "complete"
     return "\n".join([
