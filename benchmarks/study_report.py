@@ -44,6 +44,8 @@ GLOSSES = {
 }
 #: the twin without messages and the matched MLP of each experiment's cells
 TWINS = {"A": {"mean": "none-mean", "column": "none-column"}, "B": {None: "none"}}
+#: C's labelled variants and the row each one changes (paired by seed: the change's effect)
+VARIANTS = {"C": {"article-eval-updates": "article"}}
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -208,6 +210,8 @@ def rows_table(results: dict, experiment: str, hops: dict | None = None) -> list
     """Every row of an experiment with runs: rate, seeds, validation and test accuracy."""
     extra = " d (hops, seeds 0–4) |" if experiment == "B" else ""
     twin_col = " − no messages, points [95 %] |" if experiment in TWINS else ""
+    if experiment in VARIANTS:
+        twin_col = " − the row it varies, points [95 %] |"
     lines = [f"| row | parameters | rate | seeds | best validation | test |{extra}{twin_col}",
              "|---|---|---|---|---|---|" + "---|" * (bool(extra) + bool(twin_col))]  # fmt: skip
     for row in study.EXPERIMENTS[experiment]["models"]:
@@ -227,6 +231,10 @@ def rows_table(results: dict, experiment: str, hops: dict | None = None) -> list
             diffs = [] if twin in (None, row.name) else paired_diffs(results, experiment,
                                                                     row.name, twin)  # fmt: skip
             line += f" {difference_text(diffs)} |"
+        elif experiment in VARIANTS:
+            varied = VARIANTS[experiment].get(row.name)
+            diffs = [] if varied is None else paired_diffs(results, experiment, row.name, varied)
+            line += f" − `{varied}`: {difference_text(diffs)} |" if varied else " – |"
         lines.append(line)
     return lines
 

@@ -149,3 +149,15 @@ def test_prediction_outcomes_read_each_verdict_against_its_prediction():
     assert "B1" in undecided
     assert "A2" in against and "C3" in against
     assert study_report.prediction_outcomes([{**rows[0], "complete": False}]) == ""
+
+
+def test_the_eval_updates_variant_is_paired_with_the_article_row():
+    runs = _runs("C", "article", [0.880, 0.882, 0.879, 0.881, 0.880])
+    runs += _runs("C", "article-eval-updates", [0.870, 0.873, 0.869], searched=False)
+    runs += _runs("C", "mlp-matched", [0.881, 0.882, 0.880, 0.881, 0.882])
+    table = study_report.rows_table({"runs": runs}, "C")
+    assert table[0].endswith("| − the row it varies, points [95 %] |")
+    variant = next(line for line in table if line.startswith("| `article-eval-updates` "))
+    # paired on seeds 0-2 only: -1.0, -0.9, -1.0 points
+    assert "| − `article`: -0.97 [" in variant
+    assert all(line.endswith("| – |") for line in table[2:] if "eval-updates" not in line)
