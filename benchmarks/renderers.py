@@ -67,9 +67,10 @@ def _study() -> list[Path]:
     if not path.is_file():
         return []
     docs = [DOCS / "science.md", ROOT / "README.md"]
-    figures = [DOCS / "img" / "study_iterations.png", DOCS / "img" / "study_hops.png"]
+    figures = [DOCS / "img" / f"study_{name}.png" for name in ("iterations", "hops", "reach")]
     study_report.main(["--results", str(path), "--update-doc", *map(str, docs),
-                       "--plot", str(figures[0]), "--hops-plot", str(figures[1])])  # fmt: skip
+                       "--plot", str(figures[0]), "--hops-plot", str(figures[1]),
+                       "--reach-plot", str(figures[2])])  # fmt: skip
     return [*docs, *figures]
 
 

@@ -12,8 +12,9 @@ Three experiments (docs/science.md part 2): A, Fashion-MNIST with patch columns 
 readout x iterations); B, the two-item task read from one column (graph x iterations);
 C, tuned baselines. Every rate search and every row of a main comparison runs first, B
 before A before C, then the exploratory cells (3 seeds; seed 0 of every cell first).
-``--hops`` writes what B's prediction rests on, the hop distance from the two items to
-the readout column of every graph and seed.
+``--hops`` writes the graph tables of :mod:`benchmarks.study_graphs`: what B's prediction
+rests on (the hop distance from the two items to the readout column of every graph and
+seed) and how much of the image A's readout column can hear after each iteration count.
 
 The study is resumable like ``benchmarks/ablation.py``: finished runs are read back from
 ``benchmarks/results/study.json`` and skipped, a killed run resumes from its last epoch
@@ -22,7 +23,7 @@ at once (read, add, write atomically).
 
     python -m benchmarks.study --data-dir PATH --workers 2     # two runs at a time, 1 thread each
     python -m benchmarks.study --experiment C --data-dir PATH  # one experiment
-    python -m benchmarks.study --hops                          # B's hop distances
+    python -m benchmarks.study --hops                          # the graph tables
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from benchmarks.ablation_report import interval, t_quantile
 from benchmarks.jobs import run_jobs
 
 RESULTS = Path(__file__).resolve().parent / "results" / "study.json"
-HOPS = Path(__file__).resolve().parent / "results" / "study_hops.json"
 LEARNING_RATES = (3e-4, 1e-3, 3e-3)
 #: the family-wise level of the preregistered main comparisons (Holm)
 FAMILY_LEVEL = 0.05
@@ -92,8 +92,9 @@ A_GRAPHS = {
     "random": ("--graph", "random"),
     "complete": ("--graph", "complete"),
 }
-#: B's graphs, as in its hop table (:func:`_b_graphs`): Watts-Strogatz over the column
-#: index with degree 8 for ring, small world and random (p 1); lattices over the 7 x 7 grid
+#: B's graphs, as in its hop table (:func:`benchmarks.study_graphs.b_graphs`): Watts-Strogatz
+#: over the column index with degree 8 for ring, small world and random (p 1); lattices over
+#: the 7 x 7 grid
 B_GRAPHS = {
     "ring": ("--graph", "small-world", "--graph-p", "0"),
     "small-world-0.05": ("--graph", "small-world", "--graph-p", "0.05"),
@@ -216,7 +217,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--hops",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="only write experiment B's hop distances (benchmarks/results/study_hops.json)",
+        help="only write the graph tables: B's hop distances (results/study_hops.json) and "
+        "the reach of A's readout column (results/study_reach.json)",
     )
     return p
 
@@ -417,73 +419,12 @@ def comparisons(results: dict, experiments=tuple(ORDER)) -> list[dict]:
     return rows
 
 
-#: experiment B's graphs over the 7 x 7 grid of 49 columns: name -> builder(seed)
-def _b_graphs():
-    from cortexgnn.graph import (
-        complete_graph,
-        lattice_graph,
-        rewired_lattice_graph,
-        small_world_graph,
-    )
-
-    return {
-        "ring": lambda seed: small_world_graph(49, 8, 0.0, seed=seed),
-        "small-world-0.05": lambda seed: small_world_graph(49, 8, 0.05, seed=seed),
-        "small-world-0.15": lambda seed: small_world_graph(49, 8, 0.15, seed=seed),
-        "small-world-0.5": lambda seed: small_world_graph(49, 8, 0.5, seed=seed),
-        "lattice": lambda seed: lattice_graph(7, 7),
-        "rewired-lattice-0.15": lambda seed: rewired_lattice_graph(7, 7, 0.15, seed=seed),
-        "random": lambda seed: small_world_graph(49, 8, 1.0, seed=seed),
-        "complete": lambda seed: complete_graph(49),
-    }
-
-
-def item_columns(grid: int, patch: int, item: int, canvas: int) -> tuple[list[int], list[int]]:
-    """The columns whose patch overlaps the top-left item, and the bottom-right item's.
-
-    Columns sit row-major on a ``grid x grid`` grid, their patches at stride ``patch`` on a
-    ``canvas x canvas`` canvas with ``item x item`` items in opposite corners.
-    """
-
-    def overlaps(start: int, stop: int) -> list[int]:
-        return [g for g in range(grid) if g * patch < stop and (g + 1) * patch > start]
-
-    near, far = overlaps(0, item), overlaps(canvas - item, canvas)
-    return [r * grid + c for r in near for c in near], [r * grid + c for r in far for c in far]
-
-
-def hop_table(seeds: int = 5) -> dict:
-    """B's hop distance ``d`` per graph and seed, with diameter and mean hop count.
-
-    ``d`` is the larger, over the two items, of the fewest hops from a column over the item
-    to the readout column (the grid's top-right corner): 56 x 56 canvas, 28 x 28 items,
-    8 x 8 patches at stride 8.
-    """
-    from cortexgnn.graph import graph_stats, hops_to
-
-    grid, readout = 7, 6
-    first, second = item_columns(grid, 8, 28, 56)
-    table = {}
-    for name, build in _b_graphs().items():
-        rows = []
-        for seed in range(seeds):
-            edge_index = build(seed)
-            hops = [hops_to(edge_index, grid * grid, cols, readout) for cols in (first, second)]
-            stats = graph_stats(edge_index, grid * grid)
-            d = None if None in hops else max(hops)
-            rows.append({"seed": seed, "d": d, "diameter": stats["diameter"],
-                         "mean_hops": stats["mean_hops"],
-                         "num_edges": stats["num_edges"]})  # fmt: skip
-        table[name] = rows
-    return {"grid": grid, "readout": readout, "items": [first, second], "graphs": table}
-
-
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     if args.hops:
-        out = hop_table()
-        save(HOPS, out)
-        return out
+        from benchmarks import study_graphs
+
+        return study_graphs.write_tables()
     path = Path(args.results)
     results = load(path)
     protocols = results.setdefault("protocols", {})

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from benchmarks import harness, study
+from benchmarks import harness, study, study_graphs
 from benchmarks.ablation_report import (
     accuracy_text,
     difference_text,
@@ -51,10 +51,12 @@ VARIANTS = {"C": {"article-eval-updates": "article"}}
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", default=str(study.RESULTS))
-    p.add_argument("--hops", default=str(study.HOPS))
+    p.add_argument("--hops", default=str(study_graphs.HOPS))
     p.add_argument("--update-doc", nargs="*", default=[], help="science.md and/or README.md")
     p.add_argument("--plot", default=None, help="accuracy against iterations (PNG)")
     p.add_argument("--hops-plot", default=None, help="B's accuracy against hop distance (PNG)")
+    p.add_argument("--reach", default=str(study_graphs.REACH))
+    p.add_argument("--reach-plot", default=None, help="A's accuracy against reach (PNG)")
     return p
 
 
@@ -345,7 +347,7 @@ def effect_counts(results: dict) -> str:
     return text + " (exploratory, no correction)."
 
 
-def render(results: dict, hops: dict | None) -> str:
+def render(results: dict, hops: dict | None, reach: dict | None = None) -> str:
     rows = study.comparisons(results, tuple(study.EXPERIMENTS))
     lines = [
         "## Results of part 2",
@@ -379,6 +381,7 @@ def render(results: dict, hops: dict | None) -> str:
         if len(table) > 2:
             lines += [f"### {titles[experiment]}", "", *table, ""]
             prediction = b_prediction(results, hops) if experiment == "B" and hops else ""
+            prediction = a_reach(results, reach) if experiment == "A" and reach else prediction
             lines += [prediction, ""] if prediction else []
     lines += [
         "To run or continue the study (finished runs are skipped, a killed run resumes from "
@@ -388,7 +391,8 @@ def render(results: dict, hops: dict | None) -> str:
         "Rows with fewer seeds than planned are still running; the rate column is the rate "
         "chosen on validation (or borrowed from the row that searched it). "
         "![accuracy against iterations](img/study_iterations.png)"
-        + (" ![B against hop distance](img/study_hops.png)" if hops else ""),
+        + (" ![B against hop distance](img/study_hops.png)" if hops else "")
+        + (" ![A's one-column readout against its reach](img/study_reach.png)" if reach else ""),
     ]
     return "\n".join(lines)
 
@@ -579,20 +583,111 @@ def hops_plot(results: dict, hops: dict, path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+def reach_points(results: dict, reach: dict) -> list[tuple[str, int, float, float]]:
+    """A's one-column runs as ``(graph, iterations, reach %, test accuracy %)``, one per seed.
+
+    Reach is the share of the image's pixels read by the columns within ``iterations``
+    hops of the readout column; ``none-column`` (graph ``"none"``) hears its own patch.
+    """
+    points = []
+    for row in study.EXPERIMENTS["A"]["models"]:
+        if not row.name.endswith("-column"):
+            continue
+        base = row.name.removesuffix("-column")
+        graph, iters = ("none", 0) if base == "none" else (base.rsplit("-", 1)[0],
+                                                           int(base.rsplit("-", 1)[1]))  # fmt: skip
+        table = reach["graphs"]["ring" if graph == "none" else graph]
+        share = {r["seed"]: 100 * r[str(iters)]["pixels"] for r in table}
+        for seed, acc in accuracies(results, "A", row.name).items():
+            if seed in share:
+                points.append((graph, iters, share[seed], acc))
+    return points
+
+
+def a_reach(results: dict, reach: dict) -> str:
+    """A's one-column runs grouped by how much of the image their readout column hears."""
+    points = reach_points(results, reach)
+    if not points:
+        return ""
+    groups = [
+        ("its own patch only (no messages)", [p for p in points if p[0] == "none"]),
+        ("part of the image", [p for p in points if p[0] != "none" and p[2] < 100]),
+        ("the whole image", [p for p in points if p[2] >= 100]),
+    ]
+    parts = []
+    for label, runs in groups:
+        if not runs:
+            continue
+        accs = [p[3] for p in runs]
+        span = f"{accs[0]:.2f} %" if len(accs) == 1 else f"{min(accs):.2f} to {max(accs):.2f} %"
+        parts.append(f"{label}: {len(accs)} run{'s' * (len(accs) != 1)}, test accuracy {span}")
+    return (
+        f"**A's one-column readout against its reach** (exploratory; reach: the share of "
+        f"the image read by the columns within `iterations` hops of column "
+        f"{reach['readout']}, from `benchmarks/results/study_reach.json`). The readout "
+        f"column hears " + "; ".join(parts) + "."
+    )
+
+
+def reach_plot(results: dict, reach: dict, path: Path) -> Path | None:
+    """A's one-column runs: test accuracy against the share of the image within reach."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    points = reach_points(results, reach)
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    markers = {0: "s", 1: "v", 2: "^", 4: "o", 8: "D"}
+    for i, graph in enumerate([*study.A_GRAPHS, "none"]):
+        color = "black" if graph == "none" else f"C{i}"
+        for iters, marker in markers.items():
+            mine = [(x, y) for g, k, x, y in points if g == graph and k == iters]
+            if mine:
+                ax.plot([x for x, _ in mine], [y for _, y in mine], marker, color=color,
+                        alpha=0.75, markersize=6, linestyle="none")  # fmt: skip
+    graphs = [g for g in [*study.A_GRAPHS, "none"] if any(p[0] == g for p in points)]
+    for i, graph in enumerate([*study.A_GRAPHS, "none"]):
+        if graph in graphs:
+            color = "black" if graph == "none" else f"C{i}"
+            ax.plot([], [], "s" if graph == "none" else "o", color=color,
+                    label="no messages" if graph == "none" else graph)  # fmt: skip
+    for iters, marker in markers.items():
+        if iters and any(p[1] == iters for p in points):
+            ax.plot([], [], marker, color="gray", label=f"{iters} iteration{'s' * (iters > 1)}")
+    if points:
+        ax.legend(fontsize=7, loc="lower right", ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlim(0, 105)
+    ax.set_xlabel(f"reach: % of the image read by the columns within (iterations) hops of "
+                  f"column {reach['readout']}")  # fmt: skip
+    ax.set_ylabel("test accuracy, % (one point per run)")
+    ax.set_title("A, one-column readout: accuracy against what the readout column can hear",
+                 fontsize=10)  # fmt: skip
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = get_parser().parse_args(argv)
     results = study.load(Path(args.results))
-    hops_path = Path(args.hops)
+    hops_path, reach_path = Path(args.hops), Path(args.reach)
     hops = json.loads(hops_path.read_text()) if hops_path.is_file() else None
+    reach = json.loads(reach_path.read_text()) if reach_path.is_file() else None
     for doc in map(Path, args.update_doc):
         if doc.name == "README.md":
             harness.replace_between(doc, README_START, README_END, headline(results))
         else:
-            harness.replace_between(doc, DOC_START, DOC_END, render(results, hops))
+            harness.replace_between(doc, DOC_START, DOC_END, render(results, hops, reach))
     if args.plot:
         plot(results, Path(args.plot))
     if args.hops_plot and hops:
         hops_plot(results, hops, Path(args.hops_plot))
+    if args.reach_plot and reach:
+        reach_plot(results, reach, Path(args.reach_plot))
     return results
 
 

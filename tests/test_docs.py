@@ -139,13 +139,14 @@ def test_every_test_the_robustness_page_names_exists():
 
 
 def test_science_page_part_2_and_readme_match_the_study_results():
-    from benchmarks import study, study_report
+    from benchmarks import study, study_graphs, study_report
 
     results = study.load(study.RESULTS)
-    hops = json.loads(study.HOPS.read_text())
+    hops = json.loads(study_graphs.HOPS.read_text())
+    reach = json.loads(study_graphs.REACH.read_text())
     science = ROOT / "docs" / "science.md"
     assert between(science, study_report.DOC_START, study_report.DOC_END) == (
-        study_report.render(results, hops)
+        study_report.render(results, hops, reach)
     )
     assert between(ROOT / "README.md", study_report.README_START, study_report.README_END) == (
         study_report.headline(results)

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package
 
-from benchmarks import study  # noqa: E402
+from benchmarks import study, study_graphs  # noqa: E402
 
 
 def _run(name, lr, seed, val=0.5, test=0.5):
@@ -99,13 +99,46 @@ def test_a_comparison_still_missing_seeds_stays_out_of_holms_step_down():
 
 
 def test_the_hop_table_is_the_committed_one_and_fits_the_grid():
-    first, second = study.item_columns(7, 8, 28, 56)
+    first, second = study_graphs.item_columns(7, 8, 28, 56)
     assert first[:4] == [0, 1, 2, 3] and len(first) == len(second) == 16 and 24 in first
-    table = study.hop_table()
+    table = study_graphs.hop_table()
     assert [r["d"] for r in table["graphs"]["lattice"]] == [3] * 5
     assert [r["d"] for r in table["graphs"]["complete"]] == [1] * 5
-    committed = json.loads(study.HOPS.read_text())
+    committed = json.loads(study_graphs.HOPS.read_text())
     assert committed == json.loads(json.dumps(table))
+
+
+def test_a_reach_counts_the_columns_and_pixels_within_k_hops_of_the_readout():
+    table = study_graphs.reach_table()
+    assert json.loads(study_graphs.REACH.read_text()) == json.loads(json.dumps(table))
+    ring, complete = table["graphs"]["ring"][0], table["graphs"]["complete"][0]
+    # k = 0: column 27 reads its own 7 x 7 patch of the 28 x 28 image
+    assert ring["0"] == complete["0"] == {"columns": 1, "pixels": 49 / 784}
+    # the ring over column index (degree 8) reaches columns 23..31 in one hop: all of grid
+    # row 3 (image rows 9..15, 7 x 28 pixels) and column 23 (row 2, grid column 7), which
+    # adds image rows 6..8 of columns 21..27 (3 x 7 pixels)
+    assert ring["1"] == {"columns": 9, "pixels": (7 * 28 + 3 * 7) / 784}
+    assert complete["1"] == {"columns": 64, "pixels": 1.0}
+    lattice = table["graphs"]["lattice"][0]
+    assert [lattice[str(k)]["columns"] for k in (1, 2)] == [5, 13]  # a diamond on the grid
+    for rows in table["graphs"].values():  # more hops never hear less
+        for row in rows:
+            seen = [row[str(k)]["pixels"] for k in study_graphs.REACH_ITERS]
+            assert seen == sorted(seen) and seen[-1] <= 1.0
+
+
+def test_a_reach_uses_the_config_a_training_run_builds():
+    from cortexgnn.cli import get_parser
+    from cortexgnn.cli.train import _config_from_args
+    from cortexgnn.train.config import model_config_for
+
+    flags = [*study.A_COLUMNS, *study.A_GRAPHS["small-world"], "--readout-column", "27"]
+    config = study_graphs.a_model_config(tuple(flags), seed=2)
+    assert (config.patch_size, config.patch_stride, config.graph, config.graph_p) == (
+        7, 3, "small-world", 0.15)  # fmt: skip
+    # what `cortexgnn train FLAGS --seed 2` builds on Fashion-MNIST (784 pixels, 10 classes)
+    args = get_parser().parse_args(["train", *flags, "--seed", "2"])
+    assert model_config_for(_config_from_args(args, set()), 784, 10) == config
 
 
 @pytest.mark.slow
@@ -166,7 +199,7 @@ def test_the_rows_of_a_and_b_train_the_preregistered_models():
     assert len(rows) == 27 and all(m.lr_from == "rewired-lattice-4-mean" for m in
                                    rows.values() if m.seeds == 3)  # fmt: skip
     b_rows = {m.name: m for m in study.EXPERIMENTS["B"]["models"]}
-    assert len(b_rows) == 25 and set(study.B_GRAPHS) == set(study._b_graphs())
+    assert len(b_rows) == 25 and set(study.B_GRAPHS) == set(study_graphs.b_graphs())
     assert "--readout-column" in b_rows["random-2"].flags and b_rows["random-2"].seeds == 5
     assert [c[0] for e in study.EXPERIMENTS.values() for c in e["comparisons"]] == [
         "A1",
@@ -193,7 +226,7 @@ def test_b_models_are_built_on_the_graphs_of_the_hop_table():
             graph=given["--graph"],
             graph_p=float(given.get("--graph-p", 0.15)),
         )
-        built, expected = column_graph(config), study._b_graphs()[name](3)
+        built, expected = column_graph(config), study_graphs.b_graphs()[name](3)
         assert {tuple(e) for e in built.t().tolist()} == {tuple(e) for e in expected.t().tolist()}
 
 

@@ -10,7 +10,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package
 
-from benchmarks import study, study_report  # noqa: E402
+from benchmarks import study, study_graphs, study_report  # noqa: E402
 
 
 def _runs(experiment, name, accs, searched=True, params=1000):
@@ -62,7 +62,7 @@ def test_the_plain_answer_counts_cells_against_the_twin_and_the_mlp(results):
 
 
 def test_render_headline_and_figures_come_from_the_runs(results, tmp_path):
-    hops = study.hop_table()
+    hops = study_graphs.hop_table()
     text = study_report.render(results, hops)
     assert "| `lattice-2` | 1,000 | 0.001 | 5 |" in text and "| 3 |" in text  # d = 3
     assert "A: 23 of 93 runs; B: 18 of 85 runs" in study_report.status(results)
@@ -84,7 +84,7 @@ def test_the_doc_and_readme_markers_are_there():
 
 
 def test_b_prediction_counts_runs_against_the_chance_band(results):
-    hops = study.hop_table()
+    hops = study_graphs.hop_table()
     assert round(study_report.chance_band(10_000), 2) == 0.98  # 1.96 x 0.5 / 100, in points
     text = study_report.b_prediction(results, hops)
     # lattice-2 (d = 3 > 2): two of its seeds (49 %, 51 %) lie outside 50 +- 0.98
@@ -161,3 +161,23 @@ def test_the_eval_updates_variant_is_paired_with_the_article_row():
     # paired on seeds 0-2 only: -1.0, -0.9, -1.0 points
     assert "| − `article`: -0.97 [" in variant
     assert all(line.endswith("| – |") for line in table[2:] if "eval-updates" not in line)
+
+
+def test_a_reach_groups_the_one_column_runs_by_what_the_readout_hears(tmp_path):
+    reach = study_graphs.reach_table(seeds=2)
+    runs = _runs("A", "rewired-lattice-4-mean", [0.89])  # the rate search they borrow
+    runs += _runs("A", "none-column", [0.60, 0.62], searched=False)
+    runs += _runs("A", "ring-1-column", [0.78, 0.77], searched=False)
+    runs += _runs("A", "complete-4-column", [0.87, 0.86], searched=False)
+    runs += _runs("A", "ring-1-mean", [0.88, 0.88], searched=False)  # not a one-column row
+    points = study_report.reach_points({"runs": runs}, reach)
+    assert sorted(points) == sorted([
+        ("none", 0, 100 * (49 / 784), 60.0), ("none", 0, 100 * (49 / 784), 62.0),
+        ("ring", 1, 100 * (217 / 784), 78.0), ("ring", 1, 100 * (217 / 784), 77.0),
+        ("complete", 4, 100.0, 87.0), ("complete", 4, 100.0, 86.0)])  # fmt: skip
+    text = study_report.a_reach({"runs": runs}, reach)
+    assert "its own patch only (no messages): 2 runs, test accuracy 60.00 to 62.00 %" in text
+    assert "part of the image: 2 runs, test accuracy 77.00 to 78.00 %" in text
+    assert "the whole image: 2 runs, test accuracy 86.00 to 87.00 %" in text
+    assert study_report.reach_plot({"runs": runs}, reach, tmp_path / "reach.png").is_file()
+    assert study_report.a_reach({"runs": []}, reach) == ""
