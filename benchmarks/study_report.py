@@ -397,7 +397,21 @@ def render(results: dict, hops: dict | None, reach: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def headline(results: dict) -> str:
+def b_counts(results: dict, hops: dict | None) -> str:
+    """B's prediction run by run, in one sentence for the README ("" before B's runs)."""
+    outcome = b_outcome(results, hops) if hops else None
+    if not outcome or not (outcome["far"] or outcome["near"]):
+        return ""
+    far, near = outcome["far"], outcome["near"]
+    return (
+        f"Experiment B run by run: where the hop distance from the items to the readout "
+        f"column exceeds the iterations, {len(outcome['at_chance'])} of {len(far)} runs sit "
+        f"at chance; elsewhere {len(outcome['above'])} of {len(near)} runs lie above it "
+        f"(chance band 50 ± {outcome['band']:.2f} points)."
+    )
+
+
+def headline(results: dict, hops: dict | None = None) -> str:
     """The README block: the main comparisons as a table, the cell counts, the status."""
     rows = study.comparisons(results, tuple(study.EXPERIMENTS))
     everything = all(finished(results, e) >= planned(results, e) for e in study.EXPERIMENTS)
@@ -419,8 +433,10 @@ def headline(results: dict) -> str:
         "",
         *readme_table(rows),
         "",
-        f"{effect_counts(results)} {status(results)} Tables, figures and the cells: "
-        "[docs/science.md](docs/science.md).",
+        " ".join(filter(None, [
+            effect_counts(results), b_counts(results, hops), status(results),
+            "Tables, figures and the cells: [docs/science.md](docs/science.md).",
+        ])),
     ])  # fmt: skip
 
 
@@ -506,17 +522,30 @@ def chance_band(pairs: int) -> float:
     return 100 * 1.96 * 0.5 / pairs**0.5
 
 
-def b_prediction(results: dict, hops: dict) -> str:
-    """B's prediction run by run: chance where ``d`` > iterations, above it elsewhere."""
+def b_outcome(results: dict, hops: dict) -> dict:
+    """B's runs split by the prediction: ``far`` (``d`` > iterations) and ``near``.
+
+    Returns the chance band's half-width (``band``, points), the test pairs, and the test
+    accuracies of ``far``, ``at_chance`` (far and within the band), ``near`` and ``above``
+    (near and above the band).
+    """
     pairs = TASKS[study.EXPERIMENTS["B"]["dataset"]].num_test
     band = chance_band(pairs)
     points = b_points(results, hops)
-    if not points:
-        return ""
     far = [acc for d, iters, acc in points if d > iters]
     near = [acc for d, iters, acc in points if d <= iters]
-    at_chance = [acc for acc in far if abs(acc - 50) <= band]
-    above = [acc for acc in near if acc > 50 + band]
+    return {"band": band, "pairs": pairs, "far": far, "near": near,
+            "at_chance": [acc for acc in far if abs(acc - 50) <= band],
+            "above": [acc for acc in near if acc > 50 + band]}  # fmt: skip
+
+
+def b_prediction(results: dict, hops: dict) -> str:
+    """B's prediction run by run: chance where ``d`` > iterations, above it elsewhere."""
+    outcome = b_outcome(results, hops)
+    band, pairs = outcome["band"], outcome["pairs"]
+    far, near, at_chance, above = (outcome[k] for k in ("far", "near", "at_chance", "above"))
+    if not far and not near:
+        return ""
     parts = [
         f"**B's prediction, run by run** (each run's own graph and hop distance `d`; chance "
         f"band 50 ± {band:.2f} points, a fair coin's 95 % range over "
@@ -679,7 +708,7 @@ def main(argv: list[str] | None = None) -> dict:
     reach = json.loads(reach_path.read_text()) if reach_path.is_file() else None
     for doc in map(Path, args.update_doc):
         if doc.name == "README.md":
-            harness.replace_between(doc, README_START, README_END, headline(results))
+            harness.replace_between(doc, README_START, README_END, headline(results, hops))
         else:
             harness.replace_between(doc, DOC_START, DOC_END, render(results, hops, reach))
     if args.plot:

@@ -149,5 +149,5 @@ def test_science_page_part_2_and_readme_match_the_study_results():
         study_report.render(results, hops, reach)
     )
     assert between(ROOT / "README.md", study_report.README_START, study_report.README_END) == (
-        study_report.headline(results)
+        study_report.headline(results, hops)
     )

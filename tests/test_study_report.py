@@ -73,6 +73,10 @@ def test_render_headline_and_figures_come_from_the_runs(results, tmp_path):
     effects = study_report.graph_effects(results)
     counts = f"in {len(effects['beats_twin'])} of {len(effects['tested_twin'])}, and the matched"
     assert counts in headline and "MLP in 0 of 2 cells of A" in headline
+    assert "Experiment B run by run" not in headline  # no hop table given: no B sentence
+    # lattice-2 (d 3 > 2 iterations): 51 % and 49 % lie outside the 50 ± 0.98 band
+    with_b = study_report.headline(results, hops)
+    assert "exceeds the iterations, 3 of 5 runs sit at chance; elsewhere 8 of 8 runs" in with_b
     first = study_report.plot(results, tmp_path / "it.png")
     second = study_report.hops_plot(results, hops, tmp_path / "hops.png")
     assert first.stat().st_size > 10_000 and second.stat().st_size > 10_000
