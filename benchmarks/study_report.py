@@ -376,13 +376,13 @@ def render(results: dict, hops: dict | None, reach: dict | None = None) -> str:
     titles = {"A": "Experiment A: Fashion-MNIST, patch columns",
               "B": "Experiment B: the two-item task (chance is 50 %)",
               "C": "Experiment C: tuned baselines"}  # fmt: skip
+    sentences = {"A": a_reach(results, reach) if reach else "",
+                 "B": b_prediction(results, hops) if hops else ""}  # fmt: skip
     for experiment in study.EXPERIMENTS:
         table = rows_table(results, experiment, hops)
         if len(table) > 2:
             lines += [f"### {titles[experiment]}", "", *table, ""]
-            prediction = b_prediction(results, hops) if experiment == "B" and hops else ""
-            prediction = a_reach(results, reach) if experiment == "A" and reach else prediction
-            lines += [prediction, ""] if prediction else []
+            lines += [sentence, ""] if (sentence := sentences.get(experiment)) else []
     lines += [
         "To run or continue the study (finished runs are skipped, a killed run resumes from "
         "its last epoch): `python -m benchmarks.study --data-dir PATH --workers 2`; to "
