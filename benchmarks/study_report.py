@@ -671,18 +671,14 @@ def reach_plot(results: dict, reach: dict, path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4.4))
     markers = {0: "s", 1: "v", 2: "^", 4: "o", 8: "D"}
     for i, graph in enumerate([*study.A_GRAPHS, "none"]):
+        mine = [p for p in points if p[0] == graph]
+        if not mine:
+            continue
         color = "black" if graph == "none" else f"C{i}"
-        for iters, marker in markers.items():
-            mine = [(x, y) for g, k, x, y in points if g == graph and k == iters]
-            if mine:
-                ax.plot([x for x, _ in mine], [y for _, y in mine], marker, color=color,
-                        alpha=0.75, markersize=6, linestyle="none")  # fmt: skip
-    graphs = [g for g in [*study.A_GRAPHS, "none"] if any(p[0] == g for p in points)]
-    for i, graph in enumerate([*study.A_GRAPHS, "none"]):
-        if graph in graphs:
-            color = "black" if graph == "none" else f"C{i}"
-            ax.plot([], [], "s" if graph == "none" else "o", color=color,
-                    label="no messages" if graph == "none" else graph)  # fmt: skip
+        for _, iters, x, y in mine:
+            ax.plot(x, y, markers[iters], color=color, alpha=0.75, markersize=6)
+        ax.plot([], [], "s" if graph == "none" else "o", color=color,
+                label="no messages" if graph == "none" else graph)  # fmt: skip
     for iters, marker in markers.items():
         if iters and any(p[1] == iters for p in points):
             ax.plot([], [], marker, color="gray", label=f"{iters} iteration{'s' * (iters > 1)}")
